@@ -1,0 +1,145 @@
+#include "chainrule/random.h"
+
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <utility>
+
+#include "chainrule/errors.h"
+#include "chainrule/ops.h"
+
+namespace chainrule {
+namespace {
+
+constexpr std::uint64_t kDefaultSeed = 67280421310721ULL;  // PyTorch's default CPU seed
+
+struct Generator {
+  std::mutex mutex;
+  std::mt19937_64 engine{kDefaultSeed};
+  std::uint64_t seed = kDefaultSeed;
+};
+
+Generator& generator() {
+  static Generator g;
+  return g;
+}
+
+// 53 random bits as a double in [0, 1).
+double uniform_double(std::mt19937_64& engine) {
+  return static_cast<double>(engine() >> 11) * (1.0 / 9007199254740992.0);
+}
+// 24 random bits as a float in [0, 1): a float32 draw never rounds up to 1.
+float uniform_float(std::mt19937_64& engine) {
+  return static_cast<float>(engine() >> 40) * (1.0f / 16777216.0f);
+}
+
+template <typename T, typename Draw>
+void fill_with(const Tensor& t, Draw draw) {
+  // Draws run in a fixed element order under the lock, so a seed gives the same numbers
+  // whatever the thread count.
+  Generator& g = generator();
+  std::lock_guard<std::mutex> lock(g.mutex);
+  if (t.is_contiguous()) {
+    T* data = t.data_as<T>();
+    for (std::int64_t i = 0; i < t.numel(); ++i) data[i] = draw(g.engine);
+    return;
+  }
+  Tensor tmp = Tensor::empty(t.shape(), t.dtype());
+  T* data = tmp.data_as<T>();
+  for (std::int64_t i = 0; i < t.numel(); ++i) data[i] = draw(g.engine);
+  copy_(t, tmp);
+}
+
+void require_float(DType dtype, const char* op) {
+  if (!is_floating(dtype)) fail<TypeError>(op, ": expected a float dtype, got ", dtype);
+}
+
+}  // namespace
+
+void manual_seed(std::uint64_t seed) {
+  Generator& g = generator();
+  std::lock_guard<std::mutex> lock(g.mutex);
+  g.engine.seed(seed);
+  g.seed = seed;
+}
+
+std::uint64_t initial_seed() { return generator().seed; }
+
+void uniform_(const Tensor& t, double low, double high) {
+  require_float(t.dtype(), "uniform_");
+  if (t.dtype() == DType::Float32) {
+    const float lo = static_cast<float>(low), span = static_cast<float>(high - low);
+    fill_with<float>(t, [=](std::mt19937_64& e) { return lo + span * uniform_float(e); });
+  } else {
+    fill_with<double>(t, [=](std::mt19937_64& e) { return low + (high - low) * uniform_double(e); });
+  }
+  t.bump_version();
+}
+
+void normal_(const Tensor& t, double mean, double std) {
+  require_float(t.dtype(), "normal_");
+  if (std < 0) fail<ValueError>("normal_: std must be non-negative, got ", std);
+  // Box-Muller, one value per pair of uniforms; the second of the pair is kept for the next draw.
+  auto draw_normal = [mean, std, spare = 0.0, has_spare = false](std::mt19937_64& e) mutable {
+    if (has_spare) {
+      has_spare = false;
+      return mean + std * spare;
+    }
+    const double u1 = 1.0 - uniform_double(e);  // in (0, 1]: log is finite
+    const double u2 = uniform_double(e);
+    const double radius = std::sqrt(-2.0 * std::log(u1));
+    spare = radius * std::sin(2.0 * M_PI * u2);
+    has_spare = true;
+    return mean + std * radius * std::cos(2.0 * M_PI * u2);
+  };
+  if (t.dtype() == DType::Float32) {
+    fill_with<float>(t, [&](std::mt19937_64& e) { return static_cast<float>(draw_normal(e)); });
+  } else {
+    fill_with<double>(t, draw_normal);
+  }
+  t.bump_version();
+}
+
+Tensor rand(const Shape& shape, DType dtype) {
+  require_float(dtype, "rand");
+  Tensor t = Tensor::empty(shape, dtype);
+  uniform_(t, 0.0, 1.0);
+  return t;
+}
+
+Tensor randn(const Shape& shape, DType dtype) {
+  require_float(dtype, "randn");
+  Tensor t = Tensor::empty(shape, dtype);
+  normal_(t, 0.0, 1.0);
+  return t;
+}
+
+Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape) {
+  if (low >= high) fail<ValueError>("randint: expected low < high, got low=", low, " and high=", high);
+  Tensor t = Tensor::empty(shape, DType::Int64);
+  const std::uint64_t span = static_cast<std::uint64_t>(high) - static_cast<std::uint64_t>(low);
+  fill_with<std::int64_t>(t, [=](std::mt19937_64& e) {
+    // Rejection sampling: no modulo bias.
+    const std::uint64_t limit = span == 0 ? 0 : (~std::uint64_t{0} / span) * span;
+    std::uint64_t x = e();
+    while (limit != 0 && x >= limit) x = e();
+    return static_cast<std::int64_t>(static_cast<std::uint64_t>(low) + (span == 0 ? x : x % span));
+  });
+  return t;
+}
+
+Tensor randperm(std::int64_t n) {
+  if (n < 0) fail<ValueError>("randperm: n must be non-negative, got ", n);
+  Tensor t = Tensor::empty({n}, DType::Int64);
+  std::int64_t* data = t.data_as<std::int64_t>();
+  for (std::int64_t i = 0; i < n; ++i) data[i] = i;
+  Generator& g = generator();
+  std::lock_guard<std::mutex> lock(g.mutex);
+  for (std::int64_t i = n - 1; i > 0; --i) {
+    const std::uint64_t j = g.engine() % static_cast<std::uint64_t>(i + 1);
+    std::swap(data[i], data[j]);
+  }
+  return t;
+}
+
+}  // namespace chainrule

@@ -1,0 +1,63 @@
+// The ops of the core: shape and dtype checks, allocation, broadcasting, then a kernel.
+// Every op takes any strided input (transposed, expanded, sliced) and returns a fresh
+// contiguous result unless its name ends in an underscore (in place) or says `view`.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "chainrule/tensor.h"
+
+namespace chainrule {
+
+enum class BinaryOp : std::int8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  Eq, Ne, Lt, Le, Gt, Ge,
+  // backward helpers: out = a * local derivative taken from b
+  SigmoidBackward,  // a * b * (1 - b), b = sigmoid's output
+  TanhBackward,     // a * (1 - b * b), b = tanh's output
+  ReluBackward,     // a * (b > 0), b = relu's input
+};
+enum class UnaryOp : std::int8_t {
+  Neg, Exp, Log, Sqrt, Abs, Sigmoid, Tanh, Relu, Sin, Cos, Square, Sign,
+  LogicalNot,
+};
+enum class ReduceOp : std::int8_t { Sum, Mean, Amax, Amin };
+
+const char* binary_op_name(BinaryOp op);
+const char* unary_op_name(UnaryOp op);
+
+// The dtype an op's result has (API.md's promotion rules).
+DType binary_result_dtype(BinaryOp op, DType a, DType b);
+DType unary_result_dtype(UnaryOp op, DType a);
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b);
+Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b);
+// out = op(out, b) in place; b broadcasts to out's shape and the result keeps out's dtype.
+void binary_(BinaryOp op, const Tensor& out, const Tensor& b);
+void binary_(BinaryOp op, const Tensor& out, const Scalar& b);
+
+Tensor unary(UnaryOp op, const Tensor& a);
+Tensor clamp(const Tensor& a, std::optional<Scalar> min, std::optional<Scalar> max);
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
+
+// dst[...] = src broadcast to dst's shape and cast to dst's dtype.
+void copy_(const Tensor& dst, const Tensor& src);
+void fill_(const Tensor& dst, const Scalar& value);
+Tensor full(const Shape& shape, const Scalar& value, DType dtype);
+Tensor arange(double start, double stop, double step, DType dtype);
+Tensor eye(std::int64_t n, std::int64_t m, DType dtype);
+
+// Reductions over `dims` (empty: all dims), negative dims counting from the end.
+Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims, bool keepdim);
+// Index of the largest (smallest) element along dim, or over the flattened tensor.
+Tensor argmax(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim);
+Tensor argmin(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim);
+// Sums a broadcast gradient back down to `shape` (the inverse of broadcasting).
+Tensor sum_to(const Tensor& a, const Shape& shape);
+
+// 1-D, 2-D and batched matmul with broadcast batch dims, as numpy.matmul.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+}  // namespace chainrule

@@ -1,0 +1,36 @@
+// A reference-counted block of memory that tensors view, with a version counter that
+// in-place writes bump (autograd checks it to refuse stale saved tensors).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+namespace chainrule {
+
+class Storage {
+ public:
+  // Allocates nbytes, 64-byte aligned. Throws std::bad_alloc when the memory is not there.
+  static std::shared_ptr<Storage> allocate(std::int64_t nbytes);
+  // Wraps memory owned by someone else (a NumPy array, say); `owner` keeps it alive and is
+  // released when the last tensor viewing the storage goes.
+  static std::shared_ptr<Storage> wrap(void* data, std::int64_t nbytes, std::shared_ptr<void> owner);
+
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage();
+
+  void* data() const { return data_; }
+  std::int64_t nbytes() const { return nbytes_; }
+  std::int64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  Storage(void* data, std::int64_t nbytes, std::shared_ptr<void> owner)
+      : data_(data), nbytes_(nbytes), owner_(std::move(owner)) {}
+  void* data_;
+  std::int64_t nbytes_;
+  std::shared_ptr<void> owner_;  // empty when we allocated data_ ourselves
+  std::atomic<std::int64_t> version_{0};
+};
+
+}  // namespace chainrule

@@ -1,0 +1,483 @@
+// Elementwise ops: binary (with broadcasting), unary, clamp, where, copy and fill.
+// Each op is a small functor; one template runs any functor over the strided loop with
+// contiguous and scalar-operand fast paths the compiler can vectorize.
+#include <cmath>
+#include <type_traits>
+
+#include "chainrule/errors.h"
+#include "chainrule/ops.h"
+#include "strided_loop.h"
+
+namespace chainrule {
+namespace {
+
+using detail::LoopPlan;
+using detail::make_plan;
+using detail::run_plan;
+
+template <typename T>
+bool is_nan(T x) {
+  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
+  return false;
+}
+
+// ---- binary functors: R apply(T a, T b) ----
+#define CHAINRULE_BINARY(Name, R, expr)          \
+  template <typename T>                          \
+  struct Name {                                  \
+    using Result = R;                            \
+    static Result apply(T a, T b) { return static_cast<Result>(expr); } \
+  };
+CHAINRULE_BINARY(AddF, T, a + b)
+CHAINRULE_BINARY(SubF, T, a - b)
+CHAINRULE_BINARY(MulF, T, a * b)
+CHAINRULE_BINARY(DivF, T, a / b)
+CHAINRULE_BINARY(MaximumF, T, (a > b || is_nan(a)) ? a : b)
+CHAINRULE_BINARY(MinimumF, T, (a < b || is_nan(a)) ? a : b)
+CHAINRULE_BINARY(EqF, bool, a == b)
+CHAINRULE_BINARY(NeF, bool, a != b)
+CHAINRULE_BINARY(LtF, bool, a < b)
+CHAINRULE_BINARY(LeF, bool, a <= b)
+CHAINRULE_BINARY(GtF, bool, a > b)
+CHAINRULE_BINARY(GeF, bool, a >= b)
+CHAINRULE_BINARY(SigmoidBackwardF, T, a * b * (T(1) - b))
+CHAINRULE_BINARY(TanhBackwardF, T, a * (T(1) - b * b))
+CHAINRULE_BINARY(ReluBackwardF, T, b > T(0) ? a : T(0))
+#undef CHAINRULE_BINARY
+
+template <typename T>
+struct PowF {
+  using Result = T;
+  static T apply(T a, T b) {
+    if constexpr (std::is_floating_point_v<T>) {
+      return std::pow(a, b);
+    } else {
+      // Integer power by squaring; a negative exponent truncates toward zero as 1 / a^-b would.
+      if (b < 0) return a == 1 ? T(1) : (a == -1 ? ((b & 1) ? T(-1) : T(1)) : T(0));
+      T result = 1, base = a;
+      for (T e = b; e > 0; e >>= 1) {
+        if (e & 1) result *= base;
+        base *= base;
+      }
+      return result;
+    }
+  }
+};
+
+template <template <typename> class Op, typename T>
+void binary_kernel(const Tensor& out, const Tensor& a, const Tensor& b) {
+  using Fn = Op<T>;
+  using R = typename Fn::Result;
+  const auto plan = make_plan<3>({&out, &a, &b});
+  run_plan(plan, [](char** p, const std::int64_t* s, std::int64_t n) {
+    R* o = reinterpret_cast<R*>(p[0]);
+    const T* x = reinterpret_cast<const T*>(p[1]);
+    const T* y = reinterpret_cast<const T*>(p[2]);
+    constexpr std::int64_t r = sizeof(R), t = sizeof(T);
+    if (s[0] == r && s[1] == t && s[2] == t) {
+      for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i], y[i]);
+    } else if (s[0] == r && s[1] == t && s[2] == 0) {
+      const T yv = *y;
+      for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i], yv);
+    } else if (s[0] == r && s[1] == 0 && s[2] == t) {
+      const T xv = *x;
+      for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(xv, y[i]);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) {
+        *reinterpret_cast<R*>(p[0] + i * s[0]) = Fn::apply(*reinterpret_cast<const T*>(p[1] + i * s[1]),
+                                                          *reinterpret_cast<const T*>(p[2] + i * s[2]));
+      }
+    }
+  });
+}
+
+// ---- unary functors: R apply(T x) ----
+#define CHAINRULE_UNARY(Name, R, expr)           \
+  template <typename T>                          \
+  struct Name {                                  \
+    using Result = R;                            \
+    static Result apply(T x) { return static_cast<Result>(expr); } \
+  };
+CHAINRULE_UNARY(NegF, T, -x)
+CHAINRULE_UNARY(ExpF, T, std::exp(x))
+CHAINRULE_UNARY(LogF, T, std::log(x))
+CHAINRULE_UNARY(SqrtF, T, std::sqrt(x))
+CHAINRULE_UNARY(AbsF, T, x < T(0) ? -x : x)
+CHAINRULE_UNARY(SigmoidF, T, T(1) / (T(1) + std::exp(-x)))
+CHAINRULE_UNARY(TanhF, T, std::tanh(x))
+CHAINRULE_UNARY(ReluF, T, x < T(0) ? T(0) : x)
+CHAINRULE_UNARY(SinF, T, std::sin(x))
+CHAINRULE_UNARY(CosF, T, std::cos(x))
+CHAINRULE_UNARY(SquareF, T, x * x)
+CHAINRULE_UNARY(SignF, T, (x > T(0)) - (x < T(0)))
+CHAINRULE_UNARY(LogicalNotF, bool, !x)
+#undef CHAINRULE_UNARY
+
+template <template <typename> class Op, typename T>
+void unary_kernel(const Tensor& out, const Tensor& a) {
+  using Fn = Op<T>;
+  using R = typename Fn::Result;
+  const auto plan = make_plan<2>({&out, &a});
+  run_plan(plan, [](char** p, const std::int64_t* s, std::int64_t n) {
+    R* o = reinterpret_cast<R*>(p[0]);
+    const T* x = reinterpret_cast<const T*>(p[1]);
+    if (s[0] == sizeof(R) && s[1] == sizeof(T)) {
+      for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i]);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) {
+        *reinterpret_cast<R*>(p[0] + i * s[0]) = Fn::apply(*reinterpret_cast<const T*>(p[1] + i * s[1]));
+      }
+    }
+  });
+}
+
+// Copy with a cast from In to Out.
+template <typename Out, typename In>
+void cast_kernel(const Tensor& out, const Tensor& a) {
+  const auto plan = make_plan<2>({&out, &a});
+  run_plan(plan, [](char** p, const std::int64_t* s, std::int64_t n) {
+    auto convert = [](In v) -> Out {
+      if constexpr (std::is_same_v<Out, bool>) return v != In(0);
+      else return static_cast<Out>(v);
+    };
+    Out* o = reinterpret_cast<Out*>(p[0]);
+    const In* x = reinterpret_cast<const In*>(p[1]);
+    if (s[0] == sizeof(Out) && s[1] == sizeof(In)) {
+      for (std::int64_t i = 0; i < n; ++i) o[i] = convert(x[i]);
+    } else if (s[0] == sizeof(Out) && s[1] == 0) {
+      const Out v = convert(*x);
+      for (std::int64_t i = 0; i < n; ++i) o[i] = v;
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) {
+        *reinterpret_cast<Out*>(p[0] + i * s[0]) = convert(*reinterpret_cast<const In*>(p[1] + i * s[1]));
+      }
+    }
+  });
+}
+
+template <typename T>
+void where_kernel(const Tensor& out, const Tensor& condition, const Tensor& a, const Tensor& b) {
+  const auto plan = make_plan<4>({&out, &condition, &a, &b});
+  run_plan(plan, [](char** p, const std::int64_t* s, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const bool c = *reinterpret_cast<const bool*>(p[1] + i * s[1]);
+      *reinterpret_cast<T*>(p[0] + i * s[0]) = *reinterpret_cast<const T*>(p[c ? 2 : 3] + i * s[c ? 2 : 3]);
+    }
+  });
+}
+
+template <typename T>
+void clamp_kernel(const Tensor& out, const Tensor& a, bool has_min, T lo, bool has_max, T hi) {
+  const auto plan = make_plan<2>({&out, &a});
+  run_plan(plan, [=](char** p, const std::int64_t* s, std::int64_t n) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      T v = *reinterpret_cast<const T*>(p[1] + i * s[1]);
+      if (!is_nan(v)) {
+        if (has_min && v < lo) v = lo;
+        if (has_max && v > hi) v = hi;
+      }
+      *reinterpret_cast<T*>(p[0] + i * s[0]) = v;
+    }
+  });
+}
+
+// A 0-d tensor holding `value` in `dtype`, broadcast (stride 0) over `shape`.
+Tensor scalar_tensor(const Scalar& value, DType dtype) {
+  Tensor t = Tensor::empty({}, dtype);
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    *t.data_as<T>() = value.as<T>();
+  });
+  return t;
+}
+
+bool is_comparison(BinaryOp op) {
+  return op == BinaryOp::Eq || op == BinaryOp::Ne || op == BinaryOp::Lt || op == BinaryOp::Le ||
+         op == BinaryOp::Gt || op == BinaryOp::Ge;
+}
+
+// The dtype the op computes in (inputs are cast to it first).
+DType compute_dtype(BinaryOp op, DType a, DType b) {
+  const DType promoted = promote(a, b);
+  switch (op) {
+    case BinaryOp::Div:
+    case BinaryOp::SigmoidBackward:
+    case BinaryOp::TanhBackward:
+    case BinaryOp::ReluBackward:
+      return float_result(promoted);
+    case BinaryOp::Sub:
+      if (promoted == DType::Bool) {
+        fail<TypeError>("sub: subtraction of two bool tensors is not supported (dtypes ", a, " and ",
+                        b, "); use logical ops instead");
+      }
+      return promoted;
+    case BinaryOp::Pow:
+      return promoted == DType::Bool ? DType::Int64 : promoted;
+    default:
+      return promoted;
+  }
+}
+
+void run_binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  const DType dtype = a.dtype();
+  auto all = [&](auto kernel_for) { dispatch_dtype(dtype, kernel_for); };
+  auto floats = [&](auto kernel_for) {
+    if (dtype == DType::Float32) kernel_for(float{});
+    else kernel_for(double{});
+  };
+  auto numbers = [&](auto kernel_for) {  // bool never reaches sub and pow (compute_dtype)
+    if (dtype == DType::Int64) kernel_for(std::int64_t{});
+    else floats(kernel_for);
+  };
+#define CHAINRULE_RUN(Fn) [&](auto zero) { binary_kernel<Fn, decltype(zero)>(out, a, b); }
+  switch (op) {
+    case BinaryOp::Add: return all(CHAINRULE_RUN(AddF));
+    case BinaryOp::Sub: return numbers(CHAINRULE_RUN(SubF));
+    case BinaryOp::Mul: return all(CHAINRULE_RUN(MulF));
+    case BinaryOp::Div: return floats(CHAINRULE_RUN(DivF));
+    case BinaryOp::Pow: return numbers(CHAINRULE_RUN(PowF));
+    case BinaryOp::Maximum: return all(CHAINRULE_RUN(MaximumF));
+    case BinaryOp::Minimum: return all(CHAINRULE_RUN(MinimumF));
+    case BinaryOp::Eq: return all(CHAINRULE_RUN(EqF));
+    case BinaryOp::Ne: return all(CHAINRULE_RUN(NeF));
+    case BinaryOp::Lt: return all(CHAINRULE_RUN(LtF));
+    case BinaryOp::Le: return all(CHAINRULE_RUN(LeF));
+    case BinaryOp::Gt: return all(CHAINRULE_RUN(GtF));
+    case BinaryOp::Ge: return all(CHAINRULE_RUN(GeF));
+    case BinaryOp::SigmoidBackward: return floats(CHAINRULE_RUN(SigmoidBackwardF));
+    case BinaryOp::TanhBackward: return floats(CHAINRULE_RUN(TanhBackwardF));
+    case BinaryOp::ReluBackward: return floats(CHAINRULE_RUN(ReluBackwardF));
+  }
+#undef CHAINRULE_RUN
+}
+
+DType unary_compute_dtype(UnaryOp op, DType a) {
+  switch (op) {
+    case UnaryOp::Neg:
+      if (a == DType::Bool) fail<TypeError>("neg: negation of a bool tensor is not supported; use logical_not");
+      return a;
+    case UnaryOp::Abs:
+    case UnaryOp::Relu:
+      if (a == DType::Bool) fail<TypeError>(unary_op_name(op), ": not supported for bool tensors");
+      return a;
+    case UnaryOp::Square:
+      return a == DType::Bool ? DType::Int64 : a;
+    case UnaryOp::Sign:
+      return a;
+    case UnaryOp::LogicalNot:
+      return DType::Bool;
+    default:
+      return float_result(a);
+  }
+}
+
+}  // namespace
+
+const char* binary_op_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return "add";
+    case BinaryOp::Sub: return "sub";
+    case BinaryOp::Mul: return "mul";
+    case BinaryOp::Div: return "div";
+    case BinaryOp::Pow: return "pow";
+    case BinaryOp::Maximum: return "maximum";
+    case BinaryOp::Minimum: return "minimum";
+    case BinaryOp::Eq: return "eq";
+    case BinaryOp::Ne: return "ne";
+    case BinaryOp::Lt: return "lt";
+    case BinaryOp::Le: return "le";
+    case BinaryOp::Gt: return "gt";
+    case BinaryOp::Ge: return "ge";
+    case BinaryOp::SigmoidBackward: return "sigmoid_backward";
+    case BinaryOp::TanhBackward: return "tanh_backward";
+    case BinaryOp::ReluBackward: return "relu_backward";
+  }
+  return "?";
+}
+
+const char* unary_op_name(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Neg: return "neg";
+    case UnaryOp::Exp: return "exp";
+    case UnaryOp::Log: return "log";
+    case UnaryOp::Sqrt: return "sqrt";
+    case UnaryOp::Abs: return "abs";
+    case UnaryOp::Sigmoid: return "sigmoid";
+    case UnaryOp::Tanh: return "tanh";
+    case UnaryOp::Relu: return "relu";
+    case UnaryOp::Sin: return "sin";
+    case UnaryOp::Cos: return "cos";
+    case UnaryOp::Square: return "square";
+    case UnaryOp::Sign: return "sign";
+    case UnaryOp::LogicalNot: return "logical_not";
+  }
+  return "?";
+}
+
+DType binary_result_dtype(BinaryOp op, DType a, DType b) {
+  return is_comparison(op) ? DType::Bool : compute_dtype(op, a, b);
+}
+
+DType unary_result_dtype(UnaryOp op, DType a) {
+  return op == UnaryOp::LogicalNot ? DType::Bool : unary_compute_dtype(op, a);
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  const char* name = binary_op_name(op);
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  const DType compute = compute_dtype(op, a.dtype(), b.dtype());
+  Tensor out = Tensor::empty(shape, binary_result_dtype(op, a.dtype(), b.dtype()));
+  run_binary(op, out, a.to(compute).broadcast_to(shape, name), b.to(compute).broadcast_to(shape, name));
+  return out;
+}
+
+Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
+  const DType compute = compute_dtype(op, a.dtype(), b.default_dtype());
+  return binary(op, a, scalar_tensor(b, compute));
+}
+
+Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
+  const DType compute = compute_dtype(op, a.default_dtype(), b.dtype());
+  return binary(op, scalar_tensor(a, compute), b);
+}
+
+void binary_(BinaryOp op, const Tensor& out, const Tensor& b) {
+  const char* name = binary_op_name(op);
+  const DType result = binary_result_dtype(op, out.dtype(), b.dtype());
+  if (result != out.dtype()) {
+    fail<TypeError>(name, "_: result dtype ", result, " cannot be stored in place in a tensor of dtype ",
+                    out.dtype());
+  }
+  Tensor other = b.to(result).broadcast_to(out.shape(), name);
+  // Reading b while writing out is safe only when they are the same view element for element.
+  if (other.shares_storage(out) &&
+      !(other.strides() == out.strides() && other.offset() == out.offset())) {
+    other = other.clone();
+  }
+  run_binary(op, out, out, other);
+  out.bump_version();
+}
+
+void binary_(BinaryOp op, const Tensor& out, const Scalar& b) {
+  const DType compute = compute_dtype(op, out.dtype(), b.default_dtype());
+  binary_(op, out, scalar_tensor(b, compute));
+}
+
+Tensor unary(UnaryOp op, const Tensor& a) {
+  const DType compute = unary_compute_dtype(op, a.dtype());
+  Tensor x = a.to(compute);
+  Tensor out = Tensor::empty(a.shape(), unary_result_dtype(op, a.dtype()));
+  auto floats = [&](auto kernel_for) {
+    if (compute == DType::Float32) kernel_for(float{});
+    else kernel_for(double{});
+  };
+  auto signed_numbers = [&](auto kernel_for) {
+    if (compute == DType::Int64) kernel_for(std::int64_t{});
+    else floats(kernel_for);
+  };
+#define CHAINRULE_RUN(Fn) [&](auto zero) { unary_kernel<Fn, decltype(zero)>(out, x); }
+  switch (op) {
+    case UnaryOp::Neg: signed_numbers(CHAINRULE_RUN(NegF)); break;
+    case UnaryOp::Exp: floats(CHAINRULE_RUN(ExpF)); break;
+    case UnaryOp::Log: floats(CHAINRULE_RUN(LogF)); break;
+    case UnaryOp::Sqrt: floats(CHAINRULE_RUN(SqrtF)); break;
+    case UnaryOp::Abs: signed_numbers(CHAINRULE_RUN(AbsF)); break;
+    case UnaryOp::Sigmoid: floats(CHAINRULE_RUN(SigmoidF)); break;
+    case UnaryOp::Tanh: floats(CHAINRULE_RUN(TanhF)); break;
+    case UnaryOp::Relu: signed_numbers(CHAINRULE_RUN(ReluF)); break;
+    case UnaryOp::Sin: floats(CHAINRULE_RUN(SinF)); break;
+    case UnaryOp::Cos: floats(CHAINRULE_RUN(CosF)); break;
+    case UnaryOp::Square: signed_numbers(CHAINRULE_RUN(SquareF)); break;
+    case UnaryOp::Sign:
+      if (compute == DType::Bool) unary_kernel<SignF, bool>(out, x);
+      else signed_numbers(CHAINRULE_RUN(SignF));
+      break;
+    case UnaryOp::LogicalNot: unary_kernel<LogicalNotF, bool>(out, x); break;
+  }
+#undef CHAINRULE_RUN
+  return out;
+}
+
+Tensor clamp(const Tensor& a, std::optional<Scalar> min, std::optional<Scalar> max) {
+  if (!min && !max) fail<ValueError>("clamp: at least one of min and max must be given");
+  DType dtype = a.dtype();
+  if (min) dtype = promote(dtype, min->default_dtype());
+  if (max) dtype = promote(dtype, max->default_dtype());
+  if (dtype == DType::Bool) fail<TypeError>("clamp: not supported for bool tensors");
+  Tensor x = a.to(dtype);
+  Tensor out = Tensor::empty(a.shape(), dtype);
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (!std::is_same_v<T, bool>) {
+      clamp_kernel<T>(out, x, min.has_value(), min ? min->as<T>() : T(0), max.has_value(),
+                      max ? max->as<T>() : T(0));
+    }
+  });
+  return out;
+}
+
+Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+  if (condition.dtype() != DType::Bool) {
+    fail<TypeError>("where: expected a bool condition, got dtype ", condition.dtype());
+  }
+  const Shape shape = broadcast_shapes(broadcast_shapes(condition.shape(), a.shape(), "where"), b.shape(), "where");
+  const DType dtype = promote(a.dtype(), b.dtype());
+  Tensor out = Tensor::empty(shape, dtype);
+  const Tensor c = condition.broadcast_to(shape, "where");
+  const Tensor x = a.to(dtype).broadcast_to(shape, "where");
+  const Tensor y = b.to(dtype).broadcast_to(shape, "where");
+  dispatch_dtype(dtype, [&](auto zero) { where_kernel<decltype(zero)>(out, c, x, y); });
+  return out;
+}
+
+void copy_(const Tensor& dst, const Tensor& src) {
+  Tensor from = src.broadcast_to(dst.shape(), "copy_");
+  if (from.shares_storage(dst) && !(from.strides() == dst.strides() && from.offset() == dst.offset())) {
+    from = from.clone();
+  }
+  dispatch_dtype(dst.dtype(), [&](auto out_zero) {
+    dispatch_dtype(from.dtype(), [&](auto in_zero) {
+      cast_kernel<decltype(out_zero), decltype(in_zero)>(dst, from);
+    });
+  });
+  dst.bump_version();
+}
+
+void fill_(const Tensor& dst, const Scalar& value) {
+  copy_(dst, scalar_tensor(value, dst.dtype()));
+}
+
+Tensor full(const Shape& shape, const Scalar& value, DType dtype) {
+  Tensor out = Tensor::empty(shape, dtype);
+  fill_(out, value);
+  return out;
+}
+
+Tensor arange(double start, double stop, double step, DType dtype) {
+  if (step == 0) fail<ValueError>("arange: step must be nonzero");
+  if (!std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step)) {
+    fail<ValueError>("arange: start, stop and step must be finite, got ", start, ", ", stop, ", ", step);
+  }
+  const double count = std::ceil((stop - start) / step);
+  if (count > 9.0e18) fail<ValueError>("arange: too many elements (", count, ")");
+  const std::int64_t n = count > 0 ? static_cast<std::int64_t>(count) : 0;
+  Tensor out = Tensor::empty({n}, dtype);
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T* data = out.data_as<T>();
+    for (std::int64_t i = 0; i < n; ++i) data[i] = static_cast<T>(start + static_cast<double>(i) * step);
+  });
+  return out;
+}
+
+Tensor eye(std::int64_t n, std::int64_t m, DType dtype) {
+  Tensor out = full({n, m}, Scalar::from_int(0), dtype);
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T* data = out.data_as<T>();
+    for (std::int64_t i = 0; i < std::min(n, m); ++i) data[i * m + i] = T(1);
+  });
+  return out;
+}
+
+}  // namespace chainrule

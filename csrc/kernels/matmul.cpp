@@ -1,0 +1,237 @@
+// matmul: shape checks, batch broadcasting and 1-D promotion as numpy.matmul, then a
+// Goto/BLIS-style GEMM: B is packed into kc x NC panels, A into MC x kc blocks, both straight
+// from any strides (so a transposed operand costs nothing extra), and the micro-kernel of the
+// CPU's ISA runs over MR x NR tiles. Tiny products skip packing and threads altogether.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "chainrule/config.h"
+#include "chainrule/errors.h"
+#include "chainrule/ops.h"
+#include "gemm.h"
+
+namespace chainrule {
+namespace gemm {
+
+MicroKernel<float> micro_kernel_f32(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return avx512::kernel_f32();
+    case Isa::Avx2: return avx2::kernel_f32();
+    case Isa::Generic: break;
+  }
+  return generic::kernel_f32();
+}
+
+MicroKernel<double> micro_kernel_f64(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return avx512::kernel_f64();
+    case Isa::Avx2: return avx2::kernel_f64();
+    case Isa::Generic: break;
+  }
+  return generic::kernel_f64();
+}
+
+}  // namespace gemm
+
+namespace {
+
+// A matrix operand: element (i, j) is at data[i * rs + j * cs].
+template <typename T>
+struct Operand {
+  const T* data;
+  std::int64_t rs, cs;
+};
+
+constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loop
+constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
+
+template <typename T>
+struct Buffer {
+  std::unique_ptr<T, decltype(&std::free)> data{nullptr, &std::free};
+  explicit Buffer(std::int64_t count) {
+    const std::size_t bytes = (static_cast<std::size_t>(count) * sizeof(T) + 63) / 64 * 64;
+    data.reset(static_cast<T*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes)));
+    if (!data) throw std::bad_alloc();
+  }
+};
+
+// C (m x n, row-major with ldc) = A (m x k) * B (k x n), by the simple i-p-j loop.
+template <typename T>
+void gemm_plain(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, T* c,
+                std::int64_t ldc) {
+  for (std::int64_t i = 0; i < m; ++i) {
+    T* row = c + i * ldc;
+    for (std::int64_t j = 0; j < n; ++j) row[j] = T(0);
+    for (std::int64_t p = 0; p < k; ++p) {
+      const T aip = a.data[i * a.rs + p * a.cs];
+      const T* brow = b.data + p * b.rs;
+      if (b.cs == 1) {
+        for (std::int64_t j = 0; j < n; ++j) row[j] += aip * brow[j];
+      } else {
+        for (std::int64_t j = 0; j < n; ++j) row[j] += aip * brow[j * b.cs];
+      }
+    }
+  }
+}
+
+// Packs rows [row0, row0 + rows) and cols [col0, col0 + kc) of A into MR-row panels,
+// column by column, zero-padding the last panel.
+template <typename T>
+void pack_a_panel(Operand<T> a, std::int64_t row0, std::int64_t rows, std::int64_t col0,
+                  std::int64_t kc, int mr, T* out) {
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const T* column = a.data + (col0 + p) * a.cs + row0 * a.rs;
+    for (std::int64_t i = 0; i < mr; ++i) out[p * mr + i] = i < rows ? column[i * a.rs] : T(0);
+  }
+}
+
+// Packs rows [row0, row0 + kc) and cols [col0, col0 + cols) of B into one NR-wide panel,
+// row by row, zero-padding missing columns.
+template <typename T>
+void pack_b_panel(Operand<T> b, std::int64_t row0, std::int64_t kc, std::int64_t col0,
+                  std::int64_t cols, int nr, T* out) {
+  for (std::int64_t p = 0; p < kc; ++p) {
+    const T* row = b.data + (row0 + p) * b.rs + col0 * b.cs;
+    T* dst = out + p * nr;
+    if (b.cs == 1) {
+      for (std::int64_t j = 0; j < cols; ++j) dst[j] = row[j];
+    } else {
+      for (std::int64_t j = 0; j < cols; ++j) dst[j] = row[j * b.cs];
+    }
+    for (std::int64_t j = cols; j < nr; ++j) dst[j] = T(0);
+  }
+}
+
+template <typename T>
+gemm::MicroKernel<T> active_kernel() {
+  if constexpr (std::is_same_v<T, float>) return gemm::micro_kernel_f32(active_isa());
+  else return gemm::micro_kernel_f64(active_isa());
+}
+
+template <typename T>
+void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, T* c,
+                  std::int64_t ldc, int threads) {
+  const gemm::MicroKernel<T> kernel = active_kernel<T>();
+  const int mr = kernel.mr, nr = kernel.nr;
+  // kc x NR of B stays in L1, MC x kc of A in L2, kc x NC of B in L3.
+  const std::int64_t KC = 256;
+  const std::int64_t MC = mr * (sizeof(T) == 4 ? 24 : 16);
+  const std::int64_t NC = nr * 64;
+  const std::int64_t kc_max = std::min(KC, k);
+  const std::int64_t mc_max = std::min(MC, (m + mr - 1) / mr * mr);
+  const std::int64_t nc_max = std::min(NC, (n + nr - 1) / nr * nr);
+  Buffer<T> a_packed(mc_max * kc_max);
+  Buffer<T> b_packed(nc_max * kc_max);
+  T* ap = a_packed.data.get();
+  T* bp = b_packed.data.get();
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  for (std::int64_t jc = 0; jc < n; jc += NC) {
+    const std::int64_t nc = std::min(NC, n - jc);
+    const std::int64_t b_panels = (nc + nr - 1) / nr;
+    for (std::int64_t pc = 0; pc < k; pc += KC) {
+      const std::int64_t kc = std::min(KC, k - pc);
+#pragma omp for schedule(static)
+      for (std::int64_t jp = 0; jp < b_panels; ++jp) {
+        pack_b_panel(b, pc, kc, jc + jp * nr, std::min<std::int64_t>(nr, nc - jp * nr), nr, bp + jp * nr * kc);
+      }
+      for (std::int64_t ic = 0; ic < m; ic += MC) {
+        const std::int64_t mc = std::min(MC, m - ic);
+        const std::int64_t a_panels = (mc + mr - 1) / mr;
+#pragma omp for schedule(static)
+        for (std::int64_t ip = 0; ip < a_panels; ++ip) {
+          pack_a_panel(a, ic + ip * mr, std::min<std::int64_t>(mr, mc - ip * mr), pc, kc, mr, ap + ip * mr * kc);
+        }
+#pragma omp for collapse(2) schedule(static)
+        for (std::int64_t jp = 0; jp < b_panels; ++jp) {
+          for (std::int64_t ip = 0; ip < a_panels; ++ip) {
+            const std::int64_t rows = std::min<std::int64_t>(mr, mc - ip * mr);
+            const std::int64_t cols = std::min<std::int64_t>(nr, nc - jp * nr);
+            kernel.run(kc, ap + ip * mr * kc, bp + jp * nr * kc, c + (ic + ip * mr) * ldc + jc + jp * nr, ldc,
+                       rows, cols, pc > 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, T* c,
+              std::int64_t ldc, int threads) {
+  if (m == 0 || n == 0) return;
+  if constexpr (std::is_floating_point_v<T>) {
+    if (m * n * k >= kTinyFlops && k > 0) {
+      gemm_blocked(m, n, k, a, b, c, ldc, threads);
+      return;
+    }
+  }
+  gemm_plain(m, n, k, a, b, c, ldc);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  if (a_in.ndim() == 0 || b_in.ndim() == 0) {
+    fail<ValueError>("matmul: both operands need at least 1 dim, got shapes ", a_in.shape(), " and ",
+                     b_in.shape());
+  }
+  const DType dtype = promote(a_in.dtype(), b_in.dtype());
+  if (dtype == DType::Bool) {
+    fail<TypeError>("matmul: not supported for bool tensors (dtypes ", a_in.dtype(), " and ", b_in.dtype(), ")");
+  }
+  // A 1-D operand becomes a row (left) or a column (right), removed from the result again.
+  const Tensor a = a_in.ndim() == 1 ? a_in.unsqueeze(0) : a_in;
+  const Tensor b = b_in.ndim() == 1 ? b_in.unsqueeze(1) : b_in;
+  const std::int64_t m = a.shape()[a.ndim() - 2], k = a.shape()[a.ndim() - 1];
+  const std::int64_t k2 = b.shape()[b.ndim() - 2], n = b.shape()[b.ndim() - 1];
+  if (k != k2) {
+    fail<ValueError>("matmul: shapes ", a_in.shape(), " and ", b_in.shape(), " cannot be multiplied (", k,
+                     " != ", k2, ")");
+  }
+  const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
+  const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
+  const Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape a_full = batch, b_full = batch, out_shape = batch;
+  a_full.insert(a_full.end(), {m, k});
+  b_full.insert(b_full.end(), {k, n});
+  out_shape.insert(out_shape.end(), {m, n});
+  const Tensor ea = a.to(dtype).expand(a_full);
+  const Tensor eb = b.to(dtype).expand(b_full);
+  Tensor out = Tensor::empty(out_shape, dtype);
+  const std::int64_t batches = numel_of(batch);
+  const std::int64_t nb = static_cast<std::int64_t>(batch.size());
+
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (!std::is_same_v<T, bool>) {
+      const std::int64_t work = m * n * std::max<std::int64_t>(k, 1);
+      // Many small products: one thread each. Few large ones: the GEMM's team.
+      const int batch_threads = batches > 1 ? std::min<std::int64_t>(threads_for(work * batches, kGemmGrain), batches) : 1;
+      const int gemm_threads = batch_threads > 1 ? 1 : threads_for(work, kGemmGrain);
+#pragma omp parallel for num_threads(batch_threads) if (batch_threads > 1) schedule(static)
+      for (std::int64_t index = 0; index < batches; ++index) {
+        std::int64_t a_offset = 0, b_offset = 0, rest = index;
+        for (std::int64_t d = nb - 1; d >= 0; --d) {
+          const std::int64_t i = rest % batch[d];
+          rest /= batch[d];
+          a_offset += i * ea.strides()[d];
+          b_offset += i * eb.strides()[d];
+        }
+        const Operand<T> oa{ea.data_as<T>() + a_offset, ea.strides()[nb], ea.strides()[nb + 1]};
+        const Operand<T> ob{eb.data_as<T>() + b_offset, eb.strides()[nb], eb.strides()[nb + 1]};
+        gemm_any<T>(m, n, k, oa, ob, out.data_as<T>() + index * m * n, n, gemm_threads);
+      }
+    }
+  });
+  if (a_in.ndim() == 1 && b_in.ndim() == 1) return out.reshape({});
+  if (a_in.ndim() == 1) return out.squeeze(-2);
+  if (b_in.ndim() == 1) return out.squeeze(-1);
+  return out;
+}
+
+}  // namespace chainrule

@@ -1,0 +1,331 @@
+// Reductions (sum, mean, amax, amin, argmax, argmin) over any set of dims, and sum_to.
+// The input is seen as a 2-D problem: K kept positions by R reduced positions, each with one
+// stride when the dims coalesce (else a contiguous copy makes them). Rows reduce with a
+// contiguous inner loop; a reduction over the leading dim walks rows and accumulates columns,
+// so both stay vectorizable. float32 sums accumulate in double: 1e7 elements stay exact to
+// float32's precision.
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <type_traits>
+#include <vector>
+
+#include "chainrule/config.h"
+#include "chainrule/errors.h"
+#include "chainrule/ops.h"
+
+namespace chainrule {
+namespace {
+
+constexpr std::int64_t kReduceGrain = 32768;
+
+template <typename T>
+bool is_nan(T x) {
+  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
+  return false;
+}
+
+template <typename T>
+struct SumReducer {
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
+  static Acc init() { return Acc(0); }
+  static Acc step(Acc acc, T x) { return acc + static_cast<Acc>(x); }
+  static Acc combine(Acc a, Acc b) { return a + b; }
+};
+
+template <typename T>
+struct MaxReducer {
+  using Acc = T;
+  static Acc init() {
+    if constexpr (std::is_floating_point_v<T>) return -std::numeric_limits<T>::infinity();
+    else return std::numeric_limits<T>::lowest();
+  }
+  static Acc step(Acc acc, T x) { return (x > acc || is_nan(x)) ? x : acc; }
+  static Acc combine(Acc a, Acc b) { return step(a, b); }
+};
+
+template <typename T>
+struct MinReducer {
+  using Acc = T;
+  static Acc init() {
+    if constexpr (std::is_floating_point_v<T>) return std::numeric_limits<T>::infinity();
+    else return std::numeric_limits<T>::max();
+  }
+  static Acc step(Acc acc, T x) { return (x < acc || is_nan(x)) ? x : acc; }
+  static Acc combine(Acc a, Acc b) { return step(a, b); }
+};
+
+// K outputs, each the reduction of R inputs: x[k * k_stride + r * r_stride] (elements).
+struct Problem {
+  std::int64_t K, k_stride, R, r_stride;
+};
+
+template <typename Reducer, typename T>
+typename Reducer::Acc reduce_row(const T* x, std::int64_t n, std::int64_t stride) {
+  using Acc = typename Reducer::Acc;
+  Acc acc = Reducer::init();
+  if (stride == 1) {
+    if constexpr (std::is_same_v<Reducer, SumReducer<T>>) {
+#pragma omp simd reduction(+ : acc)
+      for (std::int64_t i = 0; i < n; ++i) acc += static_cast<Acc>(x[i]);
+    } else {
+      for (std::int64_t i = 0; i < n; ++i) acc = Reducer::step(acc, x[i]);
+    }
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) acc = Reducer::step(acc, x[i * stride]);
+  }
+  return acc;
+}
+
+// Reduces into acc[K]; finish() turns each accumulator into the output element.
+template <typename Reducer, typename T, typename Finish>
+void run_problem(const T* x, const Problem& p, Finish finish) {
+  using Acc = typename Reducer::Acc;
+  const int max_threads = threads_for(p.K * p.R, kReduceGrain);
+  if (p.K == 1) {
+    // One long row: split it, then combine the partials in a fixed order.
+    std::vector<Acc> partial(static_cast<std::size_t>(max_threads), Reducer::init());
+    const std::int64_t chunk = (p.R + max_threads - 1) / max_threads;
+#pragma omp parallel for num_threads(max_threads) if (max_threads > 1)
+    for (int t = 0; t < max_threads; ++t) {
+      const std::int64_t begin = std::min(p.R, t * chunk);
+      const std::int64_t end = std::min(p.R, begin + chunk);
+      partial[t] = reduce_row<Reducer>(x + begin * p.r_stride, end - begin, p.r_stride);
+    }
+    Acc acc = Reducer::init();
+    for (const Acc& value : partial) acc = Reducer::combine(acc, value);
+    finish(0, acc);
+    return;
+  }
+  if (p.r_stride != 1 && p.k_stride == 1) {
+    // Columns: walk the R rows in order, each a contiguous run over k.
+    const int threads = threads_for(p.K * p.R, kReduceGrain);
+    const std::int64_t chunk = (p.K + threads - 1) / threads;
+#pragma omp parallel for num_threads(threads) if (threads > 1)
+    for (int t = 0; t < threads; ++t) {
+      const std::int64_t begin = std::min(p.K, t * chunk);
+      const std::int64_t end = std::min(p.K, begin + chunk);
+      std::unique_ptr<Acc[]> acc(new Acc[end - begin]);
+      for (std::int64_t k = 0; k < end - begin; ++k) acc[k] = Reducer::init();
+      for (std::int64_t r = 0; r < p.R; ++r) {
+        const T* row = x + r * p.r_stride + begin;
+        Acc* a = acc.get();
+        for (std::int64_t k = 0; k < end - begin; ++k) a[k] = Reducer::step(a[k], row[k]);
+      }
+      for (std::int64_t k = begin; k < end; ++k) finish(k, acc[k - begin]);
+    }
+    return;
+  }
+  const int threads = std::min<std::int64_t>(max_threads, p.K);
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (std::int64_t k = 0; k < p.K; ++k) {
+    finish(k, reduce_row<Reducer>(x + k * p.k_stride, p.R, p.r_stride));
+  }
+}
+
+// Merges dims into one (size, stride) when they are contiguous with each other.
+bool coalesce(const Shape& shape, const Shape& strides, std::int64_t* size, std::int64_t* stride) {
+  std::int64_t n = 1, s = 1;
+  bool first = true;
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] == 1) continue;
+    if (first) {
+      s = strides[i];
+      first = false;
+    } else if (strides[i] != s * n) {
+      return false;
+    }
+    n *= shape[i];
+  }
+  *size = n;
+  *stride = s;
+  return true;
+}
+
+// Splits `a` into kept and reduced dims and finds a Problem over `*source`.
+Problem plan_problem(const Tensor& a, const std::vector<bool>& reduced, Tensor* source) {
+  Shape kept_shape, kept_strides, red_shape, red_strides;
+  std::vector<std::int64_t> order;
+  for (std::int64_t d = 0; d < a.ndim(); ++d) {
+    if (!reduced[d]) {
+      kept_shape.push_back(a.shape()[d]);
+      kept_strides.push_back(a.strides()[d]);
+      order.push_back(d);
+    }
+  }
+  for (std::int64_t d = 0; d < a.ndim(); ++d) {
+    if (reduced[d]) {
+      red_shape.push_back(a.shape()[d]);
+      red_strides.push_back(a.strides()[d]);
+      order.push_back(d);
+    }
+  }
+  Problem p{};
+  if (coalesce(kept_shape, kept_strides, &p.K, &p.k_stride) &&
+      coalesce(red_shape, red_strides, &p.R, &p.r_stride)) {
+    *source = a;
+    return p;
+  }
+  *source = a.permute(order).contiguous();
+  p.K = numel_of(kept_shape);
+  p.R = numel_of(red_shape);
+  p.k_stride = p.R;
+  p.r_stride = 1;
+  return p;
+}
+
+Shape reduced_shape(const Tensor& a, const std::vector<bool>& reduced, bool keepdim) {
+  Shape shape;
+  for (std::int64_t d = 0; d < a.ndim(); ++d) {
+    if (!reduced[d]) shape.push_back(a.shape()[d]);
+    else if (keepdim) shape.push_back(1);
+  }
+  return shape;
+}
+
+const char* reduce_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Mean: return "mean";
+    case ReduceOp::Amax: return "amax";
+    case ReduceOp::Amin: return "amin";
+  }
+  return "?";
+}
+
+template <typename T>
+void reduce_typed(ReduceOp op, const Tensor& source, const Problem& p, const Tensor& out) {
+  switch (op) {
+    case ReduceOp::Sum:
+    case ReduceOp::Mean: {
+      using Acc = typename SumReducer<T>::Acc;
+      const double scale = op == ReduceOp::Mean ? 1.0 / static_cast<double>(p.R) : 1.0;
+      dispatch_dtype(out.dtype(), [&](auto zero) {
+        using R = decltype(zero);
+        R* o = out.data_as<R>();
+        run_problem<SumReducer<T>>(source.data_as<T>(), p, [&](std::int64_t k, Acc acc) {
+          if (op == ReduceOp::Mean) o[k] = static_cast<R>(static_cast<double>(acc) * scale);
+          else o[k] = static_cast<R>(acc);
+        });
+      });
+      return;
+    }
+    case ReduceOp::Amax: {
+      T* o = out.data_as<T>();
+      run_problem<MaxReducer<T>>(source.data_as<T>(), p, [o](std::int64_t k, T acc) { o[k] = acc; });
+      return;
+    }
+    case ReduceOp::Amin: {
+      T* o = out.data_as<T>();
+      run_problem<MinReducer<T>>(source.data_as<T>(), p, [o](std::int64_t k, T acc) { o[k] = acc; });
+      return;
+    }
+  }
+}
+
+template <typename T, bool Largest>
+void arg_reduce(const T* x, const Problem& p, std::int64_t* out) {
+  for (std::int64_t k = 0; k < p.K; ++k) {
+    const T* row = x + k * p.k_stride;
+    std::int64_t best = 0;
+    T best_value = row[0];
+    if (!is_nan(best_value)) {
+      for (std::int64_t r = 1; r < p.R; ++r) {
+        const T v = row[r * p.r_stride];
+        if (is_nan(v)) {  // NaN wins, as in NumPy
+          best = r;
+          break;
+        }
+        if (Largest ? v > best_value : v < best_value) {
+          best = r;
+          best_value = v;
+        }
+      }
+    }
+    out[k] = best;
+  }
+}
+
+Tensor arg_extreme(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim, bool largest) {
+  const char* name = largest ? "argmax" : "argmin";
+  std::vector<bool> reduced(static_cast<std::size_t>(a.ndim()), !dim.has_value());
+  if (dim) {
+    const std::int64_t d = wrap_dim(*dim, a.ndim(), name);
+    if (a.ndim() > 0) reduced[d] = true;
+  }
+  Shape shape = reduced_shape(a, reduced, keepdim);
+  std::int64_t count = 1;
+  for (std::int64_t d = 0; d < a.ndim(); ++d) {
+    if (reduced[d]) count *= a.shape()[d];
+  }
+  if (count == 0) fail<ValueError>(name, ": cannot take the ", name, " of an empty dim (shape ", a.shape(), ")");
+  Tensor out = Tensor::empty(shape, DType::Int64);
+  Tensor source;
+  const Problem p = plan_problem(a, reduced, &source);
+  dispatch_dtype(a.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    if (largest) arg_reduce<T, true>(source.data_as<T>(), p, out.data_as<std::int64_t>());
+    else arg_reduce<T, false>(source.data_as<T>(), p, out.data_as<std::int64_t>());
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims, bool keepdim) {
+  const char* name = reduce_name(op);
+  const std::vector<bool> reduced = dim_mask(dims, a.ndim(), name);
+  const Shape shape = reduced_shape(a, reduced, keepdim);
+  std::int64_t count = 1;
+  for (std::int64_t d = 0; d < a.ndim(); ++d) {
+    if (reduced[d]) count *= a.shape()[d];
+  }
+  DType result = a.dtype();
+  if (op == ReduceOp::Sum && !is_floating(result)) result = DType::Int64;
+  if (op == ReduceOp::Mean) result = float_result(result);
+  Tensor out = Tensor::empty(shape, result);
+  if (out.numel() == 0) return out;
+  if (count == 0) {
+    if (op == ReduceOp::Amax || op == ReduceOp::Amin) {
+      fail<ValueError>(name, ": cannot reduce over an empty dim (shape ", a.shape(),
+                       "): the operation has no identity");
+    }
+    fill_(out, op == ReduceOp::Sum ? Scalar::from_int(0) : Scalar::from_double(std::nan("")));
+    return out;
+  }
+  // Mean reduces in the float dtype of its result; sums of bool reduce as int64.
+  Tensor input = a;
+  if (op == ReduceOp::Mean) input = a.to(result);
+  if (op == ReduceOp::Sum && a.dtype() == DType::Bool) input = a.to(DType::Int64);
+  Tensor source;
+  const Problem p = plan_problem(input, reduced, &source);
+  dispatch_dtype(input.dtype(), [&](auto zero) { reduce_typed<decltype(zero)>(op, source, p, out); });
+  return out;
+}
+
+Tensor argmax(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim) {
+  return arg_extreme(a, dim, keepdim, true);
+}
+
+Tensor argmin(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim) {
+  return arg_extreme(a, dim, keepdim, false);
+}
+
+Tensor sum_to(const Tensor& a, const Shape& shape) {
+  if (a.shape() == shape) return a;
+  if (shape.size() > a.shape().size() || broadcast_shapes(shape, a.shape(), "sum_to") != a.shape()) {
+    fail<ValueError>("sum_to: shape ", a.shape(), " cannot be summed down to ", shape);
+  }
+  const std::size_t lead = a.shape().size() - shape.size();
+  std::vector<std::int64_t> dims;
+  for (std::size_t d = 0; d < a.shape().size(); ++d) {
+    if (d < lead || (shape[d - lead] == 1 && a.shape()[d] != 1)) dims.push_back(static_cast<std::int64_t>(d));
+  }
+  if (dims.empty()) return a.reshape(shape);
+  return reduce(ReduceOp::Sum, a, dims, true).reshape(shape);
+}
+
+}  // namespace chainrule

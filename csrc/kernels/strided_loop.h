@@ -1,0 +1,103 @@
+// The one strided loop every elementwise kernel runs on. Operands (output first) all have the
+// output's shape (inputs already broadcast, with stride 0 on broadcast dims); dims that are
+// contiguous with each other in every operand are merged, so most calls become one flat loop.
+// The body sees one innermost row at a time: body(pointers, byte strides, count).
+#pragma once
+#include <omp.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "chainrule/config.h"
+#include "chainrule/tensor.h"
+
+namespace chainrule::detail {
+
+template <int N>
+struct LoopPlan {
+  std::vector<std::int64_t> shape;                  // merged dims, innermost last
+  std::array<std::vector<std::int64_t>, N> strides; // byte strides per operand
+  std::array<char*, N> base{};
+  std::int64_t numel = 0;
+};
+
+template <int N>
+LoopPlan<N> make_plan(const std::array<const Tensor*, N>& operands) {
+  LoopPlan<N> plan;
+  const Tensor& out = *operands[0];
+  plan.numel = out.numel();
+  for (int k = 0; k < N; ++k) plan.base[k] = static_cast<char*>(operands[k]->data());
+  for (std::int64_t d = 0; d < out.ndim(); ++d) {
+    const std::int64_t size = out.shape()[d];
+    if (size == 1) continue;
+    bool merge = !plan.shape.empty();
+    for (int k = 0; k < N && merge; ++k) {
+      const std::int64_t stride = operands[k]->strides()[d] * itemsize(operands[k]->dtype());
+      merge = plan.strides[k].back() == stride * size;
+    }
+    if (merge) {
+      plan.shape.back() *= size;
+      for (int k = 0; k < N; ++k) plan.strides[k].back() = operands[k]->strides()[d] * itemsize(operands[k]->dtype());
+    } else {
+      plan.shape.push_back(size);
+      for (int k = 0; k < N; ++k) plan.strides[k].push_back(operands[k]->strides()[d] * itemsize(operands[k]->dtype()));
+    }
+  }
+  if (plan.shape.empty()) {  // a single element
+    plan.shape.push_back(1);
+    for (int k = 0; k < N; ++k) plan.strides[k].push_back(0);
+  }
+  return plan;
+}
+
+// Runs body over the linear element range [begin, end) of the plan, row by row.
+template <int N, typename Body>
+void run_range(const LoopPlan<N>& plan, std::int64_t begin, std::int64_t end, Body&& body) {
+  const std::size_t ndim = plan.shape.size();
+  const std::size_t inner = ndim - 1;
+  std::vector<std::int64_t> index(ndim, 0);
+  std::int64_t rest = begin;
+  for (std::size_t d = ndim; d-- > 0;) {
+    index[d] = rest % plan.shape[d];
+    rest /= plan.shape[d];
+  }
+  std::array<std::int64_t, N> inner_strides{};
+  for (int k = 0; k < N; ++k) inner_strides[k] = plan.strides[k][inner];
+  std::int64_t position = begin;
+  while (position < end) {
+    std::array<char*, N> pointers = plan.base;
+    for (std::size_t d = 0; d < ndim; ++d) {
+      for (int k = 0; k < N; ++k) pointers[k] += index[d] * plan.strides[k][d];
+    }
+    const std::int64_t count = std::min(plan.shape[inner] - index[inner], end - position);
+    body(pointers.data(), inner_strides.data(), count);
+    position += count;
+    index[inner] += count;
+    for (std::size_t d = inner; d > 0 && index[d] == plan.shape[d]; --d) {
+      index[d] = 0;
+      ++index[d - 1];
+    }
+  }
+}
+
+// Splits the plan over a team sized by the work: one thread below the grain, no fork at all.
+template <int N, typename Body>
+void run_plan(const LoopPlan<N>& plan, Body&& body, std::int64_t grain = kElementwiseGrain) {
+  const int threads = threads_for(plan.numel, grain);
+  if (threads <= 1) {
+    run_range(plan, 0, plan.numel, body);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const std::int64_t team = omp_get_num_threads();
+    const std::int64_t id = omp_get_thread_num();
+    const std::int64_t chunk = (plan.numel + team - 1) / team;
+    const std::int64_t begin = std::min(plan.numel, id * chunk);
+    const std::int64_t end = std::min(plan.numel, begin + chunk);
+    if (begin < end) run_range(plan, begin, end, body);
+  }
+}
+
+}  // namespace chainrule::detail

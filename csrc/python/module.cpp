@@ -1,0 +1,50 @@
+// chainrule._core: the C++ core as a Python module. Core errors become the Python
+// exceptions API.md names; std::bad_alloc becomes MemoryError (pybind11's default).
+#include <omp.h>
+
+#include "bindings.h"
+#include "chainrule/config.h"
+#include "chainrule/errors.h"
+
+#ifndef CHAINRULE_VERSION
+#define CHAINRULE_VERSION "0.0.0"
+#endif
+#ifndef CHAINRULE_COMPILER
+#define CHAINRULE_COMPILER "unknown"
+#endif
+
+namespace py = pybind11;
+using namespace chainrule;
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "chainrule's C++ tensor core";
+  py::register_exception_translator([](std::exception_ptr error) {
+    try {
+      if (error) std::rethrow_exception(error);
+    } catch (const chainrule::ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const chainrule::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what());
+    } catch (const chainrule::IndexError& e) {
+      PyErr_SetString(PyExc_IndexError, e.what());
+    } catch (const chainrule::RuntimeError& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+  });
+
+  python::register_tensor(m);
+  python::register_ops(m);
+
+  m.attr("__version__") = CHAINRULE_VERSION;
+  m.attr("compiler") = CHAINRULE_COMPILER;
+  m.attr("openmp_version") = _OPENMP;
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &get_num_threads);
+  m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
+  m.def("cpu_supports", [](const std::string& name) {
+    for (const Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512}) {
+      if (name == isa_name(isa)) return cpu_supports(isa);
+    }
+    throw chainrule::ValueError("cpu_supports: unknown ISA '" + name + "' (expected generic, avx2 or avx512)");
+  });
+}

@@ -1,0 +1,84 @@
+"""XOR by backpropagation: the lecture's two-layer sigmoid network, line by line.
+
+    X = [[0, 0], [0, 1], [1, 0], [1, 1]]    Y = [[0], [1], [1], [0]]
+    layer1     = sigmoid(X @ W1 + b1)            2 -> hidden
+    hypothesis = sigmoid(layer1 @ W2 + b2)       hidden -> 1
+    cost       = -mean(Y log(hypothesis) + (1 - Y) log(1 - hypothesis))
+    W <- W - learning_rate * d cost / d W        (cost.backward() applies the chain rule)
+
+Run: python examples/xor.py [--hidden 2] [--lr 0.1] [--steps 10001] [--seed 0] [--optimizer sgd]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import chainrule as cr
+
+
+def build_parameters(hidden: int) -> list[cr.Tensor]:
+    # Like the lecture's tf.random_normal weights: standard normal draws from cr's generator.
+    W1 = cr.randn(2, hidden, requires_grad=True)
+    b1 = cr.randn(hidden, requires_grad=True)
+    W2 = cr.randn(hidden, 1, requires_grad=True)
+    b2 = cr.randn(1, requires_grad=True)
+    return [W1, b1, W2, b2]
+
+
+def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
+          optimizer_name: str = "sgd", report_every: int = 1000, verbose: bool = True) -> dict:
+    """Trains the network and returns its final cost, hypothesis, predictions and accuracy."""
+    cr.manual_seed(seed)
+    X = cr.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    Y = cr.tensor([[0.0], [1.0], [1.0], [0.0]])
+    W1, b1, W2, b2 = params = build_parameters(hidden)
+    if optimizer_name == "sgd":
+        optimizer = cr.optim.SGD(params, lr=lr)  # plain gradient descent, as in the lecture
+    elif optimizer_name == "adam":
+        optimizer = cr.optim.Adam(params, lr=lr)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer_name!r} (expected sgd or adam)")
+
+    def forward() -> tuple[cr.Tensor, cr.Tensor]:
+        layer1 = cr.sigmoid(X @ W1 + b1)
+        hypothesis = cr.sigmoid(layer1 @ W2 + b2)
+        cost = -cr.mean(Y * cr.log(hypothesis) + (1 - Y) * cr.log(1 - hypothesis))
+        return hypothesis, cost
+
+    start = time.perf_counter()
+    for step in range(steps):
+        optimizer.zero_grad()
+        _, cost = forward()
+        cost.backward()      # d cost / d W1, b1, W2, b2 by the chain rule
+        optimizer.step()     # W <- W - lr * grad
+        if verbose and report_every and step % report_every == 0:
+            print(f"step {step:6d}  cost {cost.item():.6f}")
+    seconds = time.perf_counter() - start
+
+    with cr.no_grad():
+        hypothesis, cost = forward()
+        predicted = (hypothesis > 0.5).float()
+        accuracy = (predicted == Y).float().mean().item()
+    if verbose:
+        print("\nHypothesis:\n", hypothesis.numpy().round(6))
+        print("Predicted:\n", predicted.numpy())
+        print("Y:\n", Y.numpy())
+        print(f"Accuracy: {accuracy}")
+        print(f"({steps} steps in {seconds:.2f} s, {1e6 * seconds / max(steps, 1):.0f} us per step)")
+    return {"cost": cost.item(), "hypothesis": hypothesis, "predicted": predicted,
+            "accuracy": accuracy, "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hidden", type=int, default=2, help="hidden units (default 2)")
+    parser.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    parser.add_argument("--steps", type=int, default=10001, help="training steps (default 10001)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    args = parser.parse_args()
+    train(args.hidden, args.lr, args.steps, args.seed, args.optimizer)
+
+
+if __name__ == "__main__":
+    main()

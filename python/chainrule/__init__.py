@@ -1,0 +1,54 @@
+"""chainrule: a small deep-learning engine with a C++17/OpenMP core and a Python autograd.
+
+>>> import chainrule as cr
+>>> w = cr.tensor(-2.0, requires_grad=True); x = cr.tensor(5.0, requires_grad=True)
+>>> b = cr.tensor(3.0, requires_grad=True)
+>>> f = w * x + b
+>>> f.backward()
+>>> w.grad.item(), x.grad.item(), b.grad.item()
+(5.0, -2.0, 1.0)
+"""
+from __future__ import annotations
+
+from chainrule import _core
+from chainrule._dtype import bool, dtype, float32, float64, int64  # noqa: A004
+from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from chainrule.tensor import Tensor
+from chainrule.creation import (
+    arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, initial_seed, linspace,
+    manual_seed, ones, ones_like, rand, randint, randn, randperm, tensor, zeros, zeros_like,
+)
+from chainrule.functions import (  # noqa: A004
+    abs, add, amax, amin, argmax, argmin, clamp, cos, detach, div, eq, exp, flatten, ge, gt,
+    is_tensor, le, log, log_softmax, lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg,
+    numel, permute, pow, relu, reshape, sigmoid, sin, softmax, sqrt, square, squeeze, sub, sum,
+    tanh, transpose, unsqueeze, where,
+)
+from chainrule import autograd, nn, optim  # noqa: E402
+
+__version__ = _core.__version__
+
+# PyTorch's aliases
+float = float32  # noqa: A001
+double = float64
+long = int64
+clip = clamp
+
+
+def set_num_threads(n: int) -> None:
+    """Sets how many threads the C++ kernels may use (they use fewer on small inputs)."""
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _core.get_num_threads()
+
+
+def show_config() -> None:
+    """Prints the version, compiler, OpenMP threads and the SIMD kernels chosen at run time."""
+    print(f"chainrule {__version__}")
+    print(f"  compiler:        {_core.compiler}")
+    print(f"  OpenMP:          {_core.openmp_version}, {_core.get_num_threads()} threads")
+    print(f"  SIMD kernels:    {_core.active_isa()} (CPU supports: "
+          f"{', '.join(i for i in ('generic', 'avx2', 'avx512') if _core.cpu_supports(i))}; "
+          f"set CHAINRULE_ISA to choose)")

@@ -1,0 +1,90 @@
+"""A node of the recorded graph: one op's backward, with what it saved from its forward.
+
+An op is a subclass with two static methods side by side, as the lecture draws a gate:
+`forward(ctx, *inputs)` computes the output from raw `_core` arrays (and Python numbers),
+and `backward(ctx, grad)` returns one gradient per input: the upstream grad times the local
+derivative. Gradients come back in the output's shape; the engine sums them down to each
+input's shape (`sum_to`) in one place, so no op handles broadcasting itself.
+
+A node never holds the Tensor it produced, only raw arrays, so a graph is freed by reference
+counting alone (no cycles for the garbage collector).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from chainrule import _core
+
+
+class Function:
+    """Base of every op; an instance is the graph node of one call."""
+
+    __slots__ = ("edges", "_saved", "_versions", "_freed", "hooks", "retained", "__dict__")
+
+    def __init__(self) -> None:
+        # edges[i]: (target, shape, dtype) for input i, target being the input's grad_fn or,
+        # for a leaf, the leaf Tensor itself; None for inputs that take no gradient.
+        self.edges: tuple[Any, ...] = ()
+        self._saved: tuple[Any, ...] = ()
+        self._versions: tuple[int, ...] = ()
+        self._freed = False
+        self.hooks: list[Any] | None = None   # register_hook on the output tensor
+        self.retained: Any = None             # weakref to the output, after retain_grad()
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any) -> _core.Tensor:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Any, grad: _core.Tensor) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def save_for_backward(self, *arrays: _core.Tensor) -> None:
+        """Keeps arrays for backward, with the version each has now (see saved_tensors)."""
+        self._saved = arrays
+        self._versions = tuple(a.version for a in arrays)
+
+    @property
+    def saved_tensors(self) -> tuple[_core.Tensor, ...]:
+        """The saved arrays; RuntimeError when freed or changed in place since saving."""
+        if self._freed:
+            raise RuntimeError(
+                f"{self.name()}: trying to backward through the graph a second time (its saved "
+                "tensors were freed after the first backward); pass retain_graph=True to the first "
+                "backward if you need to run it twice")
+        for array, version in zip(self._saved, self._versions):
+            if array.version != version:
+                raise RuntimeError(
+                    f"{self.name()}: a tensor of shape {array.shape} and dtype {array.dtype.name} "
+                    f"saved for backward was modified by an in-place operation: it was saved at "
+                    f"version {version} and is now at version {array.version}")
+        return self._saved
+
+    def release(self) -> None:
+        """Frees the saved arrays (after a backward without retain_graph)."""
+        if self._saved:
+            self._saved = ()
+            self._freed = True
+            self.__dict__.clear()  # attributes may reference arrays too
+
+    @classmethod
+    def name(cls) -> str:
+        return cls.__name__ + "Backward"
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+
+class _NoRecord:
+    """The ctx of a forward that records nothing (no_grad, or no input requires grad)."""
+
+    __slots__ = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        pass
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        pass  # nothing is kept: there will be no backward
+
+
+NO_RECORD = _NoRecord()

@@ -1,0 +1,260 @@
+"""Making tensors: from data, from NumPy (shared), filled, ranges, random."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from chainrule import _core
+from chainrule._dtype import bool as bool_
+from chainrule._dtype import dtype_of_numpy, float32, int64, to_dtype
+from chainrule.tensor import Tensor, _shape, _wrap, check_device
+
+C = _core
+
+
+def _finish(data: _core.Tensor, requires_grad: bool) -> Tensor:
+    t = _wrap(data)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """A new tensor holding a copy of `data` (a number, nested lists, a NumPy array or a Tensor).
+
+    Python floats give float32, ints int64, bools bool; a NumPy array keeps its dtype.
+
+    >>> import chainrule as cr
+    >>> cr.tensor([[1, 2], [3, 4]]).dtype
+    chainrule.int64
+    """
+    check_device(device)
+    if isinstance(data, Tensor):
+        array = data.detach().numpy()
+        inferred = data.dtype
+    elif isinstance(data, np.ndarray):
+        array = data
+        inferred = dtype_of_numpy(array)
+    else:
+        try:
+            array = np.array(data)
+        except ValueError as error:
+            raise ValueError(f"tensor: the data is ragged or malformed (nested lists must have "
+                             f"equal lengths at every level): {error}") from None
+        except OverflowError as error:
+            raise ValueError(f"tensor: a number does not fit in int64: {error}") from None
+        if array.dtype.kind == "f":
+            inferred = float32  # Python floats are float32 in chainrule, as in PyTorch
+        elif array.dtype.kind in "iu":
+            inferred = int64
+        elif array.dtype.kind == "b":
+            inferred = bool_
+        elif array.dtype.kind == "O" and _is_ragged(data):
+            raise ValueError("tensor: the data is ragged (nested lists must have equal lengths at "
+                             "every level)")
+        else:
+            raise TypeError(f"tensor: cannot make a tensor from data of type "
+                            f"{_describe(data)} (expected numbers or bools)")
+    target = inferred if dtype is None else to_dtype(dtype)
+    copied = np.array(array, dtype=C.numpy_dtype(target), copy=True, order="C")
+    return _finish(C.from_numpy(copied), requires_grad)
+
+
+def _is_ragged(data: Any) -> bool:
+    if not isinstance(data, (list, tuple)):
+        return False
+    lengths = {len(x) if isinstance(x, (list, tuple)) else -1 for x in data}
+    return len(lengths) > 1 or any(_is_ragged(x) for x in data)
+
+
+def _describe(data: Any) -> str:
+    if isinstance(data, (list, tuple)):
+        inner = {type(x).__name__ for x in np.array(data, dtype=object).reshape(-1)}
+        return f"{type(data).__name__} of {', '.join(sorted(inner))}"
+    return type(data).__name__
+
+
+def as_tensor(data: Any, dtype: Any = None) -> Tensor:
+    """`data` as a tensor, without copying when it already is one of the right dtype."""
+    if isinstance(data, Tensor) and (dtype is None or to_dtype(dtype) == data.dtype):
+        return data
+    return tensor(data, dtype=dtype)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with a NumPy array (float32, float64, int64 or bool).
+
+    >>> import numpy as np, chainrule as cr
+    >>> a = np.zeros(3, dtype=np.float32)
+    >>> t = cr.from_numpy(a)
+    >>> a[0] = 5
+    >>> t[0].item()
+    5.0
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    return _wrap(C.from_numpy(array))
+
+
+def _filled(shape: Any, value: Any, dtype: Any, requires_grad: bool, device: Any, op: str) -> Tensor:
+    check_device(device)
+    target = float32 if dtype is None else to_dtype(dtype)
+    return _finish(C.full(_shape(shape, op), value, target), requires_grad)
+
+
+def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """A tensor of zeros: `cr.zeros(2, 3)` or `cr.zeros((2, 3))`."""
+    return _filled(size, 0, dtype, requires_grad, device, "zeros")
+
+
+def ones(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """A tensor of ones: `cr.ones(2, 3)`."""
+    return _filled(size, 1, dtype, requires_grad, device, "ones")
+
+
+def empty(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """A tensor whose elements are not initialised: `cr.empty(2, 3)`."""
+    check_device(device)
+    target = float32 if dtype is None else to_dtype(dtype)
+    return _finish(C.empty(_shape(size, "empty"), target), requires_grad)
+
+
+def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
+         device: Any = None) -> Tensor:
+    """A tensor filled with one value; its dtype follows the value (float -> float32).
+
+    >>> import chainrule as cr
+    >>> cr.full((2,), 7).dtype
+    chainrule.int64
+    """
+    if isinstance(fill_value, Tensor):
+        fill_value = fill_value.item()
+    if dtype is None:
+        if isinstance(fill_value, (bool, np.bool_)):
+            dtype = bool_
+        elif isinstance(fill_value, (int, np.integer)):
+            dtype = int64
+        elif isinstance(fill_value, (float, np.floating)):
+            dtype = float32
+        else:
+            raise TypeError(f"full: fill_value must be a number, got {type(fill_value).__name__}")
+    size = size if isinstance(size, (tuple, list)) else (size,)
+    return _filled(size, fill_value, dtype, requires_grad, device, "full")
+
+
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return ones(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None) -> Tensor:
+    return full(t.shape, fill_value, dtype=t.dtype if dtype is None else dtype)
+
+
+def empty_like(t: Tensor, dtype: Any = None) -> Tensor:
+    return empty(t.shape, dtype=t.dtype if dtype is None else dtype)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False,
+        device: Any = None) -> Tensor:
+    """The n x m identity matrix (m defaults to n)."""
+    check_device(device)
+    sizes = _shape((n,) if m is None else (n, m), "eye")
+    if any(s < 0 for s in sizes):
+        raise ValueError(f"eye: sizes must be non-negative, got {tuple(sizes)}")
+    target = float32 if dtype is None else to_dtype(dtype)
+    return _finish(C.eye(sizes[0], sizes[-1], target), requires_grad)
+
+
+def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None,
+           requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Values from start (inclusive) to end (exclusive) by step; int64 when all are ints.
+
+    >>> import chainrule as cr
+    >>> cr.arange(5).tolist()
+    [0, 1, 2, 3, 4]
+    """
+    check_device(device)
+    if end is None:
+        start, end = 0, start
+    for value in (start, end, step):
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+            raise TypeError(f"arange: start, end and step must be numbers, got {value!r}")
+    all_ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    target = (int64 if all_ints else float32) if dtype is None else to_dtype(dtype)
+    return _finish(C.arange(float(start), float(end), float(step), target), requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None,
+             requires_grad: bool = False, device: Any = None) -> Tensor:
+    """`steps` evenly spaced values from start to end, both included."""
+    check_device(device)
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool):
+        raise TypeError(f"linspace: steps must be an int, got {steps!r}")
+    if steps < 0:
+        raise ValueError(f"linspace: steps must be non-negative, got {steps}")
+    values = np.linspace(float(start), float(end), int(steps))
+    return tensor(values, dtype=float32 if dtype is None else dtype, requires_grad=requires_grad)
+
+
+def manual_seed(seed: int) -> None:
+    """Seeds the one generator behind all of chainrule's randomness.
+
+    >>> import chainrule as cr
+    >>> cr.manual_seed(0); a = cr.rand(3)
+    >>> cr.manual_seed(0); bool((a == cr.rand(3)).all())
+    True
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"manual_seed: expected an int seed, got {seed!r}")
+    C.manual_seed(int(seed) % 2**64)
+
+
+def initial_seed() -> int:
+    return C.initial_seed()
+
+
+def _float_dtype(dtype: Any, op: str) -> Any:
+    target = float32 if dtype is None else to_dtype(dtype)
+    if not target.is_floating_point:
+        raise TypeError(f"{op}: expected a float dtype, got {target.name}")
+    return target
+
+
+def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Uniform random values in [0, 1), float32 by default."""
+    check_device(device)
+    return _finish(C.rand(_shape(size, "rand"), _float_dtype(dtype, "rand")), requires_grad)
+
+
+def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Standard normal random values, float32 by default."""
+    check_device(device)
+    return _finish(C.randn(_shape(size, "randn"), _float_dtype(dtype, "randn")), requires_grad)
+
+
+def randint(low: int, high: Any = None, size: Any = None, dtype: Any = None,
+            device: Any = None) -> Tensor:
+    """Random int64 values in [low, high): `cr.randint(0, 10, (3,))` or `cr.randint(10, (3,))`."""
+    check_device(device)
+    if size is None:
+        if high is None:
+            raise TypeError("randint: a size is required, as in randint(low, high, size)")
+        low, high, size = 0, low, high
+    elif high is None:
+        low, high = 0, low
+    for value in (low, high):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise TypeError(f"randint: low and high must be ints, got {value!r}")
+    size = size if isinstance(size, (tuple, list)) else (size,)
+    out = _wrap(C.randint(int(low), int(high), _shape(size, "randint")))
+    return out if dtype is None else out.to(dtype)
+
+
+def randperm(n: int) -> Tensor:
+    """A random permutation of 0 .. n-1 (int64)."""
+    return _wrap(C.randperm(int(n)))

@@ -1,0 +1,500 @@
+"""Every differentiable op: its forward (one `_core` call) beside its backward (the local
+chain rule), one small class each. This table is also what the gradient tests walk.
+
+Conventions: inputs arrive as raw `_core.Tensor` arrays or Python numbers, in call order;
+`backward` returns one entry per input (None where no gradient flows), in the output's shape
+(the engine sums broadcast gradients down with `sum_to`) and any float dtype (the engine
+casts to the input's).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from chainrule import _core
+from chainrule.autograd.function import Function
+
+C = _core
+Array = _core.Tensor
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, Array)
+
+
+# ---------------------------------------------------------------- elementwise binary
+class Add(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Array:
+        return C.add(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g, g
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Array:
+        return C.sub(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g, C.neg(g)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Array:
+        ctx.a, ctx.b = a, b  # numbers stay attributes; arrays are saved below
+        ctx.save_for_backward(*[x for x in (a, b) if _is_array(x)])
+        return C.mul(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        ctx.saved_tensors  # checks versions and freeing
+        return C.mul(g, ctx.b), C.mul(g, ctx.a)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Array:
+        out = C.div(a, b)
+        ctx.b = b
+        ctx.out = out
+        ctx.save_for_backward(*[x for x in (b, out) if _is_array(x)])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        ctx.saved_tensors
+        ga = C.div(g, ctx.b)
+        # d(a/b)/db = -a/b^2 = -out/b
+        gb = C.neg(C.mul(ga, ctx.out)) if _is_array(ctx.b) else None
+        return ga, gb
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Array:
+        out = C.pow(a, b)
+        ctx.a, ctx.b, ctx.out = a, b, out
+        ctx.save_for_backward(*[x for x in (a, b, out) if _is_array(x)])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        ctx.saved_tensors
+        a, b = ctx.a, ctx.b
+        ga = gb = None
+        if _is_array(a):
+            # d(a^b)/da = b * a^(b-1)
+            ga = C.mul(g, C.mul(b, C.pow(a, C.sub(b, 1) if _is_array(b) else b - 1)))
+        if _is_array(b):
+            # d(a^b)/db = a^b * log(a)
+            gb = C.mul(g, C.mul(ctx.out, C.log(a) if _is_array(a) else C.log(C.full((), a, b.dtype))))
+        return ga, gb
+
+
+class Maximum(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, b: Array) -> Array:
+        ctx.save_for_backward(a, b)
+        return C.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, b = ctx.saved_tensors
+        return _split_by_winner(g, C.gt(a, b), C.eq(a, b))
+
+
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, b: Array) -> Array:
+        ctx.save_for_backward(a, b)
+        return C.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, b = ctx.saved_tensors
+        return _split_by_winner(g, C.lt(a, b), C.eq(a, b))
+
+
+def _split_by_winner(g: Array, a_wins: Array, tie: Array) -> tuple[Array, Array]:
+    # The gradient goes to the winner; a tie splits it evenly (as PyTorch does).
+    share_a = C.add(C.mul(a_wins, 1.0), C.mul(tie, 0.5))
+    ga = C.mul(g, share_a)
+    return ga, C.sub(g, ga)
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx: Any, condition: Array, a: Array, b: Array) -> Array:
+        ctx.save_for_backward(condition)
+        return C.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (condition,) = ctx.saved_tensors
+        zero = C.full((), 0, g.dtype)
+        return None, C.where(condition, g, zero), C.where(condition, zero, g)
+
+
+class MatMul(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, b: Array) -> Array:
+        ctx.save_for_backward(a, b)
+        return C.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, b = ctx.saved_tensors
+        # Treat a 1-D operand as a row (a) or a column (b), as the forward did, and drop
+        # that dim again from its gradient; batch dims are summed by the engine.
+        a2 = a.unsqueeze(0) if a.ndim == 1 else a
+        b2 = b.unsqueeze(1) if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = g2.unsqueeze(-2 if g2.ndim >= 1 else 0)
+        if b.ndim == 1:
+            g2 = g2.unsqueeze(-1)
+        ga = C.matmul(g2, b2.transpose(-1, -2))
+        gb = C.matmul(a2.transpose(-1, -2), g2)
+        if a.ndim == 1:
+            ga = ga.squeeze(-2)
+        if b.ndim == 1:
+            gb = gb.squeeze(-1)
+        return ga, gb
+
+
+# ---------------------------------------------------------------- elementwise unary
+class Neg(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        return C.neg(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return (C.neg(g),)
+
+
+class Exp(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        out = C.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (out,) = ctx.saved_tensors
+        return (C.mul(g, out),)  # (e^x)' = e^x
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.log(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.div(g, a),)  # (log x)' = 1/x
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        out = C.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (out,) = ctx.saved_tensors
+        return (C.div(g, C.mul(out, 2.0)),)  # (sqrt x)' = 1 / (2 sqrt x)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.abs(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.mul(g, C.sign(a)),)
+
+
+class Sigmoid(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        out = C.sigmoid(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (out,) = ctx.saved_tensors
+        return (C.sigmoid_backward(g, out),)  # g * y * (1 - y), the lecture's g(z)(1 - g(z))
+
+
+class Tanh(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        out = C.tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (out,) = ctx.saved_tensors
+        return (C.tanh_backward(g, out),)  # g * (1 - y^2)
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.relu(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.relu_backward(g, a),)  # g where x > 0, else 0
+
+
+class Sin(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.sin(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.mul(g, C.cos(a)),)
+
+
+class Cos(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.cos(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.neg(C.mul(g, C.sin(a))),)
+
+
+class Square(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.square(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.mul(g, C.mul(a, 2.0)),)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, low: Any, high: Any) -> Array:
+        ctx.save_for_backward(a)
+        ctx.low, ctx.high = low, high
+        return C.clamp(a, low, high)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        # The gradient passes where the input was inside [low, high].
+        inside = None
+        if ctx.low is not None:
+            inside = C.ge(a, ctx.low)
+        if ctx.high is not None:
+            below = C.le(a, ctx.high)
+            inside = below if inside is None else C.mul(inside, below)
+        return C.mul(g, inside), None, None
+
+
+# ---------------------------------------------------------------- reductions
+def _dims_of(ndim: int, dims: Sequence[int]) -> list[int]:
+    """Reduced dims as non-negative ints (all dims when `dims` is empty)."""
+    if not dims:
+        return list(range(ndim))
+    return sorted(d + ndim if d < 0 else d for d in dims)
+
+
+def _keepdim_shape(shape: tuple[int, ...], dims: Sequence[int]) -> list[int]:
+    reduced = set(_dims_of(len(shape), dims))
+    return [1 if i in reduced else s for i, s in enumerate(shape)]
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, dims: list[int], keepdim: bool) -> Array:
+        ctx.shape, ctx.dims = a.shape, dims
+        return C.sum(a, dims, keepdim)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        # Each input element added into the sum once: its gradient is the sum's gradient.
+        return g.reshape(_keepdim_shape(ctx.shape, ctx.dims)).expand(ctx.shape), None, None
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, dims: list[int], keepdim: bool) -> Array:
+        ctx.shape, ctx.dims = a.shape, dims
+        return C.mean(a, dims, keepdim)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        count = 1
+        for d in _dims_of(len(ctx.shape), ctx.dims):
+            count *= ctx.shape[d]
+        g = C.div(g, float(count)) if count else g
+        return g.reshape(_keepdim_shape(ctx.shape, ctx.dims)).expand(ctx.shape), None, None
+
+
+class Amax(Function):
+    reduce = staticmethod(C.amax)
+
+    @classmethod
+    def forward(cls, ctx: Any, a: Array, dims: list[int], keepdim: bool) -> Array:
+        out = cls.reduce(a, dims, keepdim)
+        ctx.dims = dims
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, out = ctx.saved_tensors
+        keep = _keepdim_shape(a.shape, ctx.dims)
+        # Ties share the gradient evenly (PyTorch's amax rule).
+        winners = C.eq(a, out.reshape(keep))
+        count = C.sum(winners, ctx.dims, True)
+        return C.div(C.mul(winners, g.reshape(keep)), count), None, None
+
+
+class Amin(Amax):
+    reduce = staticmethod(C.amin)
+
+
+class MaxAlongDim(Function):
+    """The values of max(dim) / min(dim): the gradient goes to the one index chosen."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, dim: int, keepdim: bool, indices: Array, largest: bool) -> Array:
+        ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        ctx.save_for_backward(indices)
+        return (C.amax if largest else C.amin)(a, [dim], keepdim)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (indices,) = ctx.saved_tensors
+        dim = ctx.dim
+        size = ctx.shape[dim]
+        keep = list(ctx.shape)
+        keep[dim] = 1
+        positions = C.arange(0, size, 1, C.DType.int64).reshape([size] + [1] * (len(keep) - dim - 1))
+        one_hot = C.eq(positions, indices.reshape(keep))
+        return C.mul(one_hot, g.reshape(keep)), None, None, None, None
+
+
+# ---------------------------------------------------------------- shapes and views
+class Reshape(Function):
+    """view, reshape, flatten, squeeze, unsqueeze: the gradient takes the input's shape back."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, method: str, *args: Any) -> Array:
+        ctx.shape = a.shape
+        return getattr(a, method)(*args)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return (g.reshape(list(ctx.shape)),) + (None,) * 8
+
+
+class Transpose(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, d0: int, d1: int) -> Array:
+        ctx.d0, ctx.d1 = d0, d1
+        return a.transpose(d0, d1)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g.transpose(ctx.d0, ctx.d1), None, None
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, dims: list[int]) -> Array:
+        out = a.permute(dims)
+        ctx.dims = [d % a.ndim for d in dims] if a.ndim else []
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        inverse = [0] * len(ctx.dims)
+        for i, d in enumerate(ctx.dims):
+            inverse[d] = i
+        return g.permute(inverse), None
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, shape: list[int]) -> Array:
+        return a.expand(shape)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g, None  # the engine sums the expanded dims back (sum_to)
+
+
+class Identity(Function):
+    """contiguous() and clone(): a copy whose gradient passes through unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, method: str) -> Array:
+        return getattr(a, method)()
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g, None
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx: Any, a: Array, dtype: Any) -> Array:
+        return a.to(dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g, None  # the engine casts back to the input's dtype
+
+
+class Index(Function):
+    """Basic indexing (ints, slices, None, ...) as a chain of views; backward scatters the
+    gradient into zeros of the input's shape through the same views."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
+        ctx.shape, ctx.dtype, ctx.steps = a.shape, a.dtype, steps
+        return apply_view_steps(a, steps)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        out = C.full(list(ctx.shape), 0, g.dtype)
+        C.copy_(apply_view_steps(out, ctx.steps), g)
+        return out, None
+
+
+def apply_view_steps(a: Array, steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
+    for method, args in steps:
+        a = getattr(a, method)(*args)
+    return a

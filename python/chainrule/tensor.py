@@ -1,0 +1,743 @@
+"""The Tensor: a `_core` array plus what autograd needs (requires_grad, grad, grad_fn).
+
+Every op goes through `apply`: one `_core` call in the op's forward, and, when an input
+requires grad and grad mode is on, one graph node holding that op's backward.
+"""
+from __future__ import annotations
+
+import weakref
+from collections import namedtuple
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from chainrule import _core, ops
+from chainrule._dtype import float32, float64, int64, to_dtype
+from chainrule.autograd import grad_mode
+from chainrule.autograd.function import NO_RECORD, Function
+
+C = _core
+_mode = grad_mode.state
+_new = object.__new__
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+values_indices.__name__ = "return_types"
+
+
+class Tensor:
+    """A dense n-dimensional array of float32, float64, int64 or bool, with autograd.
+
+    >>> import chainrule as cr
+    >>> x = cr.tensor([[1.0, 2.0]], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    tensor([[2.0000, 4.0000]])
+    """
+
+    __slots__ = ("_data", "grad_fn", "_requires_grad", "_grad", "_hooks", "__weakref__")
+    __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to our reflected ops
+
+    def __init__(self, data: Any = (), dtype: Any = None, requires_grad: bool = False) -> None:
+        from chainrule.creation import tensor
+
+        made = tensor(data, dtype=float32 if dtype is None else dtype, requires_grad=requires_grad)
+        self._data = made._data
+        self.grad_fn = None
+        self._requires_grad = made._requires_grad
+        self._grad = None
+        self._hooks = None
+
+    # ------------------------------------------------------------ attributes
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._data.shape
+
+    def size(self, dim: int | None = None) -> Any:
+        """The shape, or the size of one dim."""
+        return self._data.shape if dim is None else self._data.size(dim)
+
+    @property
+    def dtype(self) -> _core.DType:
+        return self._data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return self._data.numel()
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Sets requires_grad on a leaf, in place; returns self."""
+        if self.grad_fn is not None:
+            if not requires_grad:
+                raise RuntimeError("requires_grad_: cannot turn off requires_grad on a non-leaf "
+                                   "tensor; use detach() instead")
+            return self
+        if requires_grad and not self._data.dtype.is_floating_point:
+            raise TypeError(f"requires_grad_: only float tensors can require grad, got dtype "
+                            f"{self._data.dtype.name}")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def grad(self) -> Tensor | None:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"grad: expected a Tensor or None, got {type(value).__name__}")
+            if value.shape != self.shape:
+                raise ValueError(f"grad: assigned grad of shape {value.shape} to a tensor of "
+                                 f"shape {self.shape}")
+        self._grad = value
+
+    def retain_grad(self) -> None:
+        """Keeps `.grad` on this non-leaf tensor after backward."""
+        if not self._requires_grad:
+            raise RuntimeError("retain_grad: the tensor does not require grad")
+        if self.grad_fn is not None:
+            self.grad_fn.retained = weakref.ref(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        return self.grad_fn is not None and self.grad_fn.retained is not None
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
+        """Calls hook(grad) when this tensor's gradient is computed; a returned Tensor replaces
+        the gradient. Returns a function that removes the hook."""
+        if not self._requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that does not "
+                               "require grad")
+        if self.grad_fn is not None:
+            if self.grad_fn.hooks is None:
+                self.grad_fn.hooks = []
+            hooks = self.grad_fn.hooks
+        else:
+            if self._hooks is None:
+                self._hooks = []
+            hooks = self._hooks
+        hooks.append(hook)
+        return lambda: hooks.remove(hook) if hook in hooks else None
+
+    # ------------------------------------------------------------ conversion
+    def item(self) -> Any:
+        return self._data.item()
+
+    def tolist(self) -> Any:
+        return self._data.numpy().tolist()
+
+    def numpy(self) -> np.ndarray:
+        """An ndarray sharing this tensor's memory (strides included)."""
+        return self._data.numpy()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self._data.numpy()
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            return array.astype(dtype)
+        return array.copy() if copy else array
+
+    def __float__(self) -> float:
+        return float(self._data.item())
+
+    def __int__(self) -> int:
+        return int(self._data.item())
+
+    def __index__(self) -> int:
+        if self._data.dtype != int64:
+            raise TypeError(f"only int64 tensors can be used as an index, got {self.dtype.name}")
+        return int(self._data.item())
+
+    def __bool__(self) -> bool:
+        if self._data.numel() != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} with more than one "
+                             "element is ambiguous; use .any() or .all()")
+        return bool(self._data.item())
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return (self[i] for i in range(len(self)))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        array = self._data.numpy()
+        if self.dtype.is_floating_point:
+            body = np.array2string(array, separator=", ", precision=4, floatmode="fixed",
+                                   prefix="tensor(", threshold=1000)
+        else:
+            body = np.array2string(array, separator=", ", prefix="tensor(", threshold=1000)
+        extras = []
+        if self.dtype == float64:
+            extras.append("dtype=chainrule.float64")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{self.grad_fn.name()}>")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """A tensor of another dtype (a copy), or self when nothing changes. Only "cpu" exists."""
+        dtype = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        for arg in args:
+            if isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
+                device = arg
+            else:
+                dtype = arg
+        if kwargs:
+            raise TypeError(f"to: unexpected arguments {sorted(kwargs)}")
+        if device is not None:
+            check_device(device)
+        if dtype is None:
+            return self
+        dtype = to_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if self._requires_grad and not dtype.is_floating_point:
+            return _wrap(self._data.to(dtype))  # integer results never carry gradients
+        return apply(ops.Cast, self, dtype)
+
+    def float(self) -> Tensor:
+        return self.to(float32)
+
+    def double(self) -> Tensor:
+        return self.to(float64)
+
+    def long(self) -> Tensor:
+        return self.to(int64)
+
+    def bool(self) -> Tensor:
+        return self.to(C.DType.bool)
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def detach(self) -> Tensor:
+        """The same data (shared storage) outside the graph."""
+        return _wrap(self._data)
+
+    def detach_(self) -> Tensor:
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def clone(self) -> Tensor:
+        return apply(ops.Identity, self, "clone")
+
+    def contiguous(self) -> Tensor:
+        if self._data.is_contiguous():
+            return self
+        return apply(ops.Identity, self, "contiguous")
+
+    def is_contiguous(self) -> bool:
+        return self._data.is_contiguous()
+
+    # ------------------------------------------------------------ arithmetic
+    def __add__(self, other: Any) -> Tensor:
+        return apply(ops.Add, self, _operand(other))
+
+    def __radd__(self, other: Any) -> Tensor:
+        return apply(ops.Add, _operand(other), self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return apply(ops.Sub, self, _operand(other))
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return apply(ops.Sub, _operand(other), self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return apply(ops.Mul, self, _operand(other))
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return apply(ops.Mul, _operand(other), self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return apply(ops.Div, self, _operand(other))
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return apply(ops.Div, _operand(other), self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return apply(ops.Pow, self, _operand(other))
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return apply(ops.Pow, _operand(other), self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return apply(ops.MatMul, self, _tensor_operand(other, "matmul"))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return apply(ops.MatMul, _tensor_operand(other, "matmul"), self)
+
+    def __neg__(self) -> Tensor:
+        return apply(ops.Neg, self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return apply(ops.Abs, self)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
+    # comparisons: bool results, never differentiable
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _wrap(C.eq(self._data, _raw(other)))
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return _wrap(C.ne(self._data, _raw(other)))
+
+    def __lt__(self, other: Any) -> Tensor:
+        return _wrap(C.lt(self._data, _raw(other)))
+
+    def __le__(self, other: Any) -> Tensor:
+        return _wrap(C.le(self._data, _raw(other)))
+
+    def __gt__(self, other: Any) -> Tensor:
+        return _wrap(C.gt(self._data, _raw(other)))
+
+    def __ge__(self, other: Any) -> Tensor:
+        return _wrap(C.ge(self._data, _raw(other)))
+
+    def logical_not(self) -> Tensor:
+        return _wrap(C.logical_not(self._data))
+
+    def __invert__(self) -> Tensor:
+        if self.dtype != C.DType.bool:
+            raise TypeError(f"~ is only supported for bool tensors, got {self.dtype.name}")
+        return self.logical_not()
+
+    # named forms, as in PyTorch
+    def add(self, other: Any) -> Tensor:
+        return self + other
+
+    def sub(self, other: Any) -> Tensor:
+        return self - other
+
+    def mul(self, other: Any) -> Tensor:
+        return self * other
+
+    def div(self, other: Any) -> Tensor:
+        return self / other
+
+    def pow(self, exponent: Any) -> Tensor:
+        return self ** exponent
+
+    def matmul(self, other: Any) -> Tensor:
+        return self @ other
+
+    def neg(self) -> Tensor:
+        return -self
+
+    def eq(self, other: Any) -> Tensor:
+        return self == other
+
+    def ne(self, other: Any) -> Tensor:
+        return self != other
+
+    def lt(self, other: Any) -> Tensor:
+        return self < other
+
+    def le(self, other: Any) -> Tensor:
+        return self <= other
+
+    def gt(self, other: Any) -> Tensor:
+        return self > other
+
+    def ge(self, other: Any) -> Tensor:
+        return self >= other
+
+    # ------------------------------------------------------------ unary
+    def exp(self) -> Tensor:
+        return apply(ops.Exp, self)
+
+    def log(self) -> Tensor:
+        return apply(ops.Log, self)
+
+    def sqrt(self) -> Tensor:
+        return apply(ops.Sqrt, self)
+
+    def abs(self) -> Tensor:
+        return apply(ops.Abs, self)
+
+    def sigmoid(self) -> Tensor:
+        return apply(ops.Sigmoid, self)
+
+    def tanh(self) -> Tensor:
+        return apply(ops.Tanh, self)
+
+    def relu(self) -> Tensor:
+        return apply(ops.Relu, self)
+
+    def sin(self) -> Tensor:
+        return apply(ops.Sin, self)
+
+    def cos(self) -> Tensor:
+        return apply(ops.Cos, self)
+
+    def square(self) -> Tensor:
+        return apply(ops.Square, self)
+
+    def sign(self) -> Tensor:
+        return _wrap(C.sign(self._data))
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return apply(ops.Clamp, self, _number(min, "clamp"), _number(max, "clamp"))
+
+    clip = clamp
+
+    def softmax(self, dim: int) -> Tensor:
+        shifted = self - self.amax(dim, keepdim=True).detach()
+        e = shifted.exp()
+        return e / e.sum(dim, keepdim=True)
+
+    def log_softmax(self, dim: int) -> Tensor:
+        shifted = self - self.amax(dim, keepdim=True).detach()
+        return shifted - shifted.exp().sum(dim, keepdim=True).log()
+
+    # ------------------------------------------------------------ reductions
+    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return apply(ops.Sum, self, _dims(dim), keepdim)
+
+    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return apply(ops.Mean, self, _dims(dim), keepdim)
+
+    def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return apply(ops.Amax, self, _dims(dim), keepdim)
+
+    def amin(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return apply(ops.Amin, self, _dims(dim), keepdim)
+
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """The largest element (0-d) or, with an int dim, (values, indices) along it."""
+        return self._extreme(dim, keepdim, largest=True)
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        return self._extreme(dim, keepdim, largest=False)
+
+    def _extreme(self, dim: Any, keepdim: bool, largest: bool) -> Any:
+        if dim is None:
+            return self.amax() if largest else self.amin()
+        if isinstance(dim, Tensor):  # max(other): the elementwise form
+            return maximum(self, dim) if largest else minimum(self, dim)
+        if not isinstance(dim, int):
+            raise TypeError(f"{'max' if largest else 'min'}: dim must be an int, got {type(dim).__name__}")
+        indices = (C.argmax if largest else C.argmin)(self._data, dim, keepdim)
+        wrapped = dim + self.ndim if dim < 0 else dim
+        values = apply(ops.MaxAlongDim, self, wrapped, keepdim, indices, largest)
+        return values_indices(values, _wrap(indices))
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return _wrap(C.argmax(self._data, dim, keepdim))
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return _wrap(C.argmin(self._data, dim, keepdim))
+
+    def all(self) -> Tensor:
+        return _wrap(C.eq(C.amin(self._data.to(C.DType.bool), [], False), True))
+
+    def any(self) -> Tensor:
+        return _wrap(C.eq(C.amax(self._data.to(C.DType.bool), [], False), True))
+
+    # ------------------------------------------------------------ shapes
+    def reshape(self, *shape: Any) -> Tensor:
+        return apply(ops.Reshape, self, "reshape", _shape(shape, "reshape"))
+
+    def view(self, *shape: Any) -> Tensor:
+        return apply(ops.Reshape, self, "view", _shape(shape, "view"))
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return apply(ops.Reshape, self, "flatten", start_dim, end_dim)
+
+    def squeeze(self, dim: int | None = None) -> Tensor:
+        if dim is None:
+            return apply(ops.Reshape, self, "squeeze")
+        return apply(ops.Reshape, self, "squeeze", dim)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        return apply(ops.Reshape, self, "unsqueeze", dim)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        return apply(ops.Transpose, self, dim0, dim1)
+
+    def t(self) -> Tensor:
+        if self.ndim > 2:
+            raise ValueError(f"t: expected a tensor with at most 2 dims, got shape {self.shape}")
+        return self.transpose(0, 1) if self.ndim == 2 else self
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802
+        if self.ndim != 2:
+            raise ValueError(f".T: expected a 2-D tensor, got shape {self.shape}; use permute()")
+        return self.transpose(0, 1)
+
+    def permute(self, *dims: Any) -> Tensor:
+        return apply(ops.Permute, self, _shape(dims, "permute"))
+
+    def expand(self, *shape: Any) -> Tensor:
+        return apply(ops.Expand, self, _shape(shape, "expand"))
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self.expand(other.shape)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return apply(ops.Index, self, _view_steps(self._data, index))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        _check_inplace(self, "__setitem__", value)
+        view = ops.apply_view_steps(self._data, _view_steps(self._data, index))
+        if isinstance(value, Tensor):
+            C.copy_(view, value._data)
+        else:
+            C.fill_(view, _operand(value))
+
+    # ------------------------------------------------------------ in place
+    def add_(self, other: Any) -> Tensor:
+        return _inplace(self, C.add_, other, "add_")
+
+    def sub_(self, other: Any) -> Tensor:
+        return _inplace(self, C.sub_, other, "sub_")
+
+    def mul_(self, other: Any) -> Tensor:
+        return _inplace(self, C.mul_, other, "mul_")
+
+    def div_(self, other: Any) -> Tensor:
+        return _inplace(self, C.div_, other, "div_")
+
+    def zero_(self) -> Tensor:
+        _check_inplace(self, "zero_")
+        C.fill_(self._data, 0)
+        return self
+
+    def fill_(self, value: Any) -> Tensor:
+        _check_inplace(self, "fill_")
+        C.fill_(self._data, _number(value, "fill_"))
+        return self
+
+    def copy_(self, src: Any) -> Tensor:
+        _check_inplace(self, "copy_", src)
+        C.copy_(self._data, _tensor_operand(src, "copy_")._data)
+        return self
+
+    def uniform_(self, low: float = 0.0, high: float = 1.0) -> Tensor:
+        _check_inplace(self, "uniform_")
+        C.uniform_(self._data, float(low), float(high))
+        return self
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        _check_inplace(self, "normal_")
+        C.normal_(self._data, float(mean), float(std))
+        return self
+
+    # ------------------------------------------------------------ autograd
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None) -> None:
+        """Accumulates d(self)/d(leaf) into every leaf's `.grad` by the chain rule.
+
+        `gradient` (the upstream grad, of self's shape) is needed unless self has one element.
+        Without retain_graph=True, the graph's saved arrays are freed afterwards.
+        """
+        from chainrule.autograd.engine import run_backward
+
+        run_backward((self,), (gradient,), bool(retain_graph))
+
+
+# ------------------------------------------------------------------ the op path
+def _wrap(data: _core.Tensor, node: Function | None = None) -> Tensor:
+    t = _new(Tensor)
+    t._data = data
+    t.grad_fn = node
+    t._requires_grad = node is not None
+    t._grad = None
+    t._hooks = None
+    return t
+
+
+def apply(op: type[Function], *args: Any) -> Tensor:
+    """Runs op's forward on the raw arrays of args; records a node when a gradient can flow."""
+    raw = [a._data if isinstance(a, Tensor) else a for a in args]
+    if _mode.enabled:
+        for a in args:
+            if isinstance(a, Tensor) and a._requires_grad:
+                node = op()
+                out = op.forward(node, *raw)
+                if out.dtype.is_floating_point:
+                    node.edges = tuple([_edge(x) for x in args])
+                    return _wrap(out, node)
+                return _wrap(out)
+    return _wrap(op.forward(NO_RECORD, *raw))
+
+
+def _edge(a: Any) -> Any:
+    if isinstance(a, Tensor) and a._requires_grad:
+        return (a.grad_fn or a, a._data.shape, a._data.dtype)
+    return None
+
+
+def _operand(value: Any) -> Any:
+    """A Tensor or a Python number, as ops take them; NumPy arrays become tensors."""
+    if isinstance(value, (Tensor, int, float)):
+        return value
+    if isinstance(value, np.ndarray):
+        from chainrule.creation import tensor
+
+        return tensor(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"unsupported operand type {type(value).__name__} for a tensor op "
+                    "(expected a Tensor or a Python number)")
+
+
+def _tensor_operand(value: Any, op: str) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        from chainrule.creation import tensor
+
+        return tensor(value)
+    raise TypeError(f"{op}: expected a Tensor, got {type(value).__name__}")
+
+
+def _raw(value: Any) -> Any:
+    value = _operand(value)
+    return value._data if isinstance(value, Tensor) else value
+
+
+def _number(value: Any, op: str) -> Any:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (np.generic, Tensor)) and np.ndim(value) == 0:
+        return value.item()
+    raise TypeError(f"{op}: expected a Python number, got {type(value).__name__}")
+
+
+def _dims(dim: Any) -> list[int]:
+    if dim is None:
+        return []
+    if isinstance(dim, int):
+        return [dim]
+    if isinstance(dim, (tuple, list)) and all(isinstance(d, int) for d in dim):
+        return list(dim)
+    raise TypeError(f"dim must be None, an int or a tuple of ints, got {dim!r}")
+
+
+def _shape(args: Sequence[Any], op: str) -> list[int]:
+    """Sizes given as f(2, 3) or f((2, 3)), checked to be ints."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        args = args[0]
+    sizes = []
+    for size in args:
+        if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)):
+            if isinstance(size, Tensor) and size.dtype == int64 and size.numel() == 1:
+                size = size.item()
+            else:
+                raise TypeError(f"{op}: expected ints for sizes, got {size!r} of type "
+                                f"{type(size).__name__}")
+        sizes.append(int(size))
+    return sizes
+
+
+def _view_steps(data: _core.Tensor, index: Any) -> list[tuple[str, tuple[Any, ...]]]:
+    """Basic indexing (ints, slices, None, ...) as a list of view calls on the raw array."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if sum(1 for i in index if i is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    if consumed > data.ndim:
+        raise IndexError(f"too many indices for a tensor of shape {data.shape}: {consumed} given")
+    steps: list[tuple[str, tuple[Any, ...]]] = []
+    dim = 0
+    for item in index:
+        if item is None:
+            steps.append(("unsqueeze", (dim,)))
+            dim += 1
+        elif item is Ellipsis:
+            dim += data.ndim - consumed
+        elif isinstance(item, slice):
+            step = 1 if item.step is None else _index_int(item.step)
+            if step <= 0:
+                raise ValueError(f"slice step must be positive, got {step}")
+            start = 0 if item.start is None else _index_int(item.start)
+            stop = 2**62 if item.stop is None else _index_int(item.stop)
+            steps.append(("slice", (dim, start, stop, step)))
+            dim += 1
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) or (
+                isinstance(item, Tensor) and item.dtype == int64 and item.ndim == 0):
+            steps.append(("select", (dim, int(item))))
+        else:
+            raise IndexError(f"unsupported index {item!r}: use ints, slices, None or ...")
+    return steps
+
+
+def _index_int(value: Any) -> int:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Tensor) and value.dtype == int64 and value.numel() == 1:
+        return int(value.item())
+    raise TypeError(f"slice indices must be integers or None, got {value!r}")
+
+
+def _check_inplace(t: Tensor, op: str, other: Any = None) -> None:
+    if _mode.enabled and (t._requires_grad or (isinstance(other, Tensor) and other._requires_grad)):
+        raise RuntimeError(
+            f"{op}: in-place operations on tensors that require grad are only allowed under "
+            f"chainrule.no_grad() (tensor of shape {t.shape} requires grad)")
+
+
+def _inplace(t: Tensor, fn: Callable[..., None], other: Any, op: str) -> Tensor:
+    _check_inplace(t, op, other)
+    fn(t._data, _raw(other))
+    return t
+
+
+def check_device(device: Any) -> None:
+    if device is not None and str(device) != "cpu":
+        raise ValueError(f"device {device!r} is not available: chainrule runs on 'cpu' only")
+
+
+# ------------------------------------------------------------------ elementwise functions
+def maximum(a: Tensor, b: Tensor) -> Tensor:
+    """Elementwise maximum with broadcasting; NaN wins, as in NumPy."""
+    return apply(ops.Maximum, _tensor_operand(a, "maximum"), _tensor_operand(b, "maximum"))
+
+
+def minimum(a: Tensor, b: Tensor) -> Tensor:
+    """Elementwise minimum with broadcasting; NaN wins, as in NumPy."""
+    return apply(ops.Minimum, _tensor_operand(a, "minimum"), _tensor_operand(b, "minimum"))
