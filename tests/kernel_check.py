@@ -1,0 +1,60 @@
+"""Run by test_kernels.py in a subprocess with CHAINRULE_ISA set: checks the GEMM and the
+elementwise and reduction kernels of that ISA against NumPy, printing one line per failure."""
+import itertools
+import sys
+
+import numpy as np
+
+import chainrule as cr
+from chainrule import _core
+
+failures = []
+
+
+def check(label, got, want, rtol):
+    if got.shape != want.shape or not np.allclose(got, want, rtol=rtol, atol=rtol * 10):
+        err = np.max(np.abs(got - want)) if got.shape == want.shape else "shape"
+        failures.append(f"{label}: max error {err}")
+
+
+rng = np.random.default_rng(0)
+sizes = [1, 2, 3, 5, 7, 8, 13, 16, 17, 31, 33, 48, 63, 64, 65, 70]
+grid = [(m, n, k) for m, n, k in itertools.product(sizes, sizes, sizes) if (m + n + k) % 3 == 0 or max(m, n, k) == 70]
+for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
+    for m, n, k in grid:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        want = a.astype(np.float64) @ b.astype(np.float64)
+        check(f"{dtype.__name__} {m}x{k}@{k}x{n}", (cr.tensor(a) @ cr.tensor(b)).numpy(), want, rtol)
+    # transposed and strided operands, sizes past the blocking (KC = 256, MC, NC)
+    for m, n, k in [(300, 520, 700), (129, 1100, 257), (7, 2100, 300)]:
+        a = rng.standard_normal((k, m)).astype(dtype)
+        b = rng.standard_normal((n, k)).astype(dtype)
+        want = a.T.astype(np.float64) @ b.T.astype(np.float64)
+        check(f"{dtype.__name__} transposed {m},{n},{k}", (cr.tensor(a).T @ cr.tensor(b).T).numpy(), want, rtol * 10)
+        big = rng.standard_normal((2 * m, 3 * k)).astype(dtype)
+        check(f"{dtype.__name__} strided {m},{n},{k}",
+              (cr.tensor(big)[::2, ::3] @ cr.tensor(b).T).numpy(),
+              big[::2, ::3].astype(np.float64) @ b.T.astype(np.float64), rtol * 10)
+    # batched with broadcast batch dims
+    a = rng.standard_normal((3, 1, 40, 50)).astype(dtype)
+    b = rng.standard_normal((4, 50, 30)).astype(dtype)
+    check(f"{dtype.__name__} batched", (cr.tensor(a) @ cr.tensor(b)).numpy(), a.astype(np.float64) @ b, rtol * 10)
+
+# elementwise and reductions on odd sizes and misaligned views
+for n in (1, 3, 15, 16, 17, 1023, 40001, 100003):
+    x = rng.standard_normal(n + 1).astype(np.float32)
+    y = rng.standard_normal(n + 1).astype(np.float32)
+    tx, ty = cr.tensor(x)[1:], cr.tensor(y)[:-1]  # misaligned by one element
+    check(f"add {n}", (tx + ty).numpy(), x[1:] + y[:-1], 1e-6)
+    check(f"sigmoid {n}", tx.sigmoid().numpy(), 1 / (1 + np.exp(-x[1:])), 1e-6)
+    check(f"sum {n}", np.array(tx.sum().item()), np.array(x[1:].astype(np.float64).sum()), 1e-5)
+m = rng.standard_normal((513, 1027)).astype(np.float32)
+for axis in (0, 1):
+    check(f"sum axis {axis}", cr.tensor(m).sum(axis).numpy(), m.astype(np.float64).sum(axis), 1e-5)
+    check(f"amax axis {axis}", cr.tensor(m).amax(axis).numpy(), m.max(axis), 0)
+
+print(f"isa={_core.active_isa()} checks failed={len(failures)}")
+for line in failures[:20]:
+    print(line)
+sys.exit(1 if failures else 0)
