@@ -126,6 +126,20 @@ void register_ops(py::module_& m) {
     MaybeReleaseGil gil(a.numel() + b.numel());
     return matmul(a, b);
   });
+  m.def("index_select", [](const Tensor& a, std::int64_t dim, const Tensor& index) {
+    MaybeReleaseGil gil(a.numel());
+    return index_select(a, dim, index);
+  });
+  m.def("index_add_", [](const Tensor& out, std::int64_t dim, const Tensor& index, const Tensor& src) {
+    MaybeReleaseGil gil(src.numel());
+    index_add_(out, dim, index, src);
+  });
+  m.def("cat", [](const std::vector<Tensor>& tensors, std::int64_t dim) {
+    std::int64_t total = 0;
+    for (const Tensor& t : tensors) total += t.numel();
+    MaybeReleaseGil gil(total);
+    return cat(tensors, dim);
+  });
   m.def("broadcast_shapes", [](const Shape& a, const Shape& b) { return broadcast_shapes(a, b, "broadcast_shapes"); });
 }
 

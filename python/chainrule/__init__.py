@@ -19,12 +19,13 @@ from chainrule.creation import (
     manual_seed, ones, ones_like, rand, randint, randn, randperm, tensor, zeros, zeros_like,
 )
 from chainrule.functions import (  # noqa: A004
-    abs, add, amax, amin, argmax, argmin, clamp, cos, detach, div, eq, exp, flatten, ge, gt,
+    abs, add, amax, amin, argmax, argmin, cat, clamp, cos, index_select, stack, detach, div, eq, exp, flatten, ge, gt,
     is_tensor, le, log, log_softmax, lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg,
     numel, permute, pow, relu, reshape, sigmoid, sin, softmax, sqrt, square, squeeze, sub, sum,
     tanh, transpose, unsqueeze, where,
 )
-from chainrule import autograd, nn, optim  # noqa: E402
+from chainrule import autograd, nn, optim, utils  # noqa: E402
+from chainrule.serialization import load, save  # noqa: E402
 
 __version__ = _core.__version__
 

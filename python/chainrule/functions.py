@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule import ops
-from chainrule.tensor import Tensor, _tensor_operand, apply, maximum, minimum  # noqa: F401
+from chainrule.tensor import Tensor, _tensor_operand, apply, cat, maximum, minimum, stack  # noqa: F401
 
 
 def _t(x: Any, op: str) -> Tensor:
@@ -207,3 +207,7 @@ def is_tensor(obj: Any) -> bool:
 
 def numel(input: Tensor) -> int:
     return _t(input, "numel").numel()
+
+
+def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    return _t(input, "index_select").index_select(dim, index)

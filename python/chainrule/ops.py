@@ -494,6 +494,44 @@ class Index(Function):
         return out, None
 
 
+class IndexSelect(Function):
+    """t[index] along a dim by an int64 index: a gather; backward scatters with index_add_
+    (an index that repeats a position adds its gradients up)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, dim: int, index: Array) -> Array:
+        ctx.shape, ctx.dim = a.shape, dim
+        ctx.save_for_backward(index)
+        return C.index_select(a, dim, index)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (index,) = ctx.saved_tensors
+        out = C.full(list(ctx.shape), 0, g.dtype)
+        C.index_add_(out, ctx.dim, index, g)
+        return out, None, None
+
+
+class Cat(Function):
+    """cat(tensors, dim): each input's gradient is its slice of the output's."""
+
+    @staticmethod
+    def forward(ctx: Any, dim: int, *arrays: Array) -> Array:
+        out = C.cat(list(arrays), dim)
+        ctx.dim = dim % out.ndim
+        ctx.sizes = [a.shape[ctx.dim] for a in arrays]
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        grads: list[Any] = [None]
+        offset = 0
+        for size in ctx.sizes:
+            grads.append(g.slice(ctx.dim, offset, offset + size, 1))
+            offset += size
+        return tuple(grads)
+
+
 def apply_view_steps(a: Array, steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
     for method, args in steps:
         a = getattr(a, method)(*args)

@@ -518,10 +518,20 @@ class Tensor:
         return self.expand(other.shape)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return apply(ops.Index, self, _view_steps(self._data, index))
+        rows, rest = _split_tensor_index(self, index)
+        t = self if rows is None else apply(ops.IndexSelect, self, 0, rows)
+        if rest is None:
+            return t
+        return apply(ops.Index, t, _view_steps(t._data, rest))
+
+    def index_select(self, dim: int, index: Tensor) -> Tensor:
+        return apply(ops.IndexSelect, self, dim, _tensor_operand(index, "index_select")._data)
 
     def __setitem__(self, index: Any, value: Any) -> None:
         _check_inplace(self, "__setitem__", value)
+        if _split_tensor_index(self, index)[0] is not None:
+            raise IndexError("__setitem__: assigning through an index tensor is not supported; "
+                             "use ints, slices, None or ...")
         view = ops.apply_view_steps(self._data, _view_steps(self._data, index))
         if isinstance(value, Tensor):
             C.copy_(view, value._data)
@@ -706,6 +716,35 @@ def _view_steps(data: _core.Tensor, index: Any) -> list[tuple[str, tuple[Any, ..
     return steps
 
 
+def _split_tensor_index(t: Tensor, index: Any) -> tuple[Any, Any]:
+    """An index whose first entry is an int64 tensor, a list of ints or a bool mask, split into
+    (rows to gather along dim 0, the basic index applied after); (None, index) otherwise."""
+    first, rest = (index[0], index[1:]) if isinstance(index, tuple) and index else (index, None)
+    if isinstance(first, (list, np.ndarray)):
+        from chainrule.creation import tensor
+
+        first = tensor(first)
+        if first.dtype not in (int64, C.DType.bool):
+            raise IndexError(f"index lists and arrays must hold ints or bools, got {first.dtype.name}")
+    if not isinstance(first, Tensor) or (first.ndim == 0 and first.dtype == int64):
+        return None, index
+    if first.dtype == C.DType.bool:
+        mask = first.numpy()
+        if mask.shape != t.shape[:mask.ndim]:
+            raise IndexError(f"boolean mask of shape {mask.shape} does not match the indexed "
+                             f"tensor's leading shape {t.shape[:mask.ndim]}")
+        rows = C.from_numpy(np.flatnonzero(mask).astype(np.int64))
+        if mask.ndim > 1:
+            raise IndexError("boolean masks of more than one dim are not supported; flatten first")
+    elif first.dtype == int64:
+        rows = first._data.reshape([-1]) if first.ndim <= 1 else None
+        if rows is None:
+            raise IndexError(f"index tensors must be 1-D, got shape {first.shape}")
+    else:
+        raise IndexError(f"tensors used as indices must be int64 or bool, got {first.dtype.name}")
+    return rows, (None if not rest else (slice(None),) + tuple(rest))
+
+
 def _index_int(value: Any) -> int:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
@@ -733,6 +772,36 @@ def check_device(device: Any) -> None:
 
 
 # ------------------------------------------------------------------ elementwise functions
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Joins tensors along an existing dim.
+
+    >>> import chainrule as cr
+    >>> cr.cat([cr.zeros(1, 2), cr.ones(2, 2)]).shape
+    (3, 2)
+    """
+    items = [_tensor_operand(t, "cat") for t in tensors]
+    if not items:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    return apply(ops.Cat, dim, *items)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Joins same-shaped tensors along a new dim.
+
+    >>> import chainrule as cr
+    >>> cr.stack([cr.zeros(2), cr.ones(2)], dim=1).shape
+    (2, 2)
+    """
+    items = [_tensor_operand(t, "stack") for t in tensors]
+    if not items:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    for i, t in enumerate(items):
+        if t.shape != items[0].shape:
+            raise ValueError(f"stack: tensor {i} has shape {t.shape} but tensor 0 has shape "
+                             f"{items[0].shape}; all must match")
+    return cat([t.unsqueeze(dim) for t in items], dim)
+
+
 def maximum(a: Tensor, b: Tensor) -> Tensor:
     """Elementwise maximum with broadcasting; NaN wins, as in NumPy."""
     return apply(ops.Maximum, _tensor_operand(a, "maximum"), _tensor_operand(b, "maximum"))

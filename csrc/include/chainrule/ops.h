@@ -57,6 +57,13 @@ Tensor argmin(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim);
 // Sums a broadcast gradient back down to `shape` (the inverse of broadcasting).
 Tensor sum_to(const Tensor& a, const Shape& shape);
 
+// out = a's slices along dim at the int64 positions in index (negative ones count from the end).
+Tensor index_select(const Tensor& a, std::int64_t dim, const Tensor& index);
+// out's slices along dim at index += src's slices, in order (repeated positions add up).
+void index_add_(const Tensor& out, std::int64_t dim, const Tensor& index, const Tensor& src);
+// Joins tensors along an existing dim; the result has their promoted dtype.
+Tensor cat(const std::vector<Tensor>& tensors, std::int64_t dim);
+
 // 1-D, 2-D and batched matmul with broadcast batch dims, as numpy.matmul.
 Tensor matmul(const Tensor& a, const Tensor& b);
 

@@ -1,0 +1,4 @@
+"""Utilities: data loading."""
+from chainrule.utils import data
+
+__all__ = ["data"]
