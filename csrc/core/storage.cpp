@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "chainrule/errors.h"
+
 namespace chainrule {
 
 std::shared_ptr<Storage> Storage::allocate(std::int64_t nbytes) {
@@ -10,7 +12,9 @@ std::shared_ptr<Storage> Storage::allocate(std::int64_t nbytes) {
   // Round up so aligned_alloc's size is a multiple of the alignment; never allocate 0 bytes.
   const std::size_t rounded = (static_cast<std::size_t>(nbytes) + kAlignment - 1) / kAlignment * kAlignment;
   void* data = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-  if (data == nullptr) throw std::bad_alloc();
+  if (data == nullptr) {
+    fail<MemoryError>("cannot allocate ", nbytes, " bytes (", static_cast<double>(nbytes) / (1 << 30), " GiB)");
+  }
   return std::shared_ptr<Storage>(new Storage(data, nbytes, nullptr));
 }
 

@@ -22,7 +22,11 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   if (__builtin_mul_overflow(n, itemsize(dtype), &nbytes)) {
     fail<ValueError>("empty: shape ", shape, " of ", dtype, " needs more bytes than int64 can count");
   }
-  return Tensor(Storage::allocate(nbytes), shape, contiguous_strides(shape), 0, dtype);
+  try {
+    return Tensor(Storage::allocate(nbytes), shape, contiguous_strides(shape), 0, dtype);
+  } catch (const MemoryError& error) {
+    fail<MemoryError>("out of memory for a tensor of shape ", shape, " and dtype ", dtype, ": ", error.what());
+  }
 }
 
 std::int64_t Tensor::size(std::int64_t dim) const { return shape_[wrap_dim(dim, ndim(), "size")]; }
@@ -100,6 +104,7 @@ Tensor Tensor::expand(const Shape& target) const {
                        ": size ", size, " is not 1 and differs from ", want, ")");
     }
   }
+  checked_numel(shape, "expand");
   return as_strided(shape, strides, offset_);
 }
 

@@ -271,6 +271,16 @@ DType unary_compute_dtype(UnaryOp op, DType a) {
   }
 }
 
+// Writing into a tensor where two elements share memory (an expanded view) is ill-defined.
+void check_writable(const Tensor& out, const char* op) {
+  for (std::int64_t d = 0; d < out.ndim(); ++d) {
+    if (out.strides()[d] == 0 && out.shape()[d] > 1) {
+      fail<RuntimeError>(op, ": cannot write in place into a tensor of shape ", out.shape(),
+                         " whose elements overlap in memory (an expanded view); clone() it first");
+    }
+  }
+}
+
 }  // namespace
 
 const char* binary_op_name(BinaryOp op) {
@@ -348,6 +358,7 @@ void binary_(BinaryOp op, const Tensor& out, const Tensor& b) {
     fail<TypeError>(name, "_: result dtype ", result, " cannot be stored in place in a tensor of dtype ",
                     out.dtype());
   }
+  check_writable(out, name);
   Tensor other = b.to(result).broadcast_to(out.shape(), name);
   // Reading b while writing out is safe only when they are the same view element for element.
   if (other.shares_storage(out) &&
@@ -431,6 +442,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
 }
 
 void copy_(const Tensor& dst, const Tensor& src) {
+  check_writable(dst, "copy_");
   Tensor from = src.broadcast_to(dst.shape(), "copy_");
   if (from.shares_storage(dst) && !(from.strides() == dst.strides() && from.offset() == dst.offset())) {
     from = from.clone();

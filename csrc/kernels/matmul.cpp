@@ -195,14 +195,25 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   }
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
   const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
-  const Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape batch;
+  try {
+    batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  } catch (const ValueError&) {
+    fail<ValueError>("matmul: the batch dims of shapes ", a_in.shape(), " and ", b_in.shape(),
+                     " cannot be broadcast together (", a_batch, " and ", b_batch, ")");
+  }
   Shape a_full = batch, b_full = batch, out_shape = batch;
   a_full.insert(a_full.end(), {m, k});
   b_full.insert(b_full.end(), {k, n});
   out_shape.insert(out_shape.end(), {m, n});
   const Tensor ea = a.to(dtype).expand(a_full);
   const Tensor eb = b.to(dtype).expand(b_full);
-  Tensor out = Tensor::empty(out_shape, dtype);
+  Tensor out;
+  try {
+    out = Tensor::empty(out_shape, dtype);
+  } catch (const MemoryError& error) {
+    fail<MemoryError>("matmul: shapes ", a_in.shape(), " and ", b_in.shape(), ": ", error.what());
+  }
   const std::int64_t batches = numel_of(batch);
   const std::int64_t nb = static_cast<std::int64_t>(batch.size());
 

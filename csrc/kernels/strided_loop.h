@@ -84,6 +84,7 @@ void run_range(const LoopPlan<N>& plan, std::int64_t begin, std::int64_t end, Bo
 // Splits the plan over a team sized by the work: one thread below the grain, no fork at all.
 template <int N, typename Body>
 void run_plan(const LoopPlan<N>& plan, Body&& body, std::int64_t grain = kElementwiseGrain) {
+  if (plan.numel == 0) return;
   const int threads = threads_for(plan.numel, grain);
   if (threads <= 1) {
     run_range(plan, 0, plan.numel, body);

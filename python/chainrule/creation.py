@@ -8,9 +8,17 @@ import numpy as np
 from chainrule import _core
 from chainrule._dtype import bool as bool_
 from chainrule._dtype import dtype_of_numpy, float32, int64, to_dtype
-from chainrule.tensor import Tensor, _shape, _wrap, check_device
+from chainrule.tensor import Tensor, _shape, _sizes, _wrap, check_device
 
 C = _core
+
+
+def _allocate(op: str, fn: Any, *args: Any) -> _core.Tensor:
+    """Calls a `_core` creation function; an allocation failure names the user's op."""
+    try:
+        return fn(*args)
+    except MemoryError as error:
+        raise MemoryError(f"{op}: {error}") from None
 
 
 def _finish(data: _core.Tensor, requires_grad: bool) -> Tensor:
@@ -43,7 +51,8 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: An
             raise ValueError(f"tensor: the data is ragged or malformed (nested lists must have "
                              f"equal lengths at every level): {error}") from None
         except OverflowError as error:
-            raise ValueError(f"tensor: a number does not fit in int64: {error}") from None
+            raise ValueError(f"tensor: a number does not fit in int64 ({error})") from None
+        _check_int64_range(data, array)
         if array.dtype.kind == "f":
             inferred = float32  # Python floats are float32 in chainrule, as in PyTorch
         elif array.dtype.kind in "iu":
@@ -59,6 +68,19 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: An
     target = inferred if dtype is None else to_dtype(dtype)
     copied = np.array(array, dtype=C.numpy_dtype(target), copy=True, order="C")
     return _finish(C.from_numpy(copied), requires_grad)
+
+
+def _check_int64_range(data: Any, array: np.ndarray) -> None:
+    """Python ints that int64 cannot hold make NumPy pick uint64, float64 or object arrays:
+    refuse them rather than wrap around or round."""
+    suspicious = array.dtype.kind == "u" or array.dtype.kind == "O" or (
+        array.dtype.kind == "f" and array.size and float(np.max(np.abs(array))) >= 2.0**63)
+    if not suspicious:
+        return
+    leaves = np.array(data, dtype=object).reshape(-1) if array.ndim else [data]
+    for leaf in leaves:
+        if isinstance(leaf, int) and not isinstance(leaf, bool) and not -(2**63) <= leaf < 2**63:
+            raise ValueError(f"tensor: the integer {leaf} does not fit in int64")
 
 
 def _is_ragged(data: Any) -> bool:
@@ -100,7 +122,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
 def _filled(shape: Any, value: Any, dtype: Any, requires_grad: bool, device: Any, op: str) -> Tensor:
     check_device(device)
     target = float32 if dtype is None else to_dtype(dtype)
-    return _finish(C.full(_shape(shape, op), value, target), requires_grad)
+    return _finish(_allocate(op, C.full, _sizes(shape, op), value, target), requires_grad)
 
 
 def zeros(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
@@ -117,7 +139,7 @@ def empty(*size: Any, dtype: Any = None, requires_grad: bool = False, device: An
     """A tensor whose elements are not initialised: `cr.empty(2, 3)`."""
     check_device(device)
     target = float32 if dtype is None else to_dtype(dtype)
-    return _finish(C.empty(_shape(size, "empty"), target), requires_grad)
+    return _finish(_allocate("empty", C.empty, _sizes(size, "empty"), target), requires_grad)
 
 
 def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
@@ -163,9 +185,7 @@ def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = F
         device: Any = None) -> Tensor:
     """The n x m identity matrix (m defaults to n)."""
     check_device(device)
-    sizes = _shape((n,) if m is None else (n, m), "eye")
-    if any(s < 0 for s in sizes):
-        raise ValueError(f"eye: sizes must be non-negative, got {tuple(sizes)}")
+    sizes = _sizes((n,) if m is None else (n, m), "eye")
     target = float32 if dtype is None else to_dtype(dtype)
     return _finish(C.eye(sizes[0], sizes[-1], target), requires_grad)
 
@@ -228,13 +248,13 @@ def _float_dtype(dtype: Any, op: str) -> Any:
 def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """Uniform random values in [0, 1), float32 by default."""
     check_device(device)
-    return _finish(C.rand(_shape(size, "rand"), _float_dtype(dtype, "rand")), requires_grad)
+    return _finish(_allocate("rand", C.rand, _sizes(size, "rand"), _float_dtype(dtype, "rand")), requires_grad)
 
 
 def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
     """Standard normal random values, float32 by default."""
     check_device(device)
-    return _finish(C.randn(_shape(size, "randn"), _float_dtype(dtype, "randn")), requires_grad)
+    return _finish(_allocate("randn", C.randn, _sizes(size, "randn"), _float_dtype(dtype, "randn")), requires_grad)
 
 
 def randint(low: int, high: Any = None, size: Any = None, dtype: Any = None,
@@ -250,11 +270,13 @@ def randint(low: int, high: Any = None, size: Any = None, dtype: Any = None,
     for value in (low, high):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
             raise TypeError(f"randint: low and high must be ints, got {value!r}")
+        if not -(2**63) <= value < 2**63:
+            raise ValueError(f"randint: {value} does not fit in int64")
     size = size if isinstance(size, (tuple, list)) else (size,)
-    out = _wrap(C.randint(int(low), int(high), _shape(size, "randint")))
+    out = _wrap(C.randint(int(low), int(high), _sizes(size, "randint")))
     return out if dtype is None else out.to(dtype)
 
 
 def randperm(n: int) -> Tensor:
     """A random permutation of 0 .. n-1 (int64)."""
-    return _wrap(C.randperm(int(n)))
+    return _wrap(C.randperm(_sizes((n,), "randperm")[0]))

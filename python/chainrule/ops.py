@@ -518,8 +518,8 @@ class Cat(Function):
     @staticmethod
     def forward(ctx: Any, dim: int, *arrays: Array) -> Array:
         out = C.cat(list(arrays), dim)
-        ctx.dim = dim % out.ndim
-        ctx.sizes = [a.shape[ctx.dim] for a in arrays]
+        dim = dim % out.ndim
+        ctx.dim, ctx.sizes = dim, [a.shape[dim] for a in arrays]
         return out
 
     @staticmethod

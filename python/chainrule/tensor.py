@@ -19,6 +19,7 @@ from chainrule.autograd.function import NO_RECORD, Function
 C = _core
 _mode = grad_mode.state
 _new = object.__new__
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 values_indices.__name__ = "return_types"
@@ -424,11 +425,13 @@ class Tensor:
     clip = clamp
 
     def softmax(self, dim: int) -> Tensor:
+        _check_dim(dim, self.ndim, "softmax")
         shifted = self - self.amax(dim, keepdim=True).detach()
         e = shifted.exp()
         return e / e.sum(dim, keepdim=True)
 
     def log_softmax(self, dim: int) -> Tensor:
+        _check_dim(dim, self.ndim, "log_softmax")
         shifted = self - self.amax(dim, keepdim=True).detach()
         return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
@@ -660,11 +663,13 @@ def _number(value: Any, op: str) -> Any:
 def _dims(dim: Any) -> list[int]:
     if dim is None:
         return []
-    if isinstance(dim, int):
-        return [dim]
-    if isinstance(dim, (tuple, list)) and all(isinstance(d, int) for d in dim):
-        return list(dim)
-    raise TypeError(f"dim must be None, an int or a tuple of ints, got {dim!r}")
+    dims = [dim] if isinstance(dim, int) else dim
+    if not isinstance(dims, (tuple, list)) or not all(isinstance(d, int) for d in dims):
+        raise TypeError(f"dim must be None, an int or a tuple of ints, got {dim!r}")
+    for d in dims:
+        if not _INT64_MIN <= d <= _INT64_MAX:
+            raise IndexError(f"dim {d} is out of range")
+    return list(dims)
 
 
 def _shape(args: Sequence[Any], op: str) -> list[int]:
@@ -679,8 +684,33 @@ def _shape(args: Sequence[Any], op: str) -> list[int]:
             else:
                 raise TypeError(f"{op}: expected ints for sizes, got {size!r} of type "
                                 f"{type(size).__name__}")
-        sizes.append(int(size))
+        size = int(size)
+        if not _INT64_MIN <= size <= _INT64_MAX:
+            raise ValueError(f"{op}: size {size} does not fit in int64")
+        sizes.append(size)
     return sizes
+
+
+def _sizes(args: Sequence[Any], op: str) -> list[int]:
+    """A new tensor's shape: ints, none negative, with an element count int64 can hold."""
+    sizes = _shape(args, op)
+    count = 1
+    for size in sizes:
+        if size < 0:
+            raise ValueError(f"{op}: negative size in shape {tuple(sizes)}")
+        count *= size
+    if count > _INT64_MAX:
+        raise ValueError(f"{op}: shape {tuple(sizes)} has more elements than int64 can count")
+    return sizes
+
+
+def _check_dim(dim: int, ndim: int, op: str) -> None:
+    low, high = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}")
+    if not low <= dim <= high:
+        raise IndexError(f"{op}: dim {dim} is out of range for a tensor with {ndim} dims "
+                         f"(expected a dim in [{low}, {high}])")
 
 
 def _view_steps(data: _core.Tensor, index: Any) -> list[tuple[str, tuple[Any, ...]]]:

@@ -20,6 +20,10 @@ struct TypeError : std::runtime_error {
 struct IndexError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// An allocation the machine cannot satisfy -> Python MemoryError.
+struct MemoryError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 // Misuse that is neither of the above (e.g. a freed graph) -> Python RuntimeError.
 struct RuntimeError : std::runtime_error {
   using std::runtime_error::runtime_error;
