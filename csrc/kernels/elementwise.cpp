@@ -206,9 +206,9 @@ DType compute_dtype(BinaryOp op, DType a, DType b) {
     case BinaryOp::ReluBackward:
       return float_result(promoted);
     case BinaryOp::Sub:
-      if (promoted == DType::Bool) {
-        fail<TypeError>("sub: subtraction of two bool tensors is not supported (dtypes ", a, " and ",
-                        b, "); use logical ops instead");
+      if (a == DType::Bool || b == DType::Bool) {  // as in PyTorch, either side
+        fail<TypeError>("sub: subtraction with a bool operand is not supported (dtypes ", a, " and ",
+                        b, "); use logical ops or convert with .long() first");
       }
       return promoted;
     case BinaryOp::Pow:

@@ -190,8 +190,8 @@ def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = F
     return _finish(C.eye(sizes[0], sizes[-1], target), requires_grad)
 
 
-def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None,
-           requires_grad: bool = False, device: Any = None) -> Tensor:
+def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
+           requires_grad: bool = False, device: Any = None, end: Any = None) -> Tensor:
     """Values from start (inclusive) to end (exclusive) by step; int64 when all are ints.
 
     >>> import chainrule as cr
@@ -199,6 +199,7 @@ def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None,
     [0, 1, 2, 3, 4]
     """
     check_device(device)
+    end = stop if end is None else end  # `end` is PyTorch's name for stop
     if end is None:
         start, end = 0, start
     for value in (start, end, step):

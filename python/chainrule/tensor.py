@@ -426,13 +426,15 @@ class Tensor:
 
     def softmax(self, dim: int) -> Tensor:
         _check_dim(dim, self.ndim, "softmax")
-        shifted = self - self.amax(dim, keepdim=True).detach()
+        x = self if self.dtype.is_floating_point else self.float()
+        shifted = x - x.amax(dim, keepdim=True).detach()
         e = shifted.exp()
         return e / e.sum(dim, keepdim=True)
 
     def log_softmax(self, dim: int) -> Tensor:
         _check_dim(dim, self.ndim, "log_softmax")
-        shifted = self - self.amax(dim, keepdim=True).detach()
+        x = self if self.dtype.is_floating_point else self.float()
+        shifted = x - x.amax(dim, keepdim=True).detach()
         return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
     # ------------------------------------------------------------ reductions
@@ -522,10 +524,10 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> Tensor:
         rows, rest = _split_tensor_index(self, index)
-        t = self if rows is None else apply(ops.IndexSelect, self, 0, rows)
-        if rest is None:
-            return t
-        return apply(ops.Index, t, _view_steps(t._data, rest))
+        if rows is None:
+            return apply(ops.Index, self, _view_steps(self._data, index))
+        t = apply(ops.IndexSelect, self, 0, rows)
+        return t if rest is None else apply(ops.Index, t, _view_steps(t._data, rest))
 
     def index_select(self, dim: int, index: Tensor) -> Tensor:
         return apply(ops.IndexSelect, self, dim, _tensor_operand(index, "index_select")._data)
