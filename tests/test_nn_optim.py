@@ -52,10 +52,6 @@ def test_sequential_dotted_names_and_children():
         "0.0.bias", "0.0.weight", "0.2.bias", "0.2.weight", "1.bias", "1.weight"]
 
 
-@pytest.mark.xfail(reason="BUG: Module.named_modules walks breadth-first (a queue), so nested "
-                          "modules' parameters come after their later siblings'; PyTorch orders "
-                          "parameters() / named_parameters() / state_dict() depth-first",
-                   strict=True)
 def test_nested_parameter_order_is_depth_first_as_in_torch():
     net = nn.Sequential(nn.Linear(2, 4), nn.Sigmoid(), nn.Linear(4, 1))
     nested = nn.Sequential(net, nn.Linear(1, 1))

@@ -86,12 +86,20 @@ class Pow(Function):
         ctx.saved_tensors
         a, b = ctx.a, ctx.b
         ga = gb = None
+        zero = C.full((), 0, g.dtype)
         if _is_array(a):
-            # d(a^b)/da = b * a^(b-1)
+            # d(a^b)/da = b * a^(b-1), taken as 0 where b == 0 (a^0 is constant, even at a = 0)
             ga = C.mul(g, C.mul(b, C.pow(a, C.sub(b, 1) if _is_array(b) else b - 1)))
+            if _is_array(b):
+                ga = C.where(C.eq(b, 0), zero, ga)
+            elif b == 0:
+                ga = C.full(list(g.shape), 0, g.dtype)
         if _is_array(b):
-            # d(a^b)/db = a^b * log(a)
-            gb = C.mul(g, C.mul(ctx.out, C.log(a) if _is_array(a) else C.log(C.full((), a, b.dtype))))
+            # d(a^b)/db = a^b * log(a), taken as 0 where a == 0 and b >= 0 (the limit from b's side)
+            log_a = C.log(a) if _is_array(a) else C.log(C.full((), a, b.dtype))
+            gb = C.mul(g, C.mul(ctx.out, log_a))
+            gb = C.where(C.mul(C.eq(a, 0) if _is_array(a) else C.full((), a == 0, C.DType.bool),
+                               C.ge(b, 0)), zero, gb)
         return ga, gb
 
 
