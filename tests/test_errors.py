@@ -23,7 +23,9 @@ import chainrule.nn as nn
 import chainrule.nn.functional as F
 
 HERE = Path(__file__).resolve()
-PYTHON_DIR = str(HERE.parents[1] / "python")  # /work/main/python
+# The directory holding the chainrule these tests imported (site-packages, or a dev tree), so
+# subprocesses import the same one.
+PYTHON_DIR = str(Path(cr.__file__).resolve().parents[1])
 
 
 # ------------------------------------------------------------------ helpers for the table

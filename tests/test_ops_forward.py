@@ -638,7 +638,8 @@ EMPTY_OK = [
     ("z(3, 0) @ z(0, 4)", (3, 4)),
     ("z(0) @ z(0)", ()),
 ]
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Subprocesses import the same chainrule as this test (site-packages, or a dev tree).
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(cr.__file__)))
 
 
 def run_isolated(expr):
@@ -649,7 +650,7 @@ def run_isolated(expr):
         "print(repr(tuple(r.shape)), float(np.asarray(r.numpy(), dtype=np.float64).sum()), sep='|')\n"
     )
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.path.join(_ROOT, "python") + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = _PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=60)
 
