@@ -36,6 +36,7 @@ PYBIND11_MODULE(_core, m) {
 
   python::register_tensor(m);
   python::register_ops(m);
+  python::register_interop(m);
 
   m.attr("__version__") = CHAINRULE_VERSION;
   m.attr("compiler") = CHAINRULE_COMPILER;

@@ -120,7 +120,9 @@ void register_tensor(py::module_& m) {
   m.def("promote_types", &promote);
   m.def("numpy_dtype", &numpy_dtype);
 
-  py::class_<Tensor>(m, "Tensor", "A strided view of a shared storage (no autograd; see chainrule.Tensor)")
+  py::class_<Tensor>(m, "Tensor", py::buffer_protocol(),
+                     "A strided view of a shared storage (no autograd; see chainrule.Tensor)")
+      .def_buffer(&buffer_of)
       .def_property_readonly("shape", [](const Tensor& t) { return to_tuple(t.shape()); })
       .def_property_readonly("strides", [](const Tensor& t) { return to_tuple(t.strides()); })
       .def_property_readonly("offset", &Tensor::offset)

@@ -15,7 +15,7 @@ from chainrule._dtype import bool, dtype, float32, float64, int64  # noqa: A004
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from chainrule.tensor import Tensor
 from chainrule.creation import (
-    arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, initial_seed, linspace,
+    arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like, initial_seed, linspace,
     manual_seed, ones, ones_like, rand, randint, randn, randperm, tensor, zeros, zeros_like,
 )
 from chainrule.functions import (  # noqa: A004
@@ -53,3 +53,4 @@ def show_config() -> None:
     print(f"  SIMD kernels:    {_core.active_isa()} (CPU supports: "
           f"{', '.join(i for i in ('generic', 'avx2', 'avx512') if _core.cpu_supports(i))}; "
           f"set CHAINRULE_ISA to choose)")
+from chainrule import viz  # noqa: E402

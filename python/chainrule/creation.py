@@ -119,6 +119,19 @@ def from_numpy(array: np.ndarray) -> Tensor:
     return _wrap(C.from_numpy(array))
 
 
+def from_dlpack(obj: Any) -> Tensor:
+    """A tensor sharing memory with any DLPack producer on the CPU (NumPy, PyTorch, ...).
+
+    >>> import numpy as np, chainrule as cr
+    >>> a = np.arange(3.0)
+    >>> t = cr.from_dlpack(a)
+    >>> a[0] = 7; t[0].item()
+    7.0
+    """
+    capsule = obj.__dlpack__() if hasattr(obj, "__dlpack__") else obj
+    return _wrap(C.from_dlpack_capsule(capsule))
+
+
 def _filled(shape: Any, value: Any, dtype: Any, requires_grad: bool, device: Any, op: str) -> Tensor:
     check_device(device)
     target = float32 if dtype is None else to_dtype(dtype)

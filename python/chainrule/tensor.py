@@ -25,7 +25,7 @@ values_indices = namedtuple("values_indices", ["values", "indices"])
 values_indices.__name__ = "return_types"
 
 
-class Tensor:
+class Tensor(C.TensorBase):
     """A dense n-dimensional array of float32, float64, int64 or bool, with autograd.
 
     >>> import chainrule as cr
@@ -158,6 +158,17 @@ class Tensor:
         if dtype is not None and np.dtype(dtype) != array.dtype:
             return array.astype(dtype)
         return array.copy() if copy else array
+
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
+        """A DLPack capsule sharing this tensor's memory (for np.from_dlpack, torch.from_dlpack)."""
+        if stream is not None and stream != -1:
+            raise ValueError("__dlpack__: chainrule tensors live on the CPU; stream must be None")
+        if kwargs.get("copy"):
+            return C.to_dlpack(self._data.clone())
+        return C.to_dlpack(self._data)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (1, 0)  # (kDLCPU, device 0)
 
     def __float__(self) -> float:
         return float(self._data.item())

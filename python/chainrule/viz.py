@@ -1,0 +1,268 @@
+"""Drawing the graph that produced a tensor, as the lecture draws f = w*x + b.
+
+`to_dot` returns Graphviz DOT text: one box per tensor (the leaves that require grad and the
+final output, with shape, dtype and, when small, values and gradients) and one ellipse per op
+("Mul", "Add", ...). Graph nodes never hold the tensors they produced (that would make cycles),
+so an intermediate result appears as the edge between two ops, labelled with the shape and dtype
+the edge recorded; its values show only when you pass the tensor in `names` or called
+`retain_grad()` on it. `render` lays the text out with Graphviz into an SVG or PNG file.
+
+>>> import chainrule as cr
+>>> w = cr.tensor(-2.0, requires_grad=True); x = cr.tensor(5.0, requires_grad=True)
+>>> b = cr.tensor(3.0, requires_grad=True)
+>>> f = w * x + b
+>>> f.backward()
+>>> dot = cr.viz.to_dot(f, names={"w": w, "x": x, "b": b, "f": f})
+>>> "grad: 5" in dot and "Mul" in dot
+True
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from chainrule.autograd.function import Function
+from chainrule.tensor import Tensor
+
+__all__ = ["GraphEdge", "GraphNode", "GraphvizNotFoundError", "render", "to_dot", "walk_graph"]
+
+
+class GraphvizNotFoundError(RuntimeError):
+    """The Graphviz `dot` program (which lays out and draws the graph) is not installed."""
+
+
+@dataclass
+class GraphNode:
+    """One node of a walked graph: an op ("op") or a tensor ("leaf" or "output").
+
+    `tensor` is set for tensor nodes; `name` is the op's name ("Mul") or the tensor's name
+    (from `names`, else "leaf" / "output").
+    """
+
+    id: str
+    kind: str
+    name: str
+    shape: tuple[int, ...] | None = None
+    dtype: Any = None
+    tensor: Tensor | None = None
+
+
+@dataclass
+class GraphEdge:
+    """A value flowing from `source` to `target` (node ids), with the shape and dtype recorded
+    for it. `tensor` and `name` are set for an op's output when it is known (passed in `names`
+    or kept by `retain_grad()`)."""
+
+    source: str
+    target: str
+    shape: tuple[int, ...] | None = None
+    dtype: Any = None
+    name: str | None = None
+    tensor: Tensor | None = field(default=None, repr=False)
+
+
+def op_name(node: Function) -> str:
+    """An op's short name: "Mul" for a MulBackward node."""
+    name = node.name()
+    return name[:-len("Backward")] if name.endswith("Backward") else name
+
+
+def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
+               ) -> tuple[list[GraphNode], list[GraphEdge]]:
+    """The nodes and edges of the graph that produced `tensor`, ids n0, n1, ... in walk order.
+
+    The walk is depth first from the output, inputs in argument order, with an explicit stack
+    (no recursion, so a chain of any depth works). Inputs that take no gradient (constants,
+    tensors that do not require grad) leave no trace in the graph and so do not appear.
+
+    >>> import chainrule as cr
+    >>> w = cr.tensor(-2.0, requires_grad=True)
+    >>> nodes, edges = cr.viz.walk_graph(w * 5.0)
+    >>> [(n.id, n.kind, n.name) for n in nodes]
+    [('n0', 'output', 'output'), ('n1', 'op', 'Mul'), ('n2', 'leaf', 'leaf')]
+    >>> [(e.source, e.target) for e in edges]
+    [('n1', 'n0'), ('n2', 'n1')]
+    """
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"walk_graph: expected a chainrule Tensor, got {type(tensor).__name__}")
+    tensor_names: dict[int, str] = {}     # id(tensor) -> name, for leaves and the output
+    op_outputs: dict[int, tuple[str | None, Tensor]] = {}  # id(node) -> its named output
+    for name, named in (names or {}).items():
+        if not isinstance(named, Tensor):
+            raise TypeError(f"walk_graph: names[{name!r}] is a {type(named).__name__}, not a "
+                            "Tensor")
+        tensor_names[id(named)] = name
+        if named.grad_fn is not None:
+            op_outputs[id(named.grad_fn)] = (name, named)
+
+    nodes: list[GraphNode] = []
+    ids: dict[int, str] = {}
+    pending: list[tuple[Any, Any, tuple[int, ...], Any]] = []  # (source, target, shape, dtype)
+
+    def add_tensor_node(t: Tensor, kind: str) -> None:
+        node_id = f"n{len(nodes)}"
+        ids[id(t)] = node_id
+        nodes.append(GraphNode(node_id, kind, tensor_names.get(id(t), kind), t.shape, t.dtype, t))
+
+    add_tensor_node(tensor, "output")
+    stack: list[Any] = []
+    if tensor.grad_fn is not None:
+        pending.append((tensor.grad_fn, tensor, tensor.shape, tensor.dtype))
+        stack.append(tensor.grad_fn)
+    while stack:
+        item = stack.pop()
+        if id(item) in ids:
+            continue
+        if isinstance(item, Tensor):
+            add_tensor_node(item, "leaf")
+            continue
+        node_id = f"n{len(nodes)}"
+        ids[id(item)] = node_id
+        nodes.append(GraphNode(node_id, "op", op_name(item)))
+        inputs = [edge for edge in item.edges if edge is not None]
+        for target, shape, dtype in inputs:
+            pending.append((target, item, shape, dtype))
+        # reversed, so that the first input is walked (and numbered) first
+        stack.extend(target for target, _, _ in reversed(inputs) if id(target) not in ids)
+
+    edges = []
+    for source, target, shape, dtype in pending:
+        name, known = None, None
+        if isinstance(source, Function):
+            name, known = op_outputs.get(id(source), (None, None))
+            if known is None and isinstance(source.retained, weakref.ref):
+                known = source.retained()  # retain_grad() keeps a weak reference to the output
+        if target is tensor:
+            known = None  # the output's node shows it already
+        edges.append(GraphEdge(ids[id(source)], ids[id(target)], tuple(shape), dtype, name,
+                               known))
+    return nodes, edges
+
+
+def to_dot(tensor: Tensor, show_values: bool = True, max_elements: int = 8,
+           names: Mapping[str, Tensor] | None = None) -> str:
+    """Graphviz DOT text of the graph that produced `tensor`.
+
+    Tensor nodes (boxes) show name, shape and dtype and, when `show_values` and the tensor has
+    at most `max_elements` elements, its values and (once backward has filled it) its grad.
+    Op nodes (ellipses) show the op's name. Edges between ops carry the intermediate result's
+    shape and dtype. `names` maps names to tensors of the graph (leaves, the output, or
+    intermediate results, whose values then show on their edges). Node ids are n0, n1, ... in
+    the order of `walk_graph`, so the text is the same on every run.
+
+    >>> import chainrule as cr
+    >>> w = cr.tensor(-2.0, requires_grad=True); x = cr.tensor(5.0, requires_grad=True)
+    >>> print(cr.viz.to_dot(w * x, names={"w": w, "x": x}))  # doctest: +ELLIPSIS
+    digraph chainrule {
+    ...
+      n1 [label="Mul", shape=ellipse, ...];
+      n2 [label="w\\n() float32\\nvalue: -2", shape=box, ...];
+    ...
+      n2 -> n1;
+    ...
+    """
+    nodes, edges = walk_graph(tensor, names)
+    lines = [
+        "digraph chainrule {",
+        "  rankdir=LR;",
+        '  node [fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
+    for node in nodes:
+        if node.kind == "op":
+            lines.append(f'  {node.id} [label="{_escape(node.name)}", shape=ellipse, '
+                         'style=filled, fillcolor=lightgray];')
+            continue
+        label = [node.name, _shape_and_dtype(node.shape, node.dtype)]
+        if show_values and node.tensor is not None:
+            label += _values(node.tensor, max_elements)
+        color = "darkolivegreen1" if node.kind == "output" else "lightblue"
+        lines.append(f'  {node.id} [label="{_join(label)}", shape=box, style=filled, '
+                     f'fillcolor={color}];')
+    kinds = {node.id: node.kind for node in nodes}
+    for edge in edges:
+        # into the output and out of a leaf, the tensor's own box shows shape and values
+        if kinds[edge.target] == "output" or kinds[edge.source] == "leaf":
+            lines.append(f"  {edge.source} -> {edge.target};")
+            continue
+        label = [_shape_and_dtype(edge.shape, edge.dtype)]
+        if edge.name is not None:
+            label.insert(0, edge.name)
+        if show_values and edge.tensor is not None:
+            label += _values(edge.tensor, max_elements)
+        lines.append(f'  {edge.source} -> {edge.target} [label="{_join(label)}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render(tensor: Tensor, path: str | Path, format: str | None = None,  # noqa: A002
+           **to_dot_options: Any) -> Path:
+    """Draws the graph of `tensor` into a file; returns its path.
+
+    The format comes from `format` or the path's suffix ("svg", "png", "pdf", ...; "svg" when
+    there is none). A ".dot" or ".gv" path gets the DOT text itself and needs nothing else;
+    other formats need the `graphviz` Python package (ImportError without it) and the
+    Graphviz `dot` program (GraphvizNotFoundError, a RuntimeError, without it).
+    `to_dot_options` go to `to_dot` (show_values, max_elements, names).
+
+    >>> import chainrule as cr
+    >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
+    >>> cr.viz.render((x * x).sum(), "square.svg")  # doctest: +SKIP
+    PosixPath('square.svg')
+    """
+    path = Path(path)
+    fmt = (format or path.suffix.lstrip(".") or "svg").lower()
+    dot = to_dot(tensor, **to_dot_options)
+    if fmt in ("dot", "gv"):
+        path.write_text(dot)
+        return path
+    try:
+        import graphviz
+    except ImportError as error:
+        raise ImportError(
+            f"render: drawing a {fmt} file needs the graphviz Python package "
+            "(pip install graphviz) and the Graphviz `dot` program (e.g. apt-get install "
+            "graphviz or brew install graphviz); to_dot() gives the DOT text without them"
+        ) from error
+    if fmt not in graphviz.FORMATS:
+        raise ValueError(f"render: unknown output format {fmt!r} (from {str(path)!r}); use "
+                         "svg, png, pdf or another Graphviz format")
+    try:
+        drawn = graphviz.Source(dot).pipe(format=fmt)
+    except graphviz.ExecutableNotFound as error:
+        raise GraphvizNotFoundError(
+            "render: the Graphviz `dot` program was not found on PATH; install Graphviz "
+            "(e.g. apt-get install graphviz or brew install graphviz; the graphviz Python "
+            "package from pip install graphviz only calls it)") from error
+    path.write_bytes(drawn)
+    return path
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def _join(lines: list[str]) -> str:
+    return "\\n".join(_escape(line) for line in lines)
+
+
+def _shape_and_dtype(shape: tuple[int, ...] | None, dtype: Any) -> str:
+    return f"{tuple(shape) if shape is not None else '?'} {getattr(dtype, 'name', dtype)}"
+
+
+def _values(t: Tensor, max_elements: int) -> list[str]:
+    if t.numel() > max_elements:
+        return []
+    lines = [f"value: {_format_array(t.numpy())}"]
+    if t.grad is not None:
+        lines.append(f"grad: {_format_array(t.grad.numpy())}")
+    return lines
+
+
+def _format_array(array: np.ndarray) -> str:
+    text = np.array2string(array, separator=", ", formatter={"float_kind": lambda v: f"{v:.4g}"})
+    return " ".join(text.split())
