@@ -7,11 +7,17 @@
     W <- W - learning_rate * d cost / d W        (cost.backward() applies the chain rule)
 
 Run: python examples/xor.py [--hidden 2] [--lr 0.1] [--steps 10001] [--seed 0] [--optimizer sgd]
+                           [--graph xor.svg] [--logdir runs/xor]
+
+--graph draws the graph of the cost (its ops, the weights with their values and gradients) with
+Graphviz; --logdir writes the cost and the weight histograms for TensorBoard
+(`tensorboard --logdir runs`), as in the lecture's TensorBoard lab.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import chainrule as cr
 
@@ -26,8 +32,14 @@ def build_parameters(hidden: int) -> list[cr.Tensor]:
 
 
 def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
-          optimizer_name: str = "sgd", report_every: int = 1000, verbose: bool = True) -> dict:
-    """Trains the network and returns its final cost, hypothesis, predictions and accuracy."""
+          optimizer_name: str = "sgd", report_every: int = 1000, verbose: bool = True,
+          graph: str | Path | None = None, logdir: str | Path | None = None) -> dict:
+    """Trains the network and returns its final cost, hypothesis, predictions and accuracy.
+
+    With `graph`, draws the graph of the last training step's cost into that file (see
+    save_graph); with `logdir`, logs the cost every 100 steps and histograms of W1 and W2
+    every 1000 steps for TensorBoard (needs tensorboardX).
+    """
     cr.manual_seed(seed)
     X = cr.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     Y = cr.tensor([[0.0], [1.0], [1.0], [0.0]])
@@ -45,6 +57,12 @@ def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
         cost = -cr.mean(Y * cr.log(hypothesis) + (1 - Y) * cr.log(1 - hypothesis))
         return hypothesis, cost
 
+    writer = None
+    if logdir is not None:
+        from chainrule.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(logdir))
+    cost = None
     start = time.perf_counter()
     for step in range(steps):
         optimizer.zero_grad()
@@ -53,7 +71,20 @@ def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
         optimizer.step()     # W <- W - lr * grad
         if verbose and report_every and step % report_every == 0:
             print(f"step {step:6d}  cost {cost.item():.6f}")
+        if writer is not None:
+            if step % 100 == 0:
+                writer.add_scalar("cost", cost, step)
+            if step % 1000 == 0:
+                writer.add_histogram("W1", W1, step)
+                writer.add_histogram("W2", W2, step)
     seconds = time.perf_counter() - start
+    if writer is not None:
+        writer.close()
+    if graph is not None and cost is not None:
+        names = {"W1": W1, "b1": b1, "W2": W2, "b2": b2, "cost": cost}
+        written = save_graph(cost, graph, names)
+        if verbose:
+            print(f"graph of the cost written to {written}")
 
     with cr.no_grad():
         hypothesis, cost = forward()
@@ -69,6 +100,20 @@ def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
             "accuracy": accuracy, "seconds": seconds}
 
 
+def save_graph(cost: cr.Tensor, path: str | Path, names: dict[str, cr.Tensor]) -> Path:
+    """Draws the graph of `cost` into `path` (its suffix picks SVG, PNG, ...); without
+    Graphviz, writes the DOT text next to it with a .dot suffix instead. Returns the file."""
+    try:
+        return cr.viz.render(cost, path, names=names)
+    except (ImportError, cr.viz.GraphvizNotFoundError) as error:
+        dot_path = Path(path).with_suffix(".dot")
+        print(f"Graphviz is not available ({error.__class__.__name__}); writing the DOT text "
+              f"to {dot_path} instead (pip install graphviz, and install the dot program)")
+        dot_path.parent.mkdir(parents=True, exist_ok=True)
+        dot_path.write_text(cr.viz.to_dot(cost, names=names))
+        return dot_path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hidden", type=int, default=2, help="hidden units (default 2)")
@@ -76,8 +121,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10001, help="training steps (default 10001)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    parser.add_argument("--graph", metavar="PATH",
+                        help="draw the graph of the cost into PATH (e.g. xor.svg or xor.png)")
+    parser.add_argument("--logdir", metavar="DIR",
+                        help="write TensorBoard logs (cost, W1/W2 histograms) to DIR")
     args = parser.parse_args()
-    train(args.hidden, args.lr, args.steps, args.seed, args.optimizer)
+    train(args.hidden, args.lr, args.steps, args.seed, args.optimizer,
+          graph=args.graph, logdir=args.logdir)
 
 
 if __name__ == "__main__":

@@ -19,17 +19,23 @@ std::int64_t checked_numel(const Shape& shape, const char* op) {
 }
 
 std::int64_t numel_of(const Shape& shape) {
-  std::int64_t n = 1;
-  for (const std::int64_t size : shape) n *= size;
-  return n;
+  // A zero anywhere makes the count 0, even when the other sizes' product overflows.
+  std::uint64_t n = 1;
+  for (const std::int64_t size : shape) {
+    if (size == 0) return 0;
+    n *= static_cast<std::uint64_t>(size);
+  }
+  return static_cast<std::int64_t>(n);
 }
 
 Shape contiguous_strides(const Shape& shape) {
+  // Unsigned arithmetic: a zero-element tensor may have dims whose product overflows, and
+  // its strides are never used to address memory.
   Shape strides(shape.size());
-  std::int64_t stride = 1;
+  std::uint64_t stride = 1;
   for (std::size_t i = shape.size(); i-- > 0;) {
-    strides[i] = stride;
-    stride *= shape[i] > 1 ? shape[i] : 1;
+    strides[i] = static_cast<std::int64_t>(stride);
+    stride *= shape[i] > 1 ? static_cast<std::uint64_t>(shape[i]) : 1;
   }
   return strides;
 }

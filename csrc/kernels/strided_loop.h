@@ -27,6 +27,7 @@ LoopPlan<N> make_plan(const std::array<const Tensor*, N>& operands) {
   LoopPlan<N> plan;
   const Tensor& out = *operands[0];
   plan.numel = out.numel();
+  if (plan.numel == 0) return plan;  // nothing to run (and sizes may overflow byte strides)
   for (int k = 0; k < N; ++k) plan.base[k] = static_cast<char*>(operands[k]->data());
   for (std::int64_t d = 0; d < out.ndim(); ++d) {
     const std::int64_t size = out.shape()[d];

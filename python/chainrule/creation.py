@@ -178,20 +178,27 @@ def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = Fa
     return _filled(size, fill_value, dtype, requires_grad, device, "full")
 
 
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return zeros(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad)
+def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Zeros of t's shape (and dtype, unless given)."""
+    return zeros(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad,
+                 device=device)
 
 
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return ones(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad)
+def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Ones of t's shape (and dtype, unless given)."""
+    return ones(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad,
+                device=device)
 
 
-def full_like(t: Tensor, fill_value: Any, dtype: Any = None) -> Tensor:
-    return full(t.shape, fill_value, dtype=t.dtype if dtype is None else dtype)
+def full_like(t: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
+              device: Any = None) -> Tensor:
+    return full(t.shape, fill_value, dtype=t.dtype if dtype is None else dtype,
+                requires_grad=requires_grad, device=device)
 
 
-def empty_like(t: Tensor, dtype: Any = None) -> Tensor:
-    return empty(t.shape, dtype=t.dtype if dtype is None else dtype)
+def empty_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    return empty(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad,
+                 device=device)
 
 
 def eye(n: int, m: int | None = None, dtype: Any = None, requires_grad: bool = False,

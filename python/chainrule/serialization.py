@@ -42,7 +42,8 @@ def save(state_dict: dict[str, Tensor], path: str | os.PathLike[str],
             raise TypeError(f"save: names must be str, got {name!r}")
         if not isinstance(value, Tensor):
             raise TypeError(f"save: {name!r} is a {type(value).__name__}, not a Tensor")
-        array = np.ascontiguousarray(value.detach().numpy(), dtype=_NUMPY[_CODES[value.dtype.name]])
+        # np.array (not ascontiguousarray, which makes 0-d arrays 1-d) keeps the shape exactly.
+        array = np.array(value.detach().numpy(), dtype=_NUMPY[_CODES[value.dtype.name]], order="C")
         header[name] = {"dtype": _CODES[value.dtype.name], "shape": list(array.shape),
                         "data_offsets": [offset, offset + array.nbytes]}
         arrays.append(array)

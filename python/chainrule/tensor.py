@@ -537,7 +537,9 @@ class Tensor(C.TensorBase):
         rows, rest = _split_tensor_index(self, index)
         if rows is None:
             return apply(ops.Index, self, _view_steps(self._data, index))
-        t = apply(ops.IndexSelect, self, 0, rows)
+        t = apply(ops.IndexSelect, self, 0, rows.reshape([-1]))
+        if rows.ndim != 1:  # an N-d index: the gathered rows take the index's shape
+            t = t.reshape(tuple(rows.shape) + self.shape[1:])
         return t if rest is None else apply(ops.Index, t, _view_steps(t._data, rest))
 
     def index_select(self, dim: int, index: Tensor) -> Tensor:
@@ -780,9 +782,7 @@ def _split_tensor_index(t: Tensor, index: Any) -> tuple[Any, Any]:
         if mask.ndim > 1:
             raise IndexError("boolean masks of more than one dim are not supported; flatten first")
     elif first.dtype == int64:
-        rows = first._data.reshape([-1]) if first.ndim <= 1 else None
-        if rows is None:
-            raise IndexError(f"index tensors must be 1-D, got shape {first.shape}")
+        rows = first._data
     else:
         raise IndexError(f"tensors used as indices must be int64 or bool, got {first.dtype.name}")
     return rows, (None if not rest else (slice(None),) + tuple(rest))

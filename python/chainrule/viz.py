@@ -19,9 +19,10 @@ True
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class GraphEdge:
 def op_name(node: Function) -> str:
     """An op's short name: "Mul" for a MulBackward node."""
     name = node.name()
-    return name[:-len("Backward")] if name.endswith("Backward") else name
+    return name.removesuffix("Backward")
 
 
 def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
@@ -199,14 +200,15 @@ def to_dot(tensor: Tensor, show_values: bool = True, max_elements: int = 8,
     return "\n".join(lines) + "\n"
 
 
-def render(tensor: Tensor, path: str | Path, format: str | None = None,  # noqa: A002
+def render(tensor: Tensor, path: str | Path, format: str | None = None,
            **to_dot_options: Any) -> Path:
     """Draws the graph of `tensor` into a file; returns its path.
 
     The format comes from `format` or the path's suffix ("svg", "png", "pdf", ...; "svg" when
-    there is none). A ".dot" or ".gv" path gets the DOT text itself and needs nothing else;
-    other formats need the `graphviz` Python package (ImportError without it) and the
-    Graphviz `dot` program (GraphvizNotFoundError, a RuntimeError, without it).
+    there is none); missing parent folders are made. A ".dot" or ".gv" path gets the DOT text
+    itself and needs nothing else; other formats need the `graphviz` Python package
+    (ImportError without it) and the Graphviz `dot` program (GraphvizNotFoundError, a
+    RuntimeError, without it).
     `to_dot_options` go to `to_dot` (show_values, max_elements, names).
 
     >>> import chainrule as cr
@@ -218,6 +220,7 @@ def render(tensor: Tensor, path: str | Path, format: str | None = None,  # noqa:
     fmt = (format or path.suffix.lstrip(".") or "svg").lower()
     dot = to_dot(tensor, **to_dot_options)
     if fmt in ("dot", "gv"):
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dot)
         return path
     try:
@@ -238,6 +241,7 @@ def render(tensor: Tensor, path: str | Path, format: str | None = None,  # noqa:
             "render: the Graphviz `dot` program was not found on PATH; install Graphviz "
             "(e.g. apt-get install graphviz or brew install graphviz; the graphviz Python "
             "package from pip install graphviz only calls it)") from error
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(drawn)
     return path
 
