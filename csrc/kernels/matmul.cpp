@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -112,6 +113,46 @@ gemm::MicroKernel<T> active_kernel() {
   else return gemm::micro_kernel_f64(active_isa());
 }
 
+// One thread's share: C[rows, cols] = A[rows, :] * B[:, cols], blocked and packed into the
+// caller's buffers (a_packed: MC x KC, b_packed: KC x NC).
+template <typename T>
+void gemm_block(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int64_t cols,
+                std::int64_t k, Operand<T> a, Operand<T> b, T* c, std::int64_t ldc,
+                const gemm::MicroKernel<T>& kernel, std::int64_t MC, std::int64_t KC, std::int64_t NC,
+                T* a_packed, T* b_packed) {
+  const int mr = kernel.mr, nr = kernel.nr;
+  for (std::int64_t jc = col0; jc < col0 + cols; jc += NC) {
+    const std::int64_t nc = std::min(NC, col0 + cols - jc);
+    const std::int64_t b_panels = (nc + nr - 1) / nr;
+    for (std::int64_t pc = 0; pc < k; pc += KC) {
+      const std::int64_t kc = std::min(KC, k - pc);
+      for (std::int64_t jp = 0; jp < b_panels; ++jp) {
+        pack_b_panel(b, pc, kc, jc + jp * nr, std::min<std::int64_t>(nr, nc - jp * nr), nr,
+                     b_packed + jp * nr * kc);
+      }
+      for (std::int64_t ic = row0; ic < row0 + rows; ic += MC) {
+        const std::int64_t mc = std::min(MC, row0 + rows - ic);
+        const std::int64_t a_panels = (mc + mr - 1) / mr;
+        for (std::int64_t ip = 0; ip < a_panels; ++ip) {
+          pack_a_panel(a, ic + ip * mr, std::min<std::int64_t>(mr, mc - ip * mr), pc, kc, mr,
+                       a_packed + ip * mr * kc);
+        }
+        for (std::int64_t jp = 0; jp < b_panels; ++jp) {
+          for (std::int64_t ip = 0; ip < a_panels; ++ip) {
+            kernel.run(kc, a_packed + ip * mr * kc, b_packed + jp * nr * kc,
+                       c + (ic + ip * mr) * ldc + jc + jp * nr, ldc,
+                       std::min<std::int64_t>(mr, mc - ip * mr), std::min<std::int64_t>(nr, nc - jp * nr),
+                       pc > 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The Goto/BLIS loops over independent tiles of C. Threads take tiles from a shared counter:
+// no barrier anywhere, so a thread the OS descheduled (a busy neighbour on a shared machine)
+// delays only the tile it holds while the others take the rest.
 template <typename T>
 void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, T* c,
                   std::int64_t ldc, int threads) {
@@ -121,40 +162,36 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   const std::int64_t KC = 256;
   const std::int64_t MC = mr * (sizeof(T) == 4 ? 24 : 16);
   const std::int64_t NC = nr * 64;
+  // Tiles: about four per thread, split along the longer side, whole micro-panels each.
+  const std::int64_t wanted = threads > 1 ? 4 * threads : 1;
+  const bool split_rows = m >= n;
+  const std::int64_t unit = split_rows ? mr : nr;
+  const std::int64_t extent = split_rows ? m : n;
+  const std::int64_t units = (extent + unit - 1) / unit;
+  const std::int64_t tile = std::max<std::int64_t>(1, (units + wanted - 1) / wanted) * unit;
+  const std::int64_t tiles = (extent + tile - 1) / tile;
+  const std::int64_t rows_max = split_rows ? std::min(tile, m) : m;
+  const std::int64_t cols_max = split_rows ? n : std::min(tile, n);
   const std::int64_t kc_max = std::min(KC, k);
-  const std::int64_t mc_max = std::min(MC, (m + mr - 1) / mr * mr);
-  const std::int64_t nc_max = std::min(NC, (n + nr - 1) / nr * nr);
-  Buffer<T> a_packed(mc_max * kc_max);
-  Buffer<T> b_packed(nc_max * kc_max);
-  T* ap = a_packed.data.get();
-  T* bp = b_packed.data.get();
-
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  for (std::int64_t jc = 0; jc < n; jc += NC) {
-    const std::int64_t nc = std::min(NC, n - jc);
-    const std::int64_t b_panels = (nc + nr - 1) / nr;
-    for (std::int64_t pc = 0; pc < k; pc += KC) {
-      const std::int64_t kc = std::min(KC, k - pc);
-#pragma omp for schedule(static)
-      for (std::int64_t jp = 0; jp < b_panels; ++jp) {
-        pack_b_panel(b, pc, kc, jc + jp * nr, std::min<std::int64_t>(nr, nc - jp * nr), nr, bp + jp * nr * kc);
-      }
-      for (std::int64_t ic = 0; ic < m; ic += MC) {
-        const std::int64_t mc = std::min(MC, m - ic);
-        const std::int64_t a_panels = (mc + mr - 1) / mr;
-#pragma omp for schedule(static)
-        for (std::int64_t ip = 0; ip < a_panels; ++ip) {
-          pack_a_panel(a, ic + ip * mr, std::min<std::int64_t>(mr, mc - ip * mr), pc, kc, mr, ap + ip * mr * kc);
-        }
-#pragma omp for collapse(2) schedule(static)
-        for (std::int64_t jp = 0; jp < b_panels; ++jp) {
-          for (std::int64_t ip = 0; ip < a_panels; ++ip) {
-            const std::int64_t rows = std::min<std::int64_t>(mr, mc - ip * mr);
-            const std::int64_t cols = std::min<std::int64_t>(nr, nc - jp * nr);
-            kernel.run(kc, ap + ip * mr * kc, bp + jp * nr * kc, c + (ic + ip * mr) * ldc + jc + jp * nr, ldc,
-                       rows, cols, pc > 0);
-          }
-        }
+  const std::int64_t a_size = std::min(MC, (rows_max + mr - 1) / mr * mr) * kc_max;
+  const std::int64_t b_size = std::min(NC, (cols_max + nr - 1) / nr * nr) * kc_max;
+  std::atomic<std::int64_t> next{0};
+  const int team = static_cast<int>(std::min<std::int64_t>(threads, tiles));
+  // Every thread's packing buffers, allocated before the parallel region: nothing in it throws.
+  const std::int64_t a_stride = (a_size + 15) / 16 * 16;  // 64-byte aligned starts
+  const std::int64_t per_thread = a_stride + (b_size + 15) / 16 * 16;
+  Buffer<T> packed(per_thread * team);
+#pragma omp parallel num_threads(team) if (team > 1)
+  {
+    T* a_packed = packed.data.get() + per_thread * omp_get_thread_num();
+    T* b_packed = a_packed + a_stride;
+    for (std::int64_t t = next++; t < tiles; t = next++) {
+      const std::int64_t start = t * tile;
+      const std::int64_t length = std::min(tile, extent - start);
+      if (split_rows) {
+        gemm_block(start, length, 0, n, k, a, b, c, ldc, kernel, MC, KC, NC, a_packed, b_packed);
+      } else {
+        gemm_block(0, m, start, length, k, a, b, c, ldc, kernel, MC, KC, NC, a_packed, b_packed);
       }
     }
   }

@@ -10,7 +10,21 @@
 """
 from __future__ import annotations
 
-from chainrule import _core
+import os as _os
+
+# OpenMP threads that spin while waiting steal the core from a descheduled teammate when
+# another process keeps the other core busy: a 2-thread op can then run 1000x slower than on
+# one thread. Passive waiting bounds that cost. The setting is read once, when the OpenMP
+# runtime loads with _core, and is removed again so libraries imported later (PyTorch's own
+# OpenMP) never see it; a value the user set is kept.
+_set_wait_policy = "OMP_WAIT_POLICY" not in _os.environ
+if _set_wait_policy:
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+try:
+    from chainrule import _core
+finally:
+    if _set_wait_policy:
+        del _os.environ["OMP_WAIT_POLICY"]
 from chainrule._dtype import bool, dtype, float32, float64, int64  # noqa: A004
 from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from chainrule.tensor import Tensor
@@ -49,8 +63,27 @@ def show_config() -> None:
     """Prints the version, compiler, OpenMP threads and the SIMD kernels chosen at run time."""
     print(f"chainrule {__version__}")
     print(f"  compiler:        {_core.compiler}")
-    print(f"  OpenMP:          {_core.openmp_version}, {_core.get_num_threads()} threads")
+    policy = "passive" if _set_wait_policy else _os.environ.get("OMP_WAIT_POLICY", "?").lower()
+    print(f"  OpenMP:          {_core.openmp_version}, {_core.get_num_threads()} threads, "
+          f"{policy} waiting (OMP_WAIT_POLICY)")
     print(f"  SIMD kernels:    {_core.active_isa()} (CPU supports: "
           f"{', '.join(i for i in ('generic', 'avx2', 'avx512') if _core.cpu_supports(i))}; "
           f"set CHAINRULE_ISA to choose)")
 from chainrule import viz  # noqa: E402
+
+# The public names, for `from chainrule import *` and for type checkers (py.typed: a strict
+# checker sees only what is listed here). tests/test_typing.py keeps it in step with the module.
+__all__ = [
+    "Tensor", "dtype", "bool", "float32", "float64", "int64", "float", "double", "long",
+    "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled",
+    "arange", "as_tensor", "empty", "empty_like", "eye", "from_dlpack", "from_numpy", "full",
+    "full_like", "initial_seed", "linspace", "manual_seed", "ones", "ones_like", "rand",
+    "randint", "randn", "randperm", "tensor", "zeros", "zeros_like",
+    "abs", "add", "amax", "amin", "argmax", "argmin", "cat", "clamp", "clip", "cos",
+    "index_select", "stack", "detach", "div", "eq", "exp", "flatten", "ge", "gt", "is_tensor",
+    "le", "log", "log_softmax", "lt", "matmul", "max", "maximum", "mean", "min", "minimum", "mul",
+    "ne", "neg", "numel", "permute", "pow", "relu", "reshape", "sigmoid", "sin", "softmax", "sqrt",
+    "square", "squeeze", "sub", "sum", "tanh", "transpose", "unsqueeze", "where",
+    "autograd", "nn", "optim", "utils", "viz", "load", "save",
+    "set_num_threads", "get_num_threads", "show_config",
+]
