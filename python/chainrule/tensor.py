@@ -619,23 +619,18 @@ def _wrap(data: _core.Tensor, node: Function | None = None) -> Tensor:
 
 def apply(op: type[Function], *args: Any) -> Tensor:
     """Runs op's forward on the raw arrays of args; records a node when a gradient can flow."""
-    raw = [a._data if isinstance(a, Tensor) else a for a in args]
     if _mode.enabled:
         for a in args:
             if isinstance(a, Tensor) and a._requires_grad:
                 node = op()
-                out = op.forward(node, *raw)
-                if out.dtype.is_floating_point:
-                    node.edges = tuple([_edge(x) for x in args])
-                    return _wrap(out, node)
-                return _wrap(out)
-    return _wrap(op.forward(NO_RECORD, *raw))
-
-
-def _edge(a: Any) -> Any:
-    if isinstance(a, Tensor) and a._requires_grad:
-        return (a.grad_fn or a, a._data.shape, a._data.dtype)
-    return None
+                out = op.forward(node, *[x._data if isinstance(x, Tensor) else x for x in args])
+                # One edge per argument: where the input's gradient goes, and the shape and
+                # dtype it must have there. (Float inputs give float outputs: only they get here.)
+                node.edges = tuple([(x.grad_fn or x, x._data.shape, x._data.dtype)
+                                    if isinstance(x, Tensor) and x._requires_grad else None
+                                    for x in args])
+                return _wrap(out, node)
+    return _wrap(op.forward(NO_RECORD, *[x._data if isinstance(x, Tensor) else x for x in args]))
 
 
 def _operand(value: Any) -> Any:

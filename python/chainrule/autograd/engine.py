@@ -91,39 +91,40 @@ def run_backward(outputs: Sequence[Tensor], gradients: Sequence[Any], retain_gra
         else:
             leaf_grads[target] = C.add(leaf_grads[target], grad) if target in leaf_grads else grad
 
+    add = C.add
     while ready:
         node = ready.pop()
         grad = grads.pop(node, None)
-        if grad is not None:
-            grad = _run_hooks(node.hooks, grad)
+        edges = node.edges
+        if grad is None:  # nothing reached this node: its inputs get nothing either
+            input_grads: Any = (None,) * len(edges)
+        else:
+            if node.hooks is not None:
+                grad = _run_hooks(node.hooks, grad)
             if node.retained is not None:
                 _retain(node.retained(), grad)
-            if node in captured:
+            if captured and node in captured:
                 results[captured[node]] = _wrap(grad)
             input_grads = node.backward(node, grad)
-        else:
-            input_grads = ()
         if not retain_graph:
             node.release()
-        for i, edge in enumerate(node.edges):
+        for edge, input_grad in zip(edges, input_grads):
             if edge is None:
                 continue
             target, shape, dtype = edge
-            input_grad = input_grads[i] if i < len(input_grads) else None
+            is_node = isinstance(target, Function)
             if input_grad is not None:
                 if input_grad.shape != shape:
                     input_grad = C.sum_to(input_grad, list(shape))
                 if input_grad.dtype != dtype:
                     input_grad = input_grad.to(dtype)
-                if isinstance(target, Function):
-                    previous = grads.get(target)
-                    grads[target] = input_grad if previous is None else C.add(previous, input_grad)
-                else:
-                    previous = leaf_grads.get(target)
-                    leaf_grads[target] = input_grad if previous is None else C.add(previous, input_grad)
-            if isinstance(target, Function):
-                dependencies[target] -= 1
-                if dependencies[target] == 0:
+                pending = grads if is_node else leaf_grads
+                previous = pending.get(target)
+                pending[target] = input_grad if previous is None else add(previous, input_grad)
+            if is_node:
+                count = dependencies[target] - 1
+                dependencies[target] = count
+                if count == 0:
                     ready.append(target)
 
     # 3. leaves: total gradient, through their hooks, into .grad (or into the results).

@@ -19,17 +19,18 @@ from chainrule import _core
 class Function:
     """Base of every op; an instance is the graph node of one call."""
 
-    __slots__ = ("edges", "_saved", "_versions", "_freed", "hooks", "retained", "__dict__")
+    __slots__ = ("__dict__",)
 
-    def __init__(self) -> None:
-        # edges[i]: (target, shape, dtype) for input i, target being the input's grad_fn or,
-        # for a leaf, the leaf Tensor itself; None for inputs that take no gradient.
-        self.edges: tuple[Any, ...] = ()
-        self._saved: tuple[Any, ...] = ()
-        self._versions: tuple[int, ...] = ()
-        self._freed = False
-        self.hooks: list[Any] | None = None   # register_hook on the output tensor
-        self.retained: Any = None             # weakref to the output, after retain_grad()
+    # edges[i]: (target, shape, dtype) for input i, target being the input's grad_fn or, for a
+    # leaf, the leaf Tensor itself; None for inputs that take no gradient. Set by `apply`.
+    edges: tuple[Any, ...] = ()
+    # Defaults live on the class, so creating a node (once per recorded op) sets nothing;
+    # an instance gets its own value only when one is set.
+    _saved: tuple[Any, ...] = ()
+    _versions: list[int] = []
+    _freed = False
+    hooks: list[Any] | None = None   # register_hook on the output tensor
+    retained: Any = None             # weakref to the output, after retain_grad()
 
     @staticmethod
     def forward(ctx: Any, *args: Any) -> _core.Tensor:
@@ -42,7 +43,7 @@ class Function:
     def save_for_backward(self, *arrays: _core.Tensor) -> None:
         """Keeps arrays for backward, with the version each has now (see saved_tensors)."""
         self._saved = arrays
-        self._versions = tuple(a.version for a in arrays)
+        self._versions = [a.version for a in arrays]
 
     @property
     def saved_tensors(self) -> tuple[_core.Tensor, ...]:
@@ -63,9 +64,10 @@ class Function:
     def release(self) -> None:
         """Frees the saved arrays (after a backward without retain_graph)."""
         if self._saved:
-            self._saved = ()
+            edges = self.edges  # the graph's shape stays; what the op saved goes
+            self.__dict__.clear()  # the saved arrays, and attributes that may reference arrays
+            self.edges = edges
             self._freed = True
-            self.__dict__.clear()  # attributes may reference arrays too
 
     @classmethod
     def name(cls) -> str:
