@@ -64,9 +64,12 @@ class Function:
     def release(self) -> None:
         """Frees the saved arrays (after a backward without retain_graph)."""
         if self._saved:
-            edges = self.edges  # the graph's shape stays; what the op saved goes
-            self.__dict__.clear()  # the saved arrays, and attributes that may reference arrays
-            self.edges = edges
+            # What the op saved goes (arrays, and attributes that may reference arrays); the
+            # graph's structure and the user's hooks stay.
+            state = self.__dict__
+            kept = {name: state[name] for name in ("edges", "hooks", "retained") if name in state}
+            state.clear()
+            state.update(kept)
             self._freed = True
 
     @classmethod
