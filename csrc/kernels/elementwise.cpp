@@ -7,6 +7,7 @@
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
 #include "strided_loop.h"
+#include "vector_math.h"
 
 namespace chainrule {
 namespace {
@@ -173,12 +174,29 @@ void clamp_kernel(const Tensor& out, const Tensor& a, bool has_min, T lo, bool h
     for (std::int64_t i = 0; i < n; ++i) {
       T v = *reinterpret_cast<const T*>(p[1] + i * s[1]);
       if (!is_nan(v)) {
-        if (has_min && v < lo) v = lo;
-        if (has_max && v > hi) v = hi;
+        // A NaN bound makes the result NaN, as in NumPy and PyTorch.
+        if (has_min && (v < lo || is_nan(lo))) v = lo;
+        if (has_max && (v > hi || is_nan(hi))) v = hi;
       }
       *reinterpret_cast<T*>(p[0] + i * s[0]) = v;
     }
   });
+}
+
+// Runs a contiguous array function over [0, n), in chunks over a team sized by the work.
+void run_contiguous(const float* x, float* out, std::int64_t n, vector_math::ArrayFn fn) {
+  const int threads = threads_for(n, kElementwiseGrain);
+  if (threads <= 1) {
+    fn(x, out, n);
+    return;
+  }
+  const std::int64_t chunk = ((n + threads - 1) / threads + 63) / 64 * 64;
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int t = 0; t < threads; ++t) {
+    const std::int64_t begin = std::min<std::int64_t>(n, t * chunk);
+    const std::int64_t end = std::min<std::int64_t>(n, begin + chunk);
+    if (begin < end) fn(x + begin, out + begin, end - begin);
+  }
 }
 
 // A 0-d tensor holding `value` in `dtype`, broadcast (stride 0) over `shape`.
@@ -378,6 +396,13 @@ Tensor unary(UnaryOp op, const Tensor& a) {
   const DType compute = unary_compute_dtype(op, a.dtype());
   Tensor x = a.to(compute);
   Tensor out = Tensor::empty(a.shape(), unary_result_dtype(op, a.dtype()));
+  if (compute == DType::Float32 && x.is_contiguous() &&
+      (op == UnaryOp::Exp || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh)) {
+    const vector_math::Functions& vm = vector_math::functions();
+    const vector_math::ArrayFn fn = op == UnaryOp::Exp ? vm.exp : op == UnaryOp::Sigmoid ? vm.sigmoid : vm.tanh;
+    run_contiguous(x.data_as<float>(), out.data_as<float>(), x.numel(), fn);
+    return out;
+  }
   auto floats = [&](auto kernel_for) {
     if (compute == DType::Float32) kernel_for(float{});
     else kernel_for(double{});

@@ -39,6 +39,11 @@ py::array to_numpy(const Tensor& t, py::handle owner) {
 
 // A Tensor sharing the memory of a NumPy array; the array stays alive while the storage does.
 Tensor from_numpy(const py::array& array) {
+  const std::string byteorder = py::str(array.dtype().attr("byteorder"));
+  if (byteorder == (PY_LITTLE_ENDIAN ? ">" : "<")) {
+    fail<ValueError>("from_numpy: the array's byte order (", byteorder, ") is not the machine's; "
+                     "convert it first, e.g. with array.astype(array.dtype.newbyteorder('='))");
+  }
   const std::optional<DType> dtype = dtype_from_numpy(array.dtype());
   if (!dtype) {
     fail<TypeError>("from_numpy: unsupported dtype ", std::string(py::str(array.dtype())),
