@@ -77,7 +77,11 @@ typename Reducer::Acc reduce_row(const T* x, std::int64_t n, std::int64_t stride
         float block = 0.0f;
 #pragma omp simd reduction(+ : block)
         for (std::int64_t j = 0; j < kBlock; ++j) block += x[i + j];
-        acc += block;
+        if (std::isfinite(block)) {
+          acc += block;
+        } else {  // float overflowed (or an inf/NaN is there): this block in double
+          for (std::int64_t j = 0; j < kBlock; ++j) acc += static_cast<double>(x[i + j]);
+        }
       }
       for (; i < n; ++i) acc += x[i];
     } else if constexpr (std::is_same_v<Reducer, SumReducer<T>>) {
@@ -134,7 +138,15 @@ void run_problem(const T* x, const Problem& p, Finish finish) {
             for (std::int64_t k = 0; k < end - begin; ++k) b[k] += row[k];
           }
           Acc* a = acc.get();
-          for (std::int64_t k = 0; k < end - begin; ++k) a[k] += b[k];
+          for (std::int64_t k = 0; k < end - begin; ++k) {
+            if (std::isfinite(b[k])) {
+              a[k] += b[k];
+            } else {  // float overflowed (or an inf/NaN is there): this column's block in double
+              for (std::int64_t r = r0; r < std::min(p.R, r0 + kRows); ++r) {
+                a[k] += static_cast<double>(x[r * p.r_stride + begin + k]);
+              }
+            }
+          }
         }
       } else {
         for (std::int64_t r = 0; r < p.R; ++r) {
