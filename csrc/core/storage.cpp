@@ -15,11 +15,11 @@ std::shared_ptr<Storage> Storage::allocate(std::int64_t nbytes) {
   if (data == nullptr) {
     fail<MemoryError>("cannot allocate ", nbytes, " bytes (", static_cast<double>(nbytes) / (1 << 30), " GiB)");
   }
-  return std::shared_ptr<Storage>(new Storage(data, nbytes, nullptr));
+  return std::make_shared<Storage>(Private{}, data, nbytes, nullptr);
 }
 
 std::shared_ptr<Storage> Storage::wrap(void* data, std::int64_t nbytes, std::shared_ptr<void> owner) {
-  return std::shared_ptr<Storage>(new Storage(data, nbytes, std::move(owner)));
+  return std::make_shared<Storage>(Private{}, data, nbytes, std::move(owner));
 }
 
 Storage::~Storage() {

@@ -352,8 +352,14 @@ DType unary_result_dtype(UnaryOp op, DType a) {
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_op_name(op);
-  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   const DType compute = compute_dtype(op, a.dtype(), b.dtype());
+  if (a.shape() == b.shape() && a.dtype() == compute && b.dtype() == compute) {
+    // The common case (no broadcasting, no cast): no intermediate views to build.
+    Tensor out = Tensor::empty(a.shape(), binary_result_dtype(op, a.dtype(), b.dtype()));
+    run_binary(op, out, a, b);
+    return out;
+  }
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(shape, binary_result_dtype(op, a.dtype(), b.dtype()));
   run_binary(op, out, a.to(compute).broadcast_to(shape, name), b.to(compute).broadcast_to(shape, name));
   return out;
@@ -361,12 +367,21 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 
 Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
   const DType compute = compute_dtype(op, a.dtype(), b.default_dtype());
-  return binary(op, a, scalar_tensor(b, compute));
+  const Tensor scalar = scalar_tensor(b, compute);
+  if (a.dtype() != compute) return binary(op, a, scalar);
+  // The scalar as a stride-0 view of the tensor's shape: no broadcasting or cast to set up.
+  Tensor out = Tensor::empty(a.shape(), binary_result_dtype(op, a.dtype(), b.default_dtype()));
+  run_binary(op, out, a, scalar.as_strided(a.shape(), Shape(a.shape().size(), 0), 0));
+  return out;
 }
 
 Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
   const DType compute = compute_dtype(op, a.default_dtype(), b.dtype());
-  return binary(op, scalar_tensor(a, compute), b);
+  const Tensor scalar = scalar_tensor(a, compute);
+  if (b.dtype() != compute) return binary(op, scalar, b);
+  Tensor out = Tensor::empty(b.shape(), binary_result_dtype(op, a.default_dtype(), b.dtype()));
+  run_binary(op, out, scalar.as_strided(b.shape(), Shape(b.shape().size(), 0), 0), b);
+  return out;
 }
 
 void binary_(BinaryOp op, const Tensor& out, const Tensor& b) {

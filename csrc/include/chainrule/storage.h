@@ -8,6 +8,8 @@
 namespace chainrule {
 
 class Storage {
+  struct Private {};  // only allocate() and wrap() construct, through make_shared
+
  public:
   // Allocates nbytes, 64-byte aligned. Throws std::bad_alloc when the memory is not there.
   static std::shared_ptr<Storage> allocate(std::int64_t nbytes);
@@ -15,6 +17,9 @@ class Storage {
   // released when the last tensor viewing the storage goes.
   static std::shared_ptr<Storage> wrap(void* data, std::int64_t nbytes, std::shared_ptr<void> owner);
 
+  // Public for std::make_shared (one allocation for storage and count), but unusable outside.
+  Storage(Private, void* data, std::int64_t nbytes, std::shared_ptr<void> owner)
+      : data_(data), nbytes_(nbytes), owner_(std::move(owner)) {}
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   ~Storage();
@@ -25,8 +30,6 @@ class Storage {
   void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
-  Storage(void* data, std::int64_t nbytes, std::shared_ptr<void> owner)
-      : data_(data), nbytes_(nbytes), owner_(std::move(owner)) {}
   void* data_;
   std::int64_t nbytes_;
   std::shared_ptr<void> owner_;  // empty when we allocated data_ ourselves
