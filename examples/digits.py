@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def train(epochs: int = 20, seed: int = 0, lr: float = 1e-3, batch_size: int = 32,
-          progress: bool = True, verbose: bool = True) -> dict:
+          progress: bool = True, verbose: bool = True) -> dict[str, Any]:
     """Trains the MLP; returns the final test accuracy and seconds per epoch."""
     from tqdm import tqdm
 

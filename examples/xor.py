@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import chainrule as cr
 
@@ -33,7 +34,7 @@ def build_parameters(hidden: int) -> list[cr.Tensor]:
 
 def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
           optimizer_name: str = "sgd", report_every: int = 1000, verbose: bool = True,
-          graph: str | Path | None = None, logdir: str | Path | None = None) -> dict:
+          graph: str | Path | None = None, logdir: str | Path | None = None) -> dict[str, Any]:
     """Trains the network and returns its final cost, hypothesis, predictions and accuracy.
 
     With `graph`, draws the graph of the last training step's cost into that file (see
@@ -44,6 +45,7 @@ def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
     X = cr.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     Y = cr.tensor([[0.0], [1.0], [1.0], [0.0]])
     W1, b1, W2, b2 = params = build_parameters(hidden)
+    optimizer: cr.optim.Optimizer
     if optimizer_name == "sgd":
         optimizer = cr.optim.SGD(params, lr=lr)  # plain gradient descent, as in the lecture
     elif optimizer_name == "adam":
