@@ -1,5 +1,7 @@
 #include "chainrule/storage.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <new>
 
@@ -8,10 +10,18 @@
 namespace chainrule {
 
 std::shared_ptr<Storage> Storage::allocate(std::int64_t nbytes) {
-  constexpr std::size_t kAlignment = 64;
+  // Large buffers start on a 2 MiB boundary and ask for transparent huge pages: a fresh
+  // buffer then faults in 512 times fewer pages (as NumPy does for its large arrays).
+  constexpr std::size_t kHugePage = std::size_t{1} << 21;
+  constexpr std::size_t kHugeFrom = std::size_t{4} << 20;
+  const bool huge = static_cast<std::size_t>(nbytes) >= kHugeFrom;
+  const std::size_t alignment = huge ? kHugePage : 64;
   // Round up so aligned_alloc's size is a multiple of the alignment; never allocate 0 bytes.
-  const std::size_t rounded = (static_cast<std::size_t>(nbytes) + kAlignment - 1) / kAlignment * kAlignment;
-  void* data = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+  const std::size_t rounded = (static_cast<std::size_t>(nbytes) + alignment - 1) / alignment * alignment;
+  void* data = std::aligned_alloc(alignment, rounded == 0 ? alignment : rounded);
+#ifdef MADV_HUGEPAGE
+  if (huge && data != nullptr) madvise(data, rounded, MADV_HUGEPAGE);  // a hint: failure is fine
+#endif
   if (data == nullptr) {
     fail<MemoryError>("cannot allocate ", nbytes, " bytes (", static_cast<double>(nbytes) / (1 << 30), " GiB)");
   }

@@ -162,8 +162,11 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   const std::int64_t KC = 256;
   const std::int64_t MC = mr * (sizeof(T) == 4 ? 24 : 16);
   const std::int64_t NC = nr * 64;
-  // Tiles: about four per thread, split along the longer side, whole micro-panels each.
-  const std::int64_t wanted = threads > 1 ? 4 * threads : 1;
+  // Tiles: whole micro-panels, split along the longer side; every tile packs its own copy of
+  // the other operand, so small products get one tile per thread and large ones four (which
+  // balances the load when a thread is slowed down).
+  const bool large = m * n * k >= (std::int64_t{1} << 26);
+  const std::int64_t wanted = threads > 1 ? (large ? 4 : 1) * threads : 1;
   const bool split_rows = m >= n;
   const std::int64_t unit = split_rows ? mr : nr;
   const std::int64_t extent = split_rows ? m : n;
@@ -203,6 +206,18 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
   if (m == 0 || n == 0) return;
   if constexpr (std::is_floating_point_v<T>) {
     if (m * n * k >= kTinyFlops && k > 0) {
+      const int nr = active_kernel<T>().nr;
+      if (n < nr / 2 && m > n) {
+        // A skinny result (a classifier's 10 outputs) would fill a fraction of each NR-wide
+        // tile: compute C^T = B^T A^T instead, whose long side runs along the tiles.
+        Buffer<T> transposed(m * n);
+        T* ct = transposed.data.get();
+        gemm_blocked(n, m, k, Operand<T>{b.data, b.cs, b.rs}, Operand<T>{a.data, a.cs, a.rs}, ct, m, threads);
+        for (std::int64_t i = 0; i < m; ++i) {
+          for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct[j * m + i];
+        }
+        return;
+      }
       gemm_blocked(m, n, k, a, b, c, ldc, threads);
       return;
     }
