@@ -1,4 +1,5 @@
 // chainrule._core.Tensor (the raw strided array), dtypes, NumPy exchange, creation, random.
+#include <array>
 #include <cstring>
 
 #include "bindings.h"
@@ -86,6 +87,15 @@ py::object item(const Tensor& t) {
   return py::none();
 }
 
+// The four dtype objects, made once and never destroyed (destroying Python objects after the
+// interpreter has finalized would crash at exit): pybind11 would build a new enum object per
+// call, and every op on the autograd path asks for a dtype.
+const std::array<py::object, 4>& dtype_objects() {
+  static const auto* objects = new std::array<py::object, 4>{
+      py::cast(DType::Bool), py::cast(DType::Int64), py::cast(DType::Float32), py::cast(DType::Float64)};
+  return *objects;
+}
+
 py::tuple to_tuple(const Shape& shape) {
   py::tuple out(shape.size());
   for (std::size_t i = 0; i < shape.size(); ++i) out[i] = py::int_(shape[i]);
@@ -122,6 +132,8 @@ void register_tensor(py::module_& m) {
       .value("float64", DType::Float64)
       .def_property_readonly("itemsize", [](DType d) { return itemsize(d); })
       .def_property_readonly("is_floating_point", [](DType d) { return is_floating(d); });
+  m.attr("DTYPES") = py::make_tuple(dtype_objects()[0], dtype_objects()[1], dtype_objects()[2],
+                                    dtype_objects()[3]);
   m.def("promote_types", &promote);
   m.def("numpy_dtype", &numpy_dtype);
 
@@ -131,7 +143,11 @@ void register_tensor(py::module_& m) {
       .def_property_readonly("shape", [](const Tensor& t) { return to_tuple(t.shape()); })
       .def_property_readonly("strides", [](const Tensor& t) { return to_tuple(t.strides()); })
       .def_property_readonly("offset", &Tensor::offset)
-      .def_property_readonly("dtype", &Tensor::dtype)
+      // The four dtype objects are made once: pybind11 would build a new enum object per call,
+      // and every op on the autograd path asks for a dtype.
+      .def_property_readonly("dtype", [](const Tensor& t) -> py::object {
+        return dtype_objects()[static_cast<std::size_t>(t.dtype())];
+      })
       .def_property_readonly("ndim", &Tensor::ndim)
       .def_property_readonly("version", &Tensor::version)
       .def_property_readonly("data_ptr", [](const Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data()); })

@@ -15,7 +15,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['DType', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'add', 'add_', 'amax', 'amin', 'arange', 'argmax', 'argmin', 'broadcast_shapes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'div', 'div_', 'empty', 'eq', 'eq_', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'ge_', 'get_num_threads', 'gt', 'gt_', 'index_add_', 'index_select', 'initial_seed', 'le', 'le_', 'log', 'logical_not', 'lt', 'lt_', 'manual_seed', 'matmul', 'maximum', 'maximum_', 'mean', 'minimum', 'minimum_', 'mul', 'mul_', 'ne', 'ne_', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'pow_', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'relu', 'relu_backward', 'relu_backward_', 'set_num_threads', 'sigmoid', 'sigmoid_backward', 'sigmoid_backward_', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'tanh_backward_', 'to_dlpack', 'uniform_', 'where']
+__all__: list[str] = ['DTYPES', 'DType', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'add', 'add_', 'amax', 'amin', 'arange', 'argmax', 'argmin', 'broadcast_shapes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'div', 'div_', 'empty', 'eq', 'eq_', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'ge_', 'get_num_threads', 'gt', 'gt_', 'index_add_', 'index_select', 'initial_seed', 'le', 'le_', 'log', 'logical_not', 'lt', 'lt_', 'manual_seed', 'matmul', 'maximum', 'maximum_', 'mean', 'minimum', 'minimum_', 'mul', 'mul_', 'ne', 'ne_', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'pow_', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'relu', 'relu_backward', 'relu_backward_', 'set_num_threads', 'sigmoid', 'sigmoid_backward', 'sigmoid_backward_', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'tanh_backward_', 'to_dlpack', 'uniform_', 'where']
 class DType:
     """
     Members:
@@ -313,5 +313,6 @@ def uniform_(arg0: Tensor, arg1: typing.SupportsFloat | typing.SupportsIndex, ar
 def where(arg0: Tensor, arg1: Tensor, arg2: Tensor) -> Tensor:
     ...
 __version__: str
+DTYPES: tuple[DType, DType, DType, DType]  # bool, int64, float32, float64: what Tensor.dtype returns
 compiler: str
 openmp_version: int

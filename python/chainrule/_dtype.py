@@ -11,10 +11,8 @@ from chainrule import _core
 dtype = _core.DType
 # Printed as PyTorch prints its dtypes: chainrule.float32
 dtype.__repr__ = dtype.__str__ = lambda self: f"chainrule.{self.name}"  # type: ignore[method-assign]
-float32 = _core.DType.float32
-float64 = _core.DType.float64
-int64 = _core.DType.int64
-bool = _core.DType.bool  # noqa: A001  (PyTorch's spelling: cr.bool)
+# The very objects that Tensor.dtype returns, so `t.dtype is cr.float32` holds.
+bool, int64, float32, float64 = _core.DTYPES  # noqa: A001  (PyTorch's spelling: cr.bool)
 
 _BY_NUMPY = {
     np.dtype(np.float32): float32,
