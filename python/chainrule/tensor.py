@@ -195,8 +195,8 @@ class Tensor(C.TensorBase):
     def __iter__(self) -> Iterator[Tensor]:
         return (self[i] for i in range(len(self)))
 
-    def __hash__(self) -> int:
-        return id(self)
+    # Identity hashing (== is elementwise), in C: leaves are dict keys in every backward.
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         array = self._data.numpy()

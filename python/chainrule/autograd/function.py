@@ -67,10 +67,15 @@ class Function:
             # What the op saved goes (arrays, and attributes that may reference arrays); the
             # graph's structure and the user's hooks stay.
             state = self.__dict__
-            kept = {name: state[name] for name in ("edges", "hooks", "retained") if name in state}
+            edges = state["edges"]
+            hooks, retained = state.get("hooks"), state.get("retained")
             state.clear()
-            state.update(kept)
-            self._freed = True
+            state["edges"] = edges
+            state["_freed"] = True
+            if hooks is not None:
+                state["hooks"] = hooks
+            if retained is not None:
+                state["retained"] = retained
 
     @classmethod
     def name(cls) -> str:
