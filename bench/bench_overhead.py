@@ -166,8 +166,10 @@ def epoch_numpy(sizes: list[int], batch: int, x: np.ndarray, labels: np.ndarray)
 # ------------------------------------------------------------------ import cost
 def import_cost(module: str) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of `import module` in a fresh interpreter (median of 3)."""
-    code = ("import resource, time; t = time.perf_counter(); import {m}; "
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    # VmHWM, not ru_maxrss: the latter survives exec, so a child would report its parent's peak.
+    code = ("import time; t = time.perf_counter(); import {m}; s = time.perf_counter() - t; "
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+            "print(s, int(hwm.split()[1]) / 1024)")
     runs = []
     for _ in range(3):
         out = subprocess.run([sys.executable, "-c", code.format(m=module)], capture_output=True,
@@ -187,10 +189,10 @@ def main() -> None:
     def record(name: str, unit: str, figures: dict[str, float]) -> None:
         results[name] = figures
         ours = figures["chainrule"]
-        peers = "  ".join(f"{k} {v * 1e6 if unit == 'us' else v:9.2f} {unit} ({v / ours:5.2f}x)"
+        peers = "  ".join(f"{k} {v * (1e6 if unit == 'us' else 1e3):9.2f} {unit} ({v / ours:5.2f}x)"
                           for k, v in figures.items() if k != "chainrule")
-        shown = ours * 1e6 if unit == "us" else ours
-        print(f"{name:34s} chainrule {shown:9.2f} {unit}   {peers}")
+        shown = ours * 1e6 if unit == "us" else ours * 1e3
+        print(f"{name:40s} chainrule {shown:9.2f} {unit}   {peers}")
 
     cr.set_num_threads(1)
     if torch is not None:
@@ -228,7 +230,7 @@ def main() -> None:
                    "numpy (by hand)": per_call(epoch_numpy(sizes, batch, x, labels), 1, repeats)}
         if torch is not None:
             figures["torch"] = per_call(epoch_torch(sizes, batch, x, labels), 1, repeats)
-        record(name, "s", figures)
+        record(name, "ms", figures)
 
     ours_time, ours_rss = import_cost("chainrule")
     print(f"\nimport chainrule: {ours_time:.3f} s, {ours_rss:.0f} MB peak RSS", end="")
