@@ -41,36 +41,29 @@ def per_call(fn: Callable[[], Any], number: int, repeats: int = 7) -> float:
 
 
 # ------------------------------------------------------------------ XOR training step
-def xor_chainrule() -> Callable[[], Any]:
-    cr.manual_seed(0)
-    x = cr.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-    y = cr.tensor([[0.0], [1.0], [1.0], [0.0]])
-    w1, b1 = cr.randn(2, 2, requires_grad=True), cr.randn(2, requires_grad=True)
-    w2, b2 = cr.randn(2, 1, requires_grad=True), cr.randn(1, requires_grad=True)
-    opt = cr.optim.SGD([w1, b1, w2, b2], lr=0.1)
+# One code path for both libraries: chainrule spells its API as PyTorch does.
+def xor_setup(lib: Any) -> tuple[Any, Any, list[Any], Any]:
+    """The lecture's data, parameters (standard normal) and plain gradient descent."""
+    lib.manual_seed(0)
+    x = lib.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = lib.tensor([[0.0], [1.0], [1.0], [0.0]])
+    params = [lib.randn(2, 2, requires_grad=True), lib.randn(2, requires_grad=True),
+              lib.randn(2, 1, requires_grad=True), lib.randn(1, requires_grad=True)]
+    return x, y, params, lib.optim.SGD(params, lr=0.1)
+
+
+def xor_cost(lib: Any, x: Any, y: Any, params: list[Any]) -> Any:
+    w1, b1, w2, b2 = params
+    h = lib.sigmoid(lib.sigmoid(x @ w1 + b1) @ w2 + b2)
+    return -lib.mean(y * lib.log(h) + (1 - y) * lib.log(1 - h))
+
+
+def xor_step(lib: Any) -> Callable[[], Any]:
+    x, y, params, opt = xor_setup(lib)
 
     def step() -> None:
         opt.zero_grad()
-        h = cr.sigmoid(cr.sigmoid(x @ w1 + b1) @ w2 + b2)
-        cost = -cr.mean(y * cr.log(h) + (1 - y) * cr.log(1 - h))
-        cost.backward()
-        opt.step()
-    return step
-
-
-def xor_torch() -> Callable[[], Any]:
-    torch.manual_seed(0)
-    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-    y = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
-    w1, b1 = torch.randn(2, 2, requires_grad=True), torch.randn(2, requires_grad=True)
-    w2, b2 = torch.randn(2, 1, requires_grad=True), torch.randn(1, requires_grad=True)
-    opt = torch.optim.SGD([w1, b1, w2, b2], lr=0.1)
-
-    def step() -> None:
-        opt.zero_grad()
-        h = torch.sigmoid(torch.sigmoid(x @ w1 + b1) @ w2 + b2)
-        cost = -torch.mean(y * torch.log(h) + (1 - y) * torch.log(1 - h))
-        cost.backward()
+        xor_cost(lib, x, y, params).backward()
         opt.step()
     return step
 
@@ -109,46 +102,26 @@ def digits_data(n_rows: int = 1437) -> tuple[np.ndarray, np.ndarray]:
             rng.integers(0, 10, n_rows).astype(np.int64))
 
 
-def epoch_chainrule(sizes: list[int], batch: int, x: np.ndarray, labels: np.ndarray) -> Callable[[], Any]:
-    cr.manual_seed(0)
+def epoch(lib: Any, sizes: list[int], batch: int, x: np.ndarray, labels: np.ndarray) -> Callable[[], Any]:
+    """One epoch of an MLP with Adam and cross-entropy, in chainrule or PyTorch alike."""
+    lib.manual_seed(0)
     layers: list[Any] = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(cr.nn.Linear(fan_in, fan_out))
+        layers.append(lib.nn.Linear(fan_in, fan_out))
         if i < len(sizes) - 2:
-            layers.append(cr.nn.ReLU())
-    model = cr.nn.Sequential(*layers)
-    opt = cr.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = cr.nn.CrossEntropyLoss()
-    loader = cr.utils.data.DataLoader(cr.utils.data.TensorDataset(cr.tensor(x), cr.tensor(labels)),
-                                      batch_size=batch, shuffle=True)
+            layers.append(lib.nn.ReLU())
+    model = lib.nn.Sequential(*layers)
+    opt = lib.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = lib.nn.CrossEntropyLoss()
+    data = lib.utils.data.TensorDataset(lib.tensor(x), lib.tensor(labels))
+    loader = lib.utils.data.DataLoader(data, batch_size=batch, shuffle=True)
 
-    def epoch() -> None:
+    def run() -> None:
         for xb, yb in loader:
             opt.zero_grad()
             loss_fn(model(xb), yb).backward()
             opt.step()
-    return epoch
-
-
-def epoch_torch(sizes: list[int], batch: int, x: np.ndarray, labels: np.ndarray) -> Callable[[], Any]:
-    torch.manual_seed(0)
-    layers: list[Any] = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(fan_in, fan_out))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(labels))
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True)
-
-    def epoch() -> None:
-        for xb, yb in loader:
-            opt.zero_grad()
-            loss_fn(model(xb), yb).backward()
-            opt.step()
-    return epoch
+    return run
 
 
 def epoch_numpy(sizes: list[int], batch: int, x: np.ndarray, labels: np.ndarray) -> Callable[[], Any]:
@@ -200,11 +173,11 @@ def main() -> None:
     print("ratios: peer time / chainrule time (above 1: chainrule is faster)\n")
 
     n = int(2000 * scale) or 50
-    figures = {"chainrule": per_call(xor_chainrule(), n)}
+    figures = {"chainrule": per_call(xor_step(cr), n)}
     xor_np = XorNumpy()
     figures["numpy (by hand)"] = per_call(xor_np.step, n)
     if torch is not None:
-        figures["torch"] = per_call(xor_torch(), n)
+        figures["torch"] = per_call(xor_step(torch), n)
     record("XOR training step", "us", figures)
 
     figures = {"chainrule": per_call(chain(cr), n)}
@@ -226,10 +199,10 @@ def main() -> None:
         cr.set_num_threads(threads)
         if torch is not None:
             torch.set_num_threads(threads)
-        figures = {"chainrule": per_call(epoch_chainrule(sizes, batch, x, labels), 1, repeats),
+        figures = {"chainrule": per_call(epoch(cr, sizes, batch, x, labels), 1, repeats),
                    "numpy (by hand)": per_call(epoch_numpy(sizes, batch, x, labels), 1, repeats)}
         if torch is not None:
-            figures["torch"] = per_call(epoch_torch(sizes, batch, x, labels), 1, repeats)
+            figures["torch"] = per_call(epoch(torch, sizes, batch, x, labels), 1, repeats)
         record(name, "ms", figures)
 
     ours_time, ours_rss = import_cost("chainrule")

@@ -5,36 +5,34 @@ Run: python bench/xor_step_phases.py
 """
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
 
 import chainrule as cr
 from chainrule import _core
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_overhead import xor_cost, xor_setup  # noqa: E402  (the step bench_overhead times)
+
 
 def main(steps: int = 3000) -> None:
-    cr.manual_seed(0)
     cr.set_num_threads(1)
-    x = cr.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-    y = cr.tensor([[0.0], [1.0], [1.0], [0.0]])
-    w1, b1 = cr.randn(2, 2, requires_grad=True), cr.randn(2, requires_grad=True)
-    w2, b2 = cr.randn(2, 1, requires_grad=True), cr.randn(1, requires_grad=True)
-    opt = cr.optim.SGD([w1, b1, w2, b2], lr=0.1)
+    x, y, params, opt = xor_setup(cr)
     phases: dict[str, list[float]] = {"zero_grad": [], "forward": [], "backward": [], "step": []}
     for _ in range(steps):
         t0 = time.perf_counter()
         opt.zero_grad()
         t1 = time.perf_counter()
-        h = cr.sigmoid(cr.sigmoid(x @ w1 + b1) @ w2 + b2)
-        cost = -cr.mean(y * cr.log(h) + (1 - y) * cr.log(1 - h))
+        cost = xor_cost(cr, x, y, params)
         t2 = time.perf_counter()
         cost.backward()
         t3 = time.perf_counter()
         opt.step()
         t4 = time.perf_counter()
         for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-            seconds_list = phases[name]
-            seconds_list.append(seconds)
+            phases[name].append(seconds)
     total = 0.0
     for name, values in phases.items():
         median = statistics.median(values) * 1e6

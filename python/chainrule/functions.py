@@ -13,27 +13,27 @@ def _t(x: Any, op: str) -> Tensor:
 
 def add(input: Any, other: Any) -> Tensor:
     """input + other, broadcasting."""
-    return input + other if isinstance(input, Tensor) else other.__radd__(input)
+    return input + other if isinstance(input, Tensor) else _t(other, "add").__radd__(input)
 
 
 def sub(input: Any, other: Any) -> Tensor:
     """input - other, broadcasting."""
-    return input - other if isinstance(input, Tensor) else other.__rsub__(input)
+    return input - other if isinstance(input, Tensor) else _t(other, "sub").__rsub__(input)
 
 
 def mul(input: Any, other: Any) -> Tensor:
     """input * other, broadcasting."""
-    return input * other if isinstance(input, Tensor) else other.__rmul__(input)
+    return input * other if isinstance(input, Tensor) else _t(other, "mul").__rmul__(input)
 
 
 def div(input: Any, other: Any) -> Tensor:
     """input / other (true division: integers give float32)."""
-    return input / other if isinstance(input, Tensor) else other.__rtruediv__(input)
+    return input / other if isinstance(input, Tensor) else _t(other, "div").__rtruediv__(input)
 
 
 def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001
     """input ** exponent."""
-    return input ** exponent if isinstance(input, Tensor) else exponent.__rpow__(input)
+    return input ** exponent if isinstance(input, Tensor) else _t(exponent, "pow").__rpow__(input)
 
 
 def neg(input: Tensor) -> Tensor:
