@@ -174,6 +174,27 @@ class MatMul(Function):
         return ga, gb
 
 
+class Linear(Function):
+    """input @ weight.T + bias in one kernel call (a Linear layer), one node in the graph."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Array, weight: Array, bias: Any) -> Array:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return C.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        x, weight = ctx.saved_tensors
+        gx = C.matmul(g, weight)  # d(x W^T)/dx = W
+        # Rows of every leading dim together: d/dW = g^T x, d/db = column sums of g.
+        rows_g = g.reshape([-1, g.shape[-1]])
+        rows_x = x.reshape([-1, x.shape[-1]])
+        gw = C.matmul(rows_g.transpose(0, 1), rows_x)
+        gb = C.sum(rows_g, [0], False) if ctx.has_bias else None
+        return gx, gw, gb
+
+
 # ---------------------------------------------------------------- elementwise unary
 class Neg(Function):
     @staticmethod
@@ -500,6 +521,21 @@ class Index(Function):
         out = C.full(list(ctx.shape), 0, g.dtype)
         C.copy_(apply_view_steps(out, ctx.steps), g)
         return out, None
+
+
+class CrossEntropy(Function):
+    """Per-sample softmax cross-entropy of logits (N, C) against int64 classes (N,), as one
+    node: d loss_i / d logits_i = softmax(logits_i) - one_hot(class_i)."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: Array, target: Array) -> Array:
+        ctx.save_for_backward(logits, target)
+        return C.cross_entropy_loss(logits, target)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        logits, target = ctx.saved_tensors
+        return C.cross_entropy_backward(g, logits, target), None
 
 
 class IndexSelect(Function):

@@ -64,6 +64,22 @@ void index_add_(const Tensor& out, std::int64_t dim, const Tensor& index, const 
 // Joins tensors along an existing dim; the result has their promoted dtype.
 Tensor cat(const std::vector<Tensor>& tensors, std::int64_t dim);
 
+// Fused ops (csrc/kernels/fused.cpp).
+// input @ weight^T (+ bias): a Linear layer in one call.
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor* bias);
+// Per-sample softmax cross-entropy of logits (N, C) against int64 classes (N,), and its
+// gradient with respect to the logits given the upstream per-sample gradient.
+Tensor cross_entropy_loss(const Tensor& logits, const Tensor& target);
+Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target);
+struct AdamSettings {
+  double lr, beta1, beta2, eps, weight_decay;
+  std::int64_t step;  // 1 on the first step
+  bool decoupled;     // AdamW: decay the parameter, not the gradient
+};
+// One Adam (or AdamW) step of a parameter and its moment buffers, in place.
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                const AdamSettings& settings);
+
 // 1-D, 2-D and batched matmul with broadcast batch dims, as numpy.matmul.
 Tensor matmul(const Tensor& a, const Tensor& b);
 

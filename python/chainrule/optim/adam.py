@@ -43,6 +43,11 @@ class Adam(Optimizer):
                 state["step"] += 1
                 step = state["step"]
                 exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
+                if param.is_contiguous():
+                    # The whole update in one pass over the parameter, in PyTorch's order.
+                    C.adam_step_(param, grad.contiguous(), exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+                                 weight_decay, step, self.decoupled)
+                    continue
                 if weight_decay != 0:
                     if self.decoupled:
                         C.mul_(param, 1 - lr * weight_decay)

@@ -1,0 +1,143 @@
+// Fused ops: work that users write as one call (a Linear layer, a cross-entropy loss, an Adam
+// step) done in one pass, without the temporaries and graph nodes of its pieces.
+#include <cmath>
+
+#include "chainrule/errors.h"
+#include "chainrule/ops.h"
+
+namespace chainrule {
+namespace {
+
+void check_cross_entropy(const Tensor& logits, const Tensor& target, const char* op) {
+  if (!is_floating(logits.dtype())) fail<TypeError>(op, ": expected float logits, got dtype ", logits.dtype());
+  if (target.dtype() != DType::Int64) {
+    fail<TypeError>(op, ": expected int64 class indices, got dtype ", target.dtype());
+  }
+  if (logits.ndim() != 2 || target.ndim() != 1 || target.shape()[0] != logits.shape()[0]) {
+    fail<ValueError>(op, ": expected logits (N, C) and targets (N,), got shapes ", logits.shape(), " and ",
+                     target.shape());
+  }
+  const std::int64_t classes = logits.shape()[1];
+  const Tensor t = target.contiguous();
+  const std::int64_t* labels = t.data_as<std::int64_t>();
+  for (std::int64_t i = 0; i < t.numel(); ++i) {
+    if (labels[i] < 0 || labels[i] >= classes) {
+      fail<IndexError>(op, ": target ", labels[i], " at position ", i, " is out of range for ", classes, " classes");
+    }
+  }
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor* bias) {
+  Tensor out = matmul(input, weight.transpose(-2, -1));
+  if (bias != nullptr) binary_(BinaryOp::Add, out, *bias);  // broadcast over the rows, in place
+  return out;
+}
+
+Tensor cross_entropy_loss(const Tensor& logits, const Tensor& target) {
+  check_cross_entropy(logits, target, "cross_entropy");
+  const std::int64_t n = logits.shape()[0], classes = logits.shape()[1];
+  const Tensor x = logits.contiguous();
+  const Tensor t = target.contiguous();
+  Tensor loss = Tensor::empty({n}, logits.dtype());
+  dispatch_dtype(logits.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      const T* rows = x.data_as<T>();
+      const std::int64_t* labels = t.data_as<std::int64_t>();
+      T* out = loss.data_as<T>();
+      for (std::int64_t i = 0; i < n; ++i) {
+        // loss = logsumexp(row) - row[label], with the max taken out so exp cannot overflow
+        const T* row = rows + i * classes;
+        T top = row[0];
+        for (std::int64_t c = 1; c < classes; ++c) top = row[c] > top ? row[c] : top;
+        double total = 0.0;
+        for (std::int64_t c = 0; c < classes; ++c) total += std::exp(static_cast<double>(row[c] - top));
+        out[i] = static_cast<T>(std::log(total) + static_cast<double>(top) - static_cast<double>(row[labels[i]]));
+      }
+    }
+  });
+  return loss;
+}
+
+Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target) {
+  check_cross_entropy(logits, target, "cross_entropy_backward");
+  const std::int64_t n = logits.shape()[0], classes = logits.shape()[1];
+  if (grad.shape() != Shape{n}) fail<ValueError>("cross_entropy_backward: grad of shape ", grad.shape(), " for ", n, " samples");
+  const Tensor x = logits.contiguous();
+  const Tensor t = target.contiguous();
+  const Tensor g = grad.to(logits.dtype()).contiguous();
+  Tensor out = Tensor::empty(logits.shape(), logits.dtype());
+  dispatch_dtype(logits.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      const T* rows = x.data_as<T>();
+      const std::int64_t* labels = t.data_as<std::int64_t>();
+      const T* upstream = g.data_as<T>();
+      T* result = out.data_as<T>();
+      for (std::int64_t i = 0; i < n; ++i) {
+        // d loss_i / d row = softmax(row) - one_hot(label)
+        const T* row = rows + i * classes;
+        T* d = result + i * classes;
+        T top = row[0];
+        for (std::int64_t c = 1; c < classes; ++c) top = row[c] > top ? row[c] : top;
+        double total = 0.0;
+        for (std::int64_t c = 0; c < classes; ++c) total += std::exp(static_cast<double>(row[c] - top));
+        for (std::int64_t c = 0; c < classes; ++c) {
+          const double p = std::exp(static_cast<double>(row[c] - top)) / total;
+          d[c] = static_cast<T>(upstream[i] * (p - (c == labels[i] ? 1.0 : 0.0)));
+        }
+      }
+    }
+  });
+  return out;
+}
+
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                const AdamSettings& s) {
+  for (const Tensor* t : {&grad, &exp_avg, &exp_avg_sq}) {
+    if (t->shape() != param.shape() || t->dtype() != param.dtype() || !t->is_contiguous()) {
+      fail<ValueError>("adam_step_: state of shape ", t->shape(), " and dtype ", t->dtype(),
+                       " does not match the contiguous parameter of shape ", param.shape());
+    }
+  }
+  if (!param.is_contiguous() || !is_floating(param.dtype())) {
+    fail<ValueError>("adam_step_: expected a contiguous float parameter, got shape ", param.shape(), " dtype ",
+                     param.dtype());
+  }
+  dispatch_dtype(param.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      // PyTorch's single-tensor Adam, in its order of operations.
+      T* p = param.data_as<T>();
+      const T* g_in = grad.data_as<T>();
+      T* m = exp_avg.data_as<T>();
+      T* v = exp_avg_sq.data_as<T>();
+      // Scalars are formed in double and rounded once, as PyTorch's Python-side arithmetic does.
+      const T b2 = static_cast<T>(s.beta2);
+      const T one_minus_b1 = static_cast<T>(1.0 - s.beta1), one_minus_b2 = static_cast<T>(1.0 - s.beta2);
+      const T eps = static_cast<T>(s.eps), wd = static_cast<T>(s.weight_decay);
+      const T step_size = static_cast<T>(s.lr / (1.0 - std::pow(s.beta1, static_cast<double>(s.step))));
+      const T bias_correction2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(s.beta2, static_cast<double>(s.step))));
+      const T decay = static_cast<T>(1.0 - s.lr * s.weight_decay);
+      const std::int64_t n = param.numel();
+      for (std::int64_t i = 0; i < n; ++i) {
+        T g = g_in[i];
+        if (s.weight_decay != 0) {
+          if (s.decoupled) p[i] *= decay;
+          else g = g + wd * p[i];
+        }
+        m[i] = m[i] + one_minus_b1 * (g - m[i]);   // lerp_(g, 1 - beta1)
+        v[i] = v[i] * b2 + one_minus_b2 * g * g;   // mul_(beta2).addcmul_(g, g, 1 - beta2)
+        const T denom = std::sqrt(v[i]) / bias_correction2_sqrt + eps;
+        p[i] = p[i] - step_size * (m[i] / denom);
+      }
+    }
+  });
+  param.bump_version();
+  exp_avg.bump_version();
+  exp_avg_sq.bump_version();
+}
+
+}  // namespace chainrule
