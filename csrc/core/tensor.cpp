@@ -157,7 +157,7 @@ Tensor Tensor::slice(std::int64_t dim, std::int64_t start, std::int64_t stop, st
   start = clip(start);
   stop = std::max(clip(stop), start);
   Shape shape = shape_, strides = strides_;
-  shape[d] = (stop - start + step - 1) / step;
+  shape[d] = stop > start ? (stop - start - 1) / step + 1 : 0;  // no overflow for huge steps
   strides[d] = strides_[d] * step;
   return as_strided(shape, strides, offset_ + start * strides_[d]);
 }

@@ -199,7 +199,7 @@ void run_contiguous(const float* x, float* out, std::int64_t n, vector_math::Arr
   }
 }
 
-// A 0-d tensor holding `value` in `dtype`, broadcast (stride 0) over `shape`.
+// A 0-d tensor holding `value` in `dtype` (callers broadcast it with stride-0 views).
 Tensor scalar_tensor(const Scalar& value, DType dtype) {
   Tensor t = Tensor::empty({}, dtype);
   dispatch_dtype(dtype, [&](auto zero) {
@@ -287,6 +287,29 @@ DType unary_compute_dtype(UnaryOp op, DType a) {
     default:
       return float_result(a);
   }
+}
+
+// The bytes [first, last) a tensor's elements span.
+std::pair<const char*, const char*> byte_extent(const Tensor& t) {
+  const std::int64_t item = itemsize(t.dtype());
+  const char* base = static_cast<const char*>(t.data());
+  std::int64_t low = 0, high = 0;
+  for (std::int64_t d = 0; d < t.ndim(); ++d) {
+    const std::int64_t span = t.strides()[d] * (t.shape()[d] - 1) * item;
+    (span < 0 ? low : high) += span;
+  }
+  return {base + low, base + high + item};
+}
+
+// Whether reading `source` while writing `target` element by element could read an element
+// already overwritten: their bytes intersect and they are not the very same view. Decided on
+// memory, not on Storage identity: two wrappers of one NumPy array are different storages.
+bool needs_copy_before_write(const Tensor& source, const Tensor& target) {
+  if (source.numel() == 0 || target.numel() == 0) return false;
+  if (source.data() == target.data() && source.strides() == target.strides()) return false;
+  const auto [s_first, s_last] = byte_extent(source);
+  const auto [t_first, t_last] = byte_extent(target);
+  return s_first < t_last && t_first < s_last;
 }
 
 // Writing into a tensor where two elements share memory (an expanded view) is ill-defined.
@@ -393,11 +416,7 @@ void binary_(BinaryOp op, const Tensor& out, const Tensor& b) {
   }
   check_writable(out, name);
   Tensor other = b.to(result).broadcast_to(out.shape(), name);
-  // Reading b while writing out is safe only when they are the same view element for element.
-  if (other.shares_storage(out) &&
-      !(other.strides() == out.strides() && other.offset() == out.offset())) {
-    other = other.clone();
-  }
+  if (needs_copy_before_write(other, out)) other = other.clone();
   run_binary(op, out, out, other);
   out.bump_version();
 }
@@ -484,9 +503,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
 void copy_(const Tensor& dst, const Tensor& src) {
   check_writable(dst, "copy_");
   Tensor from = src.broadcast_to(dst.shape(), "copy_");
-  if (from.shares_storage(dst) && !(from.strides() == dst.strides() && from.offset() == dst.offset())) {
-    from = from.clone();
-  }
+  if (needs_copy_before_write(from, dst)) from = from.clone();
   dispatch_dtype(dst.dtype(), [&](auto out_zero) {
     dispatch_dtype(from.dtype(), [&](auto in_zero) {
       cast_kernel<decltype(out_zero), decltype(in_zero)>(dst, from);
@@ -519,6 +536,19 @@ Tensor arange(double start, double stop, double step, DType dtype) {
     T* data = out.data_as<T>();
     for (std::int64_t i = 0; i < n; ++i) data[i] = static_cast<T>(start + static_cast<double>(i) * step);
   });
+  return out;
+}
+
+Tensor arange_int64(std::int64_t start, std::int64_t stop, std::int64_t step) {
+  if (step == 0) fail<ValueError>("arange: step must be nonzero");
+  // The count in 128-bit arithmetic: stop - start may not fit in int64.
+  const __int128 span = static_cast<__int128>(stop) - start;
+  const __int128 count = (span == 0 || (span > 0) != (step > 0)) ? 0 : (span + step + (step > 0 ? -1 : 1)) / step;
+  Tensor out = Tensor::empty({static_cast<std::int64_t>(count)}, DType::Int64);
+  std::int64_t* data = out.data_as<std::int64_t>();
+  for (std::int64_t i = 0; i < static_cast<std::int64_t>(count); ++i) {
+    data[i] = static_cast<std::int64_t>(start + static_cast<__int128>(i) * step);
+  }
   return out;
 }
 

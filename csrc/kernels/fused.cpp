@@ -30,8 +30,19 @@ void check_cross_entropy(const Tensor& logits, const Tensor& target, const char*
 }  // namespace
 
 Tensor linear(const Tensor& input, const Tensor& weight, const Tensor* bias) {
-  Tensor out = matmul(input, weight.transpose(-2, -1));
-  if (bias != nullptr) binary_(BinaryOp::Add, out, *bias);  // broadcast over the rows, in place
+  if (weight.ndim() != 2 || input.ndim() < 1 || input.shape().back() != weight.shape()[1]) {
+    fail<ValueError>("linear: input of shape ", input.shape(), " and weight of shape ", weight.shape(),
+                     " do not fit (expected a weight (out_features, ", input.ndim() ? input.shape().back() : 0,
+                     "))");
+  }
+  if (bias != nullptr && (bias->ndim() != 1 || bias->shape()[0] != weight.shape()[0])) {
+    fail<ValueError>("linear: bias of shape ", bias->shape(), " does not fit a weight of shape ", weight.shape(),
+                     " (expected (", weight.shape()[0], ",))");
+  }
+  DType dtype = promote(input.dtype(), weight.dtype());
+  if (bias != nullptr) dtype = promote(dtype, bias->dtype());
+  Tensor out = matmul(input.to(dtype), weight.to(dtype).transpose(0, 1));
+  if (bias != nullptr) binary_(BinaryOp::Add, out, bias->to(dtype));  // over the rows, in place
   return out;
 }
 

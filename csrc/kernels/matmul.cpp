@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -276,8 +277,12 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
       // Many small products: one thread each. Few large ones: the GEMM's team.
       const int batch_threads = batches > 1 ? std::min<std::int64_t>(threads_for(work * batches, kGemmGrain), batches) : 1;
       const int gemm_threads = batch_threads > 1 ? 1 : threads_for(work, kGemmGrain);
+      // Each product may allocate packing buffers: an exception must not leave the OpenMP
+      // region, so the first one is kept and rethrown after it.
+      std::exception_ptr error;
 #pragma omp parallel for num_threads(batch_threads) if (batch_threads > 1) schedule(static)
       for (std::int64_t index = 0; index < batches; ++index) {
+       try {
         std::int64_t a_offset = 0, b_offset = 0, rest = index;
         for (std::int64_t d = nb - 1; d >= 0; --d) {
           const std::int64_t i = rest % batch[d];
@@ -288,7 +293,12 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
         const Operand<T> oa{ea.data_as<T>() + a_offset, ea.strides()[nb], ea.strides()[nb + 1]};
         const Operand<T> ob{eb.data_as<T>() + b_offset, eb.strides()[nb], eb.strides()[nb + 1]};
         gemm_any<T>(m, n, k, oa, ob, out.data_as<T>() + index * m * n, n, gemm_threads);
+       } catch (...) {
+#pragma omp critical(chainrule_matmul_error)
+        if (!error) error = std::current_exception();
+       }
       }
+      if (error) std::rethrow_exception(error);
     }
   });
   if (a_in.ndim() == 1 && b_in.ndim() == 1) return out.reshape({});

@@ -117,33 +117,34 @@ void run_problem(const T* x, const Problem& p, Finish finish) {
     return;
   }
   if (p.r_stride != 1 && p.k_stride == 1) {
-    // Columns: walk the R rows in order, each a contiguous run over k.
+    // Columns: walk the R rows in order, each a contiguous run over k. Every thread's
+    // accumulators are allocated here, before the parallel region: nothing in it throws.
     const int threads = threads_for(p.K * p.R, kReduceGrain);
     const std::int64_t chunk = (p.K + threads - 1) / threads;
+    std::unique_ptr<Acc[]> accumulators(new Acc[p.K]);
+    std::unique_ptr<float[]> blocks(new float[std::is_same_v<T, float> ? p.K : 1]);
 #pragma omp parallel for num_threads(threads) if (threads > 1)
     for (int t = 0; t < threads; ++t) {
       const std::int64_t begin = std::min(p.K, t * chunk);
       const std::int64_t end = std::min(p.K, begin + chunk);
-      std::unique_ptr<Acc[]> acc(new Acc[end - begin]);
+      Acc* acc = accumulators.get() + begin;
       for (std::int64_t k = 0; k < end - begin; ++k) acc[k] = Reducer::init();
       if constexpr (std::is_same_v<Reducer, SumReducer<T>> && std::is_same_v<T, float>) {
         // Blocked as in reduce_row: 16 rows summed in float, then added in double.
         constexpr std::int64_t kRows = 16;
-        std::unique_ptr<float[]> block(new float[end - begin]);
+        float* b = blocks.get() + begin;
         for (std::int64_t r0 = 0; r0 < p.R; r0 += kRows) {
-          float* b = block.get();
           for (std::int64_t k = 0; k < end - begin; ++k) b[k] = 0.0f;
           for (std::int64_t r = r0; r < std::min(p.R, r0 + kRows); ++r) {
             const T* row = x + r * p.r_stride + begin;
             for (std::int64_t k = 0; k < end - begin; ++k) b[k] += row[k];
           }
-          Acc* a = acc.get();
           for (std::int64_t k = 0; k < end - begin; ++k) {
             if (std::isfinite(b[k])) {
-              a[k] += b[k];
+              acc[k] += b[k];
             } else {  // float overflowed (or an inf/NaN is there): this column's block in double
               for (std::int64_t r = r0; r < std::min(p.R, r0 + kRows); ++r) {
-                a[k] += static_cast<double>(x[r * p.r_stride + begin + k]);
+                acc[k] += static_cast<double>(x[r * p.r_stride + begin + k]);
               }
             }
           }
@@ -151,8 +152,7 @@ void run_problem(const T* x, const Problem& p, Finish finish) {
       } else {
         for (std::int64_t r = 0; r < p.R; ++r) {
           const T* row = x + r * p.r_stride + begin;
-          Acc* a = acc.get();
-          for (std::int64_t k = 0; k < end - begin; ++k) a[k] = Reducer::step(a[k], row[k]);
+          for (std::int64_t k = 0; k < end - begin; ++k) acc[k] = Reducer::step(acc[k], row[k]);
         }
       }
       for (std::int64_t k = begin; k < end; ++k) finish(k, acc[k - begin]);

@@ -45,6 +45,12 @@ Tensor from_numpy(const py::array& array) {
     fail<ValueError>("from_numpy: the array's byte order (", byteorder, ") is not the machine's; "
                      "convert it first, e.g. with array.astype(array.dtype.newbyteorder('='))");
   }
+  if (!array.writeable()) {
+    // A chainrule tensor may be written in place; memory NumPy marked read-only (a read-only
+    // memmap, say) would then fault. A copy is the safe way in.
+    fail<ValueError>("from_numpy: the array is read-only; pass a writable copy (numpy.array(a)) "
+                     "or use chainrule.tensor(a), which copies");
+  }
   const std::optional<DType> dtype = dtype_from_numpy(array.dtype());
   if (!dtype) {
     fail<TypeError>("from_numpy: unsupported dtype ", std::string(py::str(array.dtype())),
@@ -186,6 +192,7 @@ void register_tensor(py::module_& m) {
     return full(shape, to_scalar(value, "full"), dtype);
   });
   m.def("arange", &arange);
+  m.def("arange_int64", &arange_int64);
   m.def("eye", &eye);
 
   m.def("manual_seed", &manual_seed);

@@ -15,7 +15,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['DTYPES', 'DType', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'arange', 'argmax', 'argmin', 'broadcast_shapes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'div', 'div_', 'empty', 'eq', 'eq_', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'ge_', 'get_num_threads', 'gt', 'gt_', 'index_add_', 'index_select', 'initial_seed', 'le', 'le_', 'linear', 'log', 'logical_not', 'lt', 'lt_', 'manual_seed', 'matmul', 'maximum', 'maximum_', 'mean', 'minimum', 'minimum_', 'mul', 'mul_', 'ne', 'ne_', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'pow_', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'relu', 'relu_backward', 'relu_backward_', 'set_num_threads', 'sigmoid', 'sigmoid_backward', 'sigmoid_backward_', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'tanh_backward_', 'to_dlpack', 'uniform_', 'where']
+__all__: list[str] = ['DTYPES', 'DType', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'div', 'div_', 'empty', 'eq', 'eq_', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'ge_', 'get_num_threads', 'gt', 'gt_', 'index_add_', 'index_select', 'initial_seed', 'le', 'le_', 'linear', 'log', 'logical_not', 'lt', 'lt_', 'manual_seed', 'matmul', 'maximum', 'maximum_', 'mean', 'minimum', 'minimum_', 'mul', 'mul_', 'ne', 'ne_', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'pow_', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'relu', 'relu_backward', 'relu_backward_', 'set_num_threads', 'sigmoid', 'sigmoid_backward', 'sigmoid_backward_', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'tanh_backward_', 'to_dlpack', 'uniform_', 'where']
 class DType:
     """
     Members:
@@ -163,6 +163,8 @@ def amax(arg0: Tensor, arg1: collections.abc.Sequence[typing.SupportsInt | typin
 def amin(arg0: Tensor, arg1: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg2: bool) -> Tensor:
     ...
 def arange(arg0: typing.SupportsFloat | typing.SupportsIndex, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: typing.SupportsFloat | typing.SupportsIndex, arg3: DType) -> Tensor:
+    ...
+def arange_int64(arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.SupportsInt | typing.SupportsIndex) -> Tensor:
     ...
 def argmax(arg0: Tensor, arg1: typing.SupportsInt | typing.SupportsIndex | None, arg2: bool) -> Tensor:
     ...

@@ -227,6 +227,11 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
             raise TypeError(f"arange: start, end and step must be numbers, got {value!r}")
     all_ints = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
     target = (int64 if all_ints else float32) if dtype is None else to_dtype(dtype)
+    if all_ints and target == int64:
+        for value in (start, end, step):
+            if not -(2**63) <= value < 2**63:
+                raise ValueError(f"arange: {value} does not fit in int64")
+        return _finish(C.arange_int64(int(start), int(end), int(step)), requires_grad)  # exact
     return _finish(C.arange(float(start), float(end), float(step), target), requires_grad)
 
 

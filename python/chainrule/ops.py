@@ -175,7 +175,8 @@ class MatMul(Function):
 
 
 class Linear(Function):
-    """input @ weight.T + bias in one kernel call (a Linear layer), one node in the graph."""
+    """input @ weight.T + bias in one call (a matmul, then the bias added in place over its
+    rows): a Linear layer as one node in the graph."""
 
     @staticmethod
     def forward(ctx: Any, x: Array, weight: Array, bias: Any) -> Array:
@@ -426,6 +427,8 @@ class MaxAlongDim(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (indices,) = ctx.saved_tensors
+        if not ctx.shape:  # a 0-d input is its own maximum
+            return g.reshape([]), None, None, None, None
         dim = ctx.dim
         size = ctx.shape[dim]
         keep = list(ctx.shape)
@@ -536,6 +539,56 @@ class CrossEntropy(Function):
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         logits, target = ctx.saved_tensors
         return C.cross_entropy_backward(g, logits, target), None
+
+
+class BinaryCrossEntropy(Function):
+    """-(y log h + (1 - y) log(1 - h)) elementwise, logs clamped at -100 (PyTorch's rule), as one
+    op so that h = 0 or 1 has a finite gradient: d/dh = (h - y) / max(h (1 - h), 1e-12)."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Array, y: Array) -> Array:
+        ctx.save_for_backward(h, y)
+        log_h = C.clamp(C.log(h), -100.0, None)
+        log_not_h = C.clamp(C.log(C.sub(1.0, h)), -100.0, None)
+        return C.neg(C.add(C.mul(y, log_h), C.mul(C.sub(1.0, y), log_not_h)))
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        h, y = ctx.saved_tensors
+        gh = C.div(C.mul(g, C.sub(h, y)), C.maximum(C.mul(h, C.sub(1.0, h)), C.full((), 1e-12, h.dtype)))
+        # d/dy = log(1 - h) - log(h), with the same clamps as the forward
+        gy = C.mul(g, C.sub(C.clamp(C.log(C.sub(1.0, h)), -100.0, None), C.clamp(C.log(h), -100.0, None)))
+        return gh, gy
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """Sigmoid then binary cross-entropy, stably, as one op. With l = 1 + (pw - 1) y (l = 1
+    without pos_weight): loss = (1 - y) x + l softplus(-x), and d/dx = l sigmoid(x) - pw y,
+    exact at x = 0 too (piecewise forms like relu(x) would give a subgradient there)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Array, y: Array, pos_weight: Any) -> Array:
+        ctx.save_for_backward(*[a for a in (x, y, pos_weight) if a is not None])
+        ctx.has_pos_weight = pos_weight is not None
+        # softplus(-x) = log(1 + e^-|x|) + max(-x, 0), without overflow
+        softplus = C.add(C.log(C.add(C.exp(C.neg(C.abs(x))), 1.0)), C.relu(C.neg(x)))
+        ctx.softplus = softplus
+        scale = C.add(C.mul(C.sub(pos_weight, 1.0), y), 1.0) if pos_weight is not None else None
+        return C.add(C.mul(C.sub(1.0, y), x), softplus if scale is None else C.mul(scale, softplus))
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        saved = ctx.saved_tensors
+        x, y = saved[0], saved[1]
+        s = C.sigmoid(x)
+        if not ctx.has_pos_weight:
+            return C.mul(g, C.sub(s, y)), C.mul(g, C.neg(x)), None
+        pw = saved[2]
+        scale = C.add(C.mul(C.sub(pw, 1.0), y), 1.0)
+        gx = C.mul(g, C.sub(C.mul(scale, s), C.mul(pw, y)))
+        gy = C.mul(g, C.add(C.neg(x), C.mul(C.sub(pw, 1.0), ctx.softplus)))
+        gpw = C.mul(g, C.mul(y, ctx.softplus))
+        return gx, gy, gpw
 
 
 class IndexSelect(Function):

@@ -159,6 +159,10 @@ class Tensor(C.TensorBase):
             return array.astype(dtype)
         return array.copy() if copy else array
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickling (and copy.deepcopy) through a NumPy copy of the values."""
+        return (_rebuild_tensor, (type(self), np.array(self._data.numpy()), self._requires_grad))
+
     def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
         """A DLPack capsule sharing this tensor's memory (for np.from_dlpack, torch.from_dlpack)."""
         if stream is not None and stream != -1:
@@ -487,10 +491,12 @@ class Tensor(C.TensorBase):
         return _wrap(C.argmin(self._data, dim, keepdim))
 
     def all(self) -> Tensor:
-        return _wrap(C.eq(C.amin(self._data.to(C.DType.bool), [], False), True))
+        """True when every element is nonzero (True for an empty tensor)."""
+        return _wrap(C.eq(C.sum(C.logical_not(self._data), [], False), 0))
 
     def any(self) -> Tensor:
-        return _wrap(C.eq(C.amax(self._data.to(C.DType.bool), [], False), True))
+        """True when some element is nonzero (False for an empty tensor)."""
+        return _wrap(C.gt(C.sum(self._data.to(C.DType.bool), [], False), 0))
 
     # ------------------------------------------------------------ shapes
     def reshape(self, *shape: Any) -> Tensor:
@@ -534,6 +540,9 @@ class Tensor(C.TensorBase):
         return self.expand(other.shape)
 
     def __getitem__(self, index: Any) -> Tensor:
+        if isinstance(index, Tensor) and index.ndim == 0 and index.dtype == C.DType.bool:
+            # a 0-d mask selects the whole tensor once (True) or not at all (False)
+            return self.unsqueeze(0)[index.reshape(1)]
         rows, rest = _split_tensor_index(self, index)
         if rows is None:
             return apply(ops.Index, self, _view_steps(self._data, index))
@@ -551,10 +560,11 @@ class Tensor(C.TensorBase):
             raise IndexError("__setitem__: assigning through an index tensor is not supported; "
                              "use ints, slices, None or ...")
         view = ops.apply_view_steps(self._data, _view_steps(self._data, index))
+        value = _operand(value)  # a NumPy array becomes a tensor
         if isinstance(value, Tensor):
             C.copy_(view, value._data)
         else:
-            C.fill_(view, _operand(value))
+            C.fill_(view, value)
 
     # ------------------------------------------------------------ in place
     def add_(self, other: Any) -> Tensor:
@@ -607,6 +617,16 @@ class Tensor(C.TensorBase):
 
 
 # ------------------------------------------------------------------ the op path
+def _rebuild_tensor(cls: type, array: np.ndarray, requires_grad: bool) -> Tensor:
+    t = _new(cls)
+    t._data = C.from_numpy(array)
+    t.grad_fn = None
+    t._requires_grad = requires_grad
+    t._grad = None
+    t._hooks = None
+    return t
+
+
 def _wrap(data: _core.Tensor, node: Function | None = None) -> Tensor:
     t = _new(Tensor)
     t._data = data
@@ -744,13 +764,18 @@ def _view_steps(data: _core.Tensor, index: Any) -> list[tuple[str, tuple[Any, ..
             step = 1 if item.step is None else _index_int(item.step)
             if step <= 0:
                 raise ValueError(f"slice step must be positive, got {step}")
-            start = 0 if item.start is None else _index_int(item.start)
-            stop = 2**62 if item.stop is None else _index_int(item.stop)
+            # Bounds beyond any size clamp (as in NumPy); the core clips them to the dim.
+            start = 0 if item.start is None else max(min(_index_int(item.start), 2**62), -(2**62))
+            stop = 2**62 if item.stop is None else max(min(_index_int(item.stop), 2**62), -(2**62))
             steps.append(("slice", (dim, start, stop, step)))
             dim += 1
         elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) or (
                 isinstance(item, Tensor) and item.dtype == int64 and item.ndim == 0):
-            steps.append(("select", (dim, int(item))))
+            position = int(item)
+            if not _INT64_MIN <= position <= _INT64_MAX:
+                raise IndexError(f"index {position} is out of bounds for dim {dim} with size "
+                                 f"{data.shape[dim]}")
+            steps.append(("select", (dim, position)))
         else:
             raise IndexError(f"unsupported index {item!r}: use ints, slices, None or ...")
     return steps

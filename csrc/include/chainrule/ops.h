@@ -1,6 +1,7 @@
 // The ops of the core: shape and dtype checks, allocation, broadcasting, then a kernel.
-// Every op takes any strided input (transposed, expanded, sliced) and returns a fresh
-// contiguous result unless its name ends in an underscore (in place) or says `view`.
+// Every op takes any strided input (transposed, expanded, sliced). Results are fresh and
+// contiguous, except: a name ending in an underscore writes in place, and sum_to returns its
+// input (or a view of a reduction) when nothing needs summing.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -47,6 +48,7 @@ void copy_(const Tensor& dst, const Tensor& src);
 void fill_(const Tensor& dst, const Scalar& value);
 Tensor full(const Shape& shape, const Scalar& value, DType dtype);
 Tensor arange(double start, double stop, double step, DType dtype);
+Tensor arange_int64(std::int64_t start, std::int64_t stop, std::int64_t step);  // exact
 Tensor eye(std::int64_t n, std::int64_t m, DType dtype);
 
 // Reductions over `dims` (empty: all dims), negative dims counting from the end.

@@ -11,7 +11,8 @@ class Storage {
   struct Private {};  // only allocate() and wrap() construct, through make_shared
 
  public:
-  // Allocates nbytes, 64-byte aligned. Throws std::bad_alloc when the memory is not there.
+  // Allocates nbytes, 64-byte aligned (2 MiB and huge pages from 4 MiB up). Throws MemoryError
+  // when the memory is not there.
   static std::shared_ptr<Storage> allocate(std::int64_t nbytes);
   // Wraps memory owned by someone else (a NumPy array, say); `owner` keeps it alive and is
   // released when the last tensor viewing the storage goes.

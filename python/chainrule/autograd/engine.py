@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Sequence
 
 from chainrule import _core
@@ -137,13 +138,19 @@ def run_backward(outputs: Sequence[Tensor], gradients: Sequence[Any], retain_gra
     return tuple(results) if inputs is not None else None
 
 
+# Backward passes in several threads may reach one leaf: its read-add-write of .grad must not
+# interleave (C.add releases the GIL on large arrays).
+_accumulate_lock = threading.Lock()
+
+
 def _accumulate(leaf: Tensor, grad: _core.Tensor) -> None:
-    if leaf._grad is None:
-        # The stored grad must own its memory: the array may be a view shared with other
-        # gradients of this pass (x + y hands the same array to both), or a stride-0 expand.
-        leaf._grad = _wrap(grad.clone())
-    else:
-        leaf._grad = _wrap(C.add(leaf._grad._data, grad))
+    with _accumulate_lock:
+        if leaf._grad is None:
+            # The stored grad must own its memory: the array may be a view shared with other
+            # gradients of this pass (x + y hands the same array to both), or a stride-0 expand.
+            leaf._grad = _wrap(grad.clone())
+        else:
+            leaf._grad = _wrap(C.add(leaf._grad._data, grad))
 
 
 def _retain(tensor: Tensor | None, grad: _core.Tensor) -> None:

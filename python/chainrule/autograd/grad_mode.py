@@ -26,8 +26,8 @@ def is_grad_enabled() -> bool:
     return state.enabled
 
 
-class set_grad_enabled:
-    """Turns graph recording on or off, as a context manager or a decorator."""
+class _GradModeScope:
+    """Grad mode inside a `with` block or a decorated function, restored after."""
 
     def __init__(self, mode: bool) -> None:
         self.mode = mode
@@ -41,15 +41,34 @@ class set_grad_enabled:
         state.enabled = self.previous.pop()
 
     def __call__(self, fn: F) -> F:
+        mode = self.mode
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with set_grad_enabled(self.mode):
+            with _GradModeScope(mode):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
 
-class no_grad(set_grad_enabled):
+class set_grad_enabled(_GradModeScope):
+    """Turns graph recording on or off: at once when called (`cr.set_grad_enabled(False)`), or
+    for a `with` block or a decorated function, as in PyTorch."""
+
+    def __init__(self, mode: bool) -> None:
+        super().__init__(bool(mode))
+        self.before = state.enabled
+        state.enabled = self.mode  # takes effect now, like torch.set_grad_enabled(False)
+
+    def __enter__(self) -> None:
+        self.previous.append(self.before)  # restore what was there before the call
+
+    def __call__(self, fn: F) -> F:
+        state.enabled = self.before  # as a decorator it only applies inside the function
+        return super().__call__(fn)
+
+
+class no_grad(_GradModeScope):
     """Records no graph inside: results do not require grad.
 
     >>> import chainrule as cr
@@ -63,16 +82,8 @@ class no_grad(set_grad_enabled):
     def __init__(self) -> None:
         super().__init__(False)
 
-    def __call__(self, fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with no_grad():
-                return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
-
-
-class enable_grad(set_grad_enabled):
+class enable_grad(_GradModeScope):
     """Records the graph again inside a `no_grad` block."""
 
     def __init__(self) -> None:

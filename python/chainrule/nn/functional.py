@@ -89,9 +89,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     if not target.dtype.is_floating_point:
         raise TypeError(f"binary_cross_entropy: expected a float target (probabilities), got "
                         f"dtype {target.dtype.name}")
-    log_h = input.log().clamp(min=-100.0)
-    log_not_h = (1.0 - input).log().clamp(min=-100.0)
-    loss = -(target * log_h + (1.0 - target) * log_not_h)
+    loss = apply(ops.BinaryCrossEntropy, input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy")
@@ -105,30 +103,43 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
     if not target.dtype.is_floating_point:
         raise TypeError(f"binary_cross_entropy_with_logits: expected a float target, got dtype "
                         f"{target.dtype.name}")
-    log_term = ((-input.abs()).exp() + 1.0).log()
     if pos_weight is not None:
-        # (1 + (pw - 1) y) * (log(1 + e^-|x|) + max(-x, 0)) + (1 - y) x
-        log_weight = (pos_weight - 1.0) * target + 1.0
-        loss = (1.0 - target) * input + log_weight * (log_term + (-input).relu())
-    else:
-        loss = input.relu() - input * target + log_term
+        pos_weight = _tensor_operand(pos_weight, "binary_cross_entropy_with_logits")
+    loss = apply(ops.BinaryCrossEntropyWithLogits, input, target, pos_weight)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
 
 
-def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of logits (N, C) against int64 class indices (N,)."""
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                  ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Softmax cross-entropy of logits (N, C) against int64 class indices (N,), PyTorch's
+    arguments: per-class `weight` (the mean then divides by the summed weights of the samples),
+    targets equal to `ignore_index` left out, and `label_smoothing` (without weights)."""
     if not isinstance(input, Tensor) or not isinstance(target, Tensor):
         raise TypeError("cross_entropy: expected tensors")
-    if not input.dtype.is_floating_point:
-        raise TypeError(f"cross_entropy: expected float logits, got dtype {input.dtype.name}")
-    if target.dtype.name != "int64":
-        raise TypeError(f"cross_entropy: expected int64 class indices, got dtype {target.dtype.name}")
-    if input.ndim != 2 or target.ndim != 1 or target.shape[0] != input.shape[0]:
-        raise ValueError(f"cross_entropy: expected logits (N, C) and targets (N,), got shapes "
-                         f"{input.shape} and {target.shape}")
-    # One fused node: per-sample loss (class range checked in C++, IndexError), then reduced.
-    return _reduce(apply(ops.CrossEntropy, input, target), reduction, "cross_entropy")
-
-
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if weight is not None and label_smoothing > 0:
+        raise NotImplementedError("cross_entropy: weight together with label_smoothing is not supported")
+    ignored = None
+    if isinstance(target, Tensor) and target.dtype.name == "int64" and bool((target == ignore_index).any()):
+        ignored = target == ignore_index
+        target = _wrap(_core.where(ignored._data, _core.full((), 0, target.dtype), target._data))
+    # One fused node: per-sample loss (argument checks and class range in C++), then reduced.
+    loss = apply(ops.CrossEntropy, input, target)
+    if label_smoothing > 0:
+        smooth = -input.log_softmax(1).mean(1)
+        loss = loss * (1.0 - label_smoothing) + smooth * label_smoothing
+    scale = None if weight is None else _tensor_operand(weight, "cross_entropy")[target]
+    if ignored is not None:
+        keep = (~ignored).to(loss.dtype)
+        scale = keep if scale is None else scale * keep
+    if scale is not None:
+        loss = loss * scale
+    if reduction == "mean" and scale is not None:
+        return loss.sum() / scale.sum()
+    return _reduce(loss, reduction, "cross_entropy")

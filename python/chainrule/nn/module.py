@@ -38,6 +38,13 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError("call super().__init__() before assigning attributes of a Module")
+        if name in self._parameters and not isinstance(value, Parameter) and value is not None:
+            raise TypeError(f"cannot assign a {type(value).__name__} as parameter {name!r} "
+                            "(a chainrule.nn.Parameter or None is expected)")
+        if name in self._buffers and (value is None or isinstance(value, Tensor)):
+            self._buffers[name] = value  # a buffer stays a buffer (running statistics, say)
+            object.__setattr__(self, name, value)
+            return
         was_parameter = name in self._parameters
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)

@@ -93,7 +93,7 @@ class DataLoader:
             if self.drop_last and stop - start < self.batch_size:
                 break
             rows = order.slice(0, start, stop, 1)
-            if isinstance(self.dataset, TensorDataset):
+            if isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate:
                 # One gather per tensor instead of one __getitem__ per sample.
                 yield tuple(t[_wrap(rows)] for t in self.dataset.tensors)
             else:

@@ -1,0 +1,206 @@
+"""Regressions found by review: each test is a bug that once existed (against PyTorch's
+behaviour or API.md), kept so it stays fixed."""
+import copy
+import gc
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+F = cr.nn.functional
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+PACKAGE_PARENT = str(Path(cr.__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize("pos_weight", [None, [2.0]])
+def test_bce_with_logits_gradient_at_zero_logits_matches_torch(pos_weight):
+    # piecewise forms (relu, abs) give a subgradient at x = 0; the true one is sigmoid(0) - y
+    values, targets = [0.0, 0.0, 0.0, 3.0, -50.0], [1.0, 0.0, 0.5, 1.0, 0.0]
+    x = cr.tensor(values, requires_grad=True)
+    y = cr.tensor(targets, requires_grad=True)
+    tx = torch.tensor(values, requires_grad=True)
+    ty = torch.tensor(targets, requires_grad=True)
+    kw = {} if pos_weight is None else {"pos_weight": cr.tensor(pos_weight)}
+    tkw = {} if pos_weight is None else {"pos_weight": torch.tensor(pos_weight)}
+    F.binary_cross_entropy_with_logits(x, y, reduction="sum", **kw).backward()
+    TF.binary_cross_entropy_with_logits(tx, ty, reduction="sum", **tkw).backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(y.grad.numpy(), ty.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_bce_gradient_is_finite_at_saturated_probabilities():
+    values = [20.0, -120.0, 0.3]
+    x = cr.tensor(values, requires_grad=True)
+    tx = torch.tensor(values, requires_grad=True)
+    F.binary_cross_entropy(x.sigmoid(), cr.tensor([1.0, 0.0, 1.0])).backward()
+    TF.binary_cross_entropy(tx.sigmoid(), torch.tensor([1.0, 0.0, 1.0])).backward()
+    assert np.isfinite(x.grad.numpy()).all()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_read_only_numpy_memory_is_refused_not_written(tmp_path):
+    path = tmp_path / "a.bin"
+    np.zeros(4, np.float32).tofile(path)
+    code = (f"import numpy as np, chainrule as cr\n"
+            f"a = np.memmap({str(path)!r}, dtype=np.float32, mode='r')\n"
+            f"try:\n    cr.from_numpy(a).add_(1)\nexcept ValueError as e:\n    print('refused', e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={"PYTHONPATH": PACKAGE_PARENT, "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "refused" in result.stdout and "read-only" in result.stdout
+
+
+def test_allocation_failure_inside_threaded_kernels_is_memory_error():
+    # RLIMIT_AS leaves room for the result but not for the column reduction's accumulators
+    code = ("import resource, chainrule as cr\n"
+            "cr.set_num_threads(2)\n"
+            "t = cr.ones(2, 50_000_000)\n"
+            "size = int(open('/proc/self/statm').read().split()[0]) * 4096\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (size + 350 * 2**20, resource.RLIM_INFINITY))\n"
+            "try:\n    t.sum(0)\n    print('ran')\nexcept MemoryError:\n    print('MemoryError')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={"PYTHONPATH": PACKAGE_PARENT, "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() in ("MemoryError", "ran")
+
+
+def test_concurrent_backward_into_one_leaf_loses_nothing():
+    w = cr.zeros(200_000, requires_grad=True)
+
+    def work():
+        for _ in range(50):
+            (w * 1.0).sum().backward()
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert w.grad[0].item() == 200.0 and w.grad[-1].item() == 200.0
+
+
+def test_in_place_ops_between_two_wrappers_of_one_array():
+    a = np.arange(6.0)
+    t1, t2 = cr.from_numpy(a), cr.from_numpy(a)
+    t1[1:] = t2[:-1]
+    np.testing.assert_array_equal(a, [0, 0, 1, 2, 3, 4])
+    b = np.arange(6.0)
+    cr.from_numpy(b).add_(cr.from_numpy(b[::-1]))
+    np.testing.assert_array_equal(b, [5, 5, 5, 5, 5, 5])
+
+
+def test_integer_arange_is_exact_beyond_float_precision():
+    assert cr.arange(2**53, 2**53 + 4).tolist() == [2**53 + i for i in range(4)]
+    assert cr.arange(10**18, 10**18 + 3).tolist() == [10**18, 10**18 + 1, 10**18 + 2]
+    assert cr.arange(5, 0, -2).tolist() == [5, 3, 1]
+
+
+def test_module_reassignment_keeps_buffers_and_guards_parameters():
+    class Running(cr.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = cr.nn.Parameter(cr.ones(2))
+            self.register_buffer("running", cr.zeros(2))
+
+        def forward(self, x):
+            self.running = self.running * 0.9 + 1
+            return x * self.w
+    m = Running()
+    m(cr.ones(2))
+    assert list(m.state_dict()) == ["w", "running"]
+    np.testing.assert_allclose(m.state_dict()["running"].numpy(), [1.0, 1.0])
+    with pytest.raises(TypeError, match="parameter 'w'"):
+        m.w = cr.ones(2)
+    assert [n for n, _ in m.named_parameters()] == ["w"]
+
+
+def test_max_along_dim_of_a_0d_tensor_backward():
+    x = cr.tensor(3.0, requires_grad=True)
+    values, indices = x.max(0)
+    values.backward()
+    assert x.grad.item() == 1.0 and indices.item() == 0
+
+
+def test_slicing_at_int64_extremes_as_numpy():
+    t = cr.arange(10)
+    assert t[::2**63 - 1].tolist() == [0]
+    assert t[:2**63].tolist() == list(range(10))
+    assert t[-2**70:3].tolist() == [0, 1, 2]
+    with pytest.raises(IndexError):
+        t[2**63]
+
+
+def test_setitem_with_an_ndarray_and_0d_bool_mask():
+    t = cr.zeros(2, 3)
+    t[0] = np.array([1.0, 2.0, 3.0])
+    assert t.tolist() == [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]
+    m = cr.arange(12).reshape(3, 4)
+    assert m[cr.tensor(True)].shape == (1, 3, 4) and m[cr.tensor(False)].shape == (0, 3, 4)
+
+
+def test_set_grad_enabled_as_a_call_a_block_and_a_decorator():
+    try:
+        cr.set_grad_enabled(False)
+        assert not cr.is_grad_enabled()
+    finally:
+        cr.set_grad_enabled(True)
+    assert cr.is_grad_enabled()
+    with cr.set_grad_enabled(False):
+        assert not cr.is_grad_enabled()
+    assert cr.is_grad_enabled()
+
+    @cr.set_grad_enabled(False)
+    def inside():
+        return cr.is_grad_enabled()
+    assert cr.is_grad_enabled() and inside() is False and cr.is_grad_enabled()
+
+
+def test_all_any_of_empty_and_zero_size_init_and_collate_fn():
+    assert cr.zeros(0).all().item() is True and cr.zeros(0).any().item() is False
+    assert cr.nn.Linear(0, 3).weight.shape == (3, 0)
+    loader = cr.utils.data.DataLoader(cr.utils.data.TensorDataset(cr.arange(4)), batch_size=2,
+                                      collate_fn=len)
+    assert list(loader) == [2, 2]
+
+
+def test_linear_promotes_and_names_itself_in_errors():
+    assert F.linear(cr.ones(2, 3), cr.ones(4, 3), cr.ones(4, dtype=cr.float64)).dtype == cr.float64
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 3\) and weight of shape \(4, 2\)"):
+        F.linear(cr.ones(2, 3), cr.ones(4, 2))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"weight": True}, {"label_smoothing": 0.1},
+                                    {"reduction": "sum", "weight": True}, {"ignore_index": 1}])
+def test_cross_entropy_arguments_match_torch(kwargs):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    y = np.array([0, 3, 1, kwargs.get("ignore_index", -100), 2])  # one target ignored
+    w = np.array([1.0, 2.0, 0.5, 3.0], np.float32)
+    ckw = {k: (cr.tensor(w) if k == "weight" else v) for k, v in kwargs.items()}
+    tkw = {k: (torch.tensor(w) if k == "weight" else v) for k, v in kwargs.items()}
+    cx, tx = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ours = F.cross_entropy(cx, cr.tensor(y), **ckw)
+    theirs = TF.cross_entropy(tx, torch.tensor(y), **tkw)
+    ours.backward()
+    theirs.backward()
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+    np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_tensors_and_modules_pickle_and_deepcopy():
+    model = cr.nn.Sequential(cr.nn.Linear(2, 2))
+    clone = copy.deepcopy(model)
+    assert type(clone[0].weight) is cr.nn.Parameter and clone[0].weight.requires_grad
+    np.testing.assert_array_equal(clone[0].weight.numpy(), model[0].weight.numpy())
+    with cr.no_grad():
+        clone[0].weight.fill_(0.0)
+    assert model[0].weight.numpy().any()  # a deep copy, not a view
+    t = pickle.loads(pickle.dumps(cr.arange(3).float().requires_grad_()))
+    assert t.tolist() == [0.0, 1.0, 2.0] and t.requires_grad
+    gc.collect()
