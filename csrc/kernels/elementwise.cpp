@@ -6,6 +6,7 @@
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "numeric.h"
 #include "strided_loop.h"
 #include "vector_math.h"
 
@@ -16,11 +17,7 @@ using detail::LoopPlan;
 using detail::make_plan;
 using detail::run_plan;
 
-template <typename T>
-bool is_nan(T x) {
-  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
-  return false;
-}
+using detail::is_nan;
 
 // ---- binary functors: R apply(T a, T b) ----
 #define CHAINRULE_BINARY(Name, R, expr)          \

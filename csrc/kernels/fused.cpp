@@ -1,6 +1,7 @@
 // Fused ops: work that users write as one call (a Linear layer, a cross-entropy loss, an Adam
 // step) done in one pass, without the temporaries and graph nodes of its pieces.
 #include <cmath>
+#include <utility>
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
@@ -25,6 +26,16 @@ void check_cross_entropy(const Tensor& logits, const Tensor& target, const char*
       fail<IndexError>(op, ": target ", labels[i], " at position ", i, " is out of range for ", classes, " classes");
     }
   }
+}
+
+// The row's maximum and sum of exp(x - maximum), in double: logsumexp = max + log(sum).
+template <typename T>
+std::pair<T, double> shifted_exp_sum(const T* row, std::int64_t n) {
+  T top = row[0];
+  for (std::int64_t c = 1; c < n; ++c) top = row[c] > top ? row[c] : top;
+  double total = 0.0;
+  for (std::int64_t c = 0; c < n; ++c) total += std::exp(static_cast<double>(row[c] - top));
+  return {top, total};
 }
 
 }  // namespace
@@ -61,10 +72,7 @@ Tensor cross_entropy_loss(const Tensor& logits, const Tensor& target) {
       for (std::int64_t i = 0; i < n; ++i) {
         // loss = logsumexp(row) - row[label], with the max taken out so exp cannot overflow
         const T* row = rows + i * classes;
-        T top = row[0];
-        for (std::int64_t c = 1; c < classes; ++c) top = row[c] > top ? row[c] : top;
-        double total = 0.0;
-        for (std::int64_t c = 0; c < classes; ++c) total += std::exp(static_cast<double>(row[c] - top));
+        const auto [top, total] = shifted_exp_sum(row, classes);
         out[i] = static_cast<T>(std::log(total) + static_cast<double>(top) - static_cast<double>(row[labels[i]]));
       }
     }
@@ -91,10 +99,7 @@ Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Te
         // d loss_i / d row = softmax(row) - one_hot(label)
         const T* row = rows + i * classes;
         T* d = result + i * classes;
-        T top = row[0];
-        for (std::int64_t c = 1; c < classes; ++c) top = row[c] > top ? row[c] : top;
-        double total = 0.0;
-        for (std::int64_t c = 0; c < classes; ++c) total += std::exp(static_cast<double>(row[c] - top));
+        const auto [top, total] = shifted_exp_sum(row, classes);
         for (std::int64_t c = 0; c < classes; ++c) {
           const double p = std::exp(static_cast<double>(row[c] - top)) / total;
           d[c] = static_cast<T>(upstream[i] * (p - (c == labels[i] ? 1.0 : 0.0)));

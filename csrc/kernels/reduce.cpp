@@ -16,17 +16,14 @@
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "numeric.h"
 
 namespace chainrule {
 namespace {
 
 constexpr std::int64_t kReduceGrain = 32768;
 
-template <typename T>
-bool is_nan(T x) {
-  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
-  return false;
-}
+using detail::is_nan;
 
 template <typename T>
 struct SumReducer {

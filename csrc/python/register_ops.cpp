@@ -63,8 +63,13 @@ void register_ops(py::module_& m) {
   for (const auto& [name, op] : binaries) {
     const BinaryOp code = op;
     m.def(name, [code](py::handle a, py::handle b) { return binary_any(code, a, b); });
-    m.def((std::string(name) + "_").c_str(),
-          [code](const Tensor& out, py::handle b) { binary_inplace(code, out, b); });
+  }
+  // The in-place forms the Python layer uses (Tensor.add_ and friends, the optimizers).
+  const std::pair<const char*, BinaryOp> in_place[] = {
+      {"add_", BinaryOp::Add}, {"sub_", BinaryOp::Sub}, {"mul_", BinaryOp::Mul}, {"div_", BinaryOp::Div}};
+  for (const auto& [name, op] : in_place) {
+    const BinaryOp code = op;
+    m.def(name, [code](const Tensor& out, py::handle b) { binary_inplace(code, out, b); });
   }
 
   const std::pair<const char*, UnaryOp> unaries[] = {

@@ -175,7 +175,24 @@ void register_tensor(py::module_& m) {
       .def("flatten", &Tensor::flatten)
       .def("slice", &Tensor::slice)
       .def("select", &Tensor::select)
-      .def("as_strided", &Tensor::as_strided)
+      .def("as_strided", [](const Tensor& t, const Shape& shape, const Shape& strides, std::int64_t offset) {
+        // A view must stay inside its storage: check the extreme elements it can reach.
+        if (shape.size() != strides.size()) {
+          fail<ValueError>("as_strided: shape ", shape, " and strides ", strides, " differ in length");
+        }
+        const std::int64_t count = checked_numel(shape, "as_strided");
+        std::int64_t low = offset, high = offset;
+        for (std::size_t d = 0; d < shape.size() && count > 0; ++d) {
+          const std::int64_t span = strides[d] * (shape[d] - 1);
+          (span < 0 ? low : high) += span;
+        }
+        const std::int64_t elements = t.storage()->nbytes() / itemsize(t.dtype());
+        if (count > 0 && (low < 0 || high >= elements)) {
+          fail<IndexError>("as_strided: the view reaches elements [", low, ", ", high,
+                           "] outside its storage of ", elements, " elements");
+        }
+        return t.as_strided(shape, strides, offset);
+      })
       .def("contiguous", &Tensor::contiguous)
       .def("clone", [](const Tensor& t) {
         MaybeReleaseGil gil(t.numel());
