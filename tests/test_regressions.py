@@ -2,6 +2,7 @@
 behaviour or API.md), kept so it stays fixed."""
 import copy
 import gc
+import os
 import pickle
 import subprocess
 import sys
@@ -17,6 +18,13 @@ F = cr.nn.functional
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
 PACKAGE_PARENT = str(Path(cr.__file__).resolve().parents[1])
+
+
+def _env() -> dict:
+    """This process's environment (sanitizer preloads included), importing the same chainrule."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 @pytest.mark.parametrize("pos_weight", [None, [2.0]])
@@ -52,7 +60,7 @@ def test_read_only_numpy_memory_is_refused_not_written(tmp_path):
             f"a = np.memmap({str(path)!r}, dtype=np.float32, mode='r')\n"
             f"try:\n    cr.from_numpy(a).add_(1)\nexcept ValueError as e:\n    print('refused', e)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={"PYTHONPATH": PACKAGE_PARENT, "PATH": "/usr/bin:/bin"}, timeout=60)
+                            env=_env(), timeout=60)
     assert result.returncode == 0, result.stderr
     assert "refused" in result.stdout and "read-only" in result.stdout
 
@@ -66,7 +74,7 @@ def test_allocation_failure_inside_threaded_kernels_is_memory_error():
             "resource.setrlimit(resource.RLIMIT_AS, (size + 350 * 2**20, resource.RLIM_INFINITY))\n"
             "try:\n    t.sum(0)\n    print('ran')\nexcept MemoryError:\n    print('MemoryError')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={"PYTHONPATH": PACKAGE_PARENT, "PATH": "/usr/bin:/bin"}, timeout=120)
+                            env=_env(), timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() in ("MemoryError", "ran")
 
@@ -204,3 +212,29 @@ def test_tensors_and_modules_pickle_and_deepcopy():
     t = pickle.loads(pickle.dumps(cr.arange(3).float().requires_grad_()))
     assert t.tolist() == [0.0, 1.0, 2.0] and t.requires_grad
     gc.collect()
+
+
+@pytest.mark.parametrize("n", [100_000, 1_000_001])
+def test_bool_amax_amin_split_over_threads(n, restore_threads):
+    # the per-thread partials of a bool reduction once lived in a std::vector<bool> (packed bits)
+    cr.set_num_threads(2)
+    a = np.zeros(n, bool)
+    a[-1] = True
+    assert cr.tensor(a).amax().item() is True and cr.tensor(a).amin().item() is False
+    assert cr.tensor(~a).amin().item() is False and cr.tensor(~a).amax().item() is True
+
+
+@pytest.fixture
+def restore_threads():
+    before = cr.get_num_threads()
+    yield
+    cr.set_num_threads(before)
+
+
+def test_sums_are_accurate_whatever_the_vectorization():
+    # a constant makes every rounding error go the same way: sequential float sums drift
+    a = np.full(10_000_000, 0.1, np.float32)
+    want = a.astype(np.float64).sum()
+    assert abs(cr.tensor(a).sum().item() - want) <= 1e-7 * want
+    cols = cr.tensor(a.reshape(-1, 10)).sum(0).numpy().astype(np.float64)
+    np.testing.assert_allclose(cols, a.reshape(-1, 10).astype(np.float64).sum(0), rtol=5e-7)

@@ -30,10 +30,11 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export PYTHONPATH="$stage${PYTHONPATH:+:$PYTHONPATH}"
 if [ $# -eq 0 ]; then
   # Every kernel family: elementwise, reductions, GEMM (all ISAs), indexing, views, autograd,
-  # errors (bad input), interop, nn/optim.
+  # errors (bad input), nn/optim, interop (DLPack, buffers), numerics, and the regressions.
   set -- tests/test_ops_forward.py tests/test_kernels.py tests/test_gradients.py \
     tests/test_autograd.py tests/test_errors.py tests/test_creation_and_views.py \
-    tests/test_dtypes.py tests/test_nn_optim.py
+    tests/test_dtypes.py tests/test_nn_optim.py tests/test_interop.py tests/test_numerics.py \
+    tests/test_regressions.py
 fi
 cd "$root"
 log="$build/pytest.log"

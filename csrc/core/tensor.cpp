@@ -158,7 +158,9 @@ Tensor Tensor::slice(std::int64_t dim, std::int64_t start, std::int64_t stop, st
   stop = std::max(clip(stop), start);
   Shape shape = shape_, strides = strides_;
   shape[d] = stop > start ? (stop - start - 1) / step + 1 : 0;  // no overflow for huge steps
-  strides[d] = strides_[d] * step;
+  // With two or more elements, step < size and the product stays within the storage; a
+  // single element never uses its stride (and a huge step would overflow it).
+  strides[d] = shape[d] > 1 ? strides_[d] * step : strides_[d];
   return as_strided(shape, strides, offset_ + start * strides_[d]);
 }
 
