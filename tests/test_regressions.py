@@ -238,3 +238,20 @@ def test_sums_are_accurate_whatever_the_vectorization():
     assert abs(cr.tensor(a).sum().item() - want) <= 1e-7 * want
     cols = cr.tensor(a.reshape(-1, 10)).sum(0).numpy().astype(np.float64)
     np.testing.assert_allclose(cols, a.reshape(-1, 10).astype(np.float64).sum(0), rtol=5e-7)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+def test_adam_on_a_non_contiguous_parameter_matches_torch(name):
+    w0 = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    p = cr.nn.Parameter(cr.tensor(w0.T.copy()).T)  # a transposed view: not contiguous
+    tp = torch.nn.Parameter(torch.tensor(w0))
+    assert not p.is_contiguous()
+    ours, theirs = getattr(cr.optim, name)([p], lr=0.1), getattr(torch.optim, name)([tp], lr=0.1)
+    for _ in range(5):
+        ours.zero_grad()
+        theirs.zero_grad()
+        (p * p * p).sum().backward()
+        (tp * tp * tp).sum().backward()
+        ours.step()
+        theirs.step()
+    np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)

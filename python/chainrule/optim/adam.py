@@ -1,7 +1,6 @@
 """Adam and AdamW, with PyTorch's update arithmetic (bias correction, decoupled decay)."""
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 from chainrule import _core
@@ -43,23 +42,13 @@ class Adam(Optimizer):
                 state["step"] += 1
                 step = state["step"]
                 exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
-                if param.is_contiguous():
-                    # The whole update in one pass over the parameter, in PyTorch's order.
-                    C.adam_step_(param, grad.contiguous(), exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
-                                 weight_decay, step, self.decoupled)
-                    continue
-                if weight_decay != 0:
-                    if self.decoupled:
-                        C.mul_(param, 1 - lr * weight_decay)
-                    else:
-                        grad = C.add(grad, C.mul(param, weight_decay))
-                # m <- m + (g - m)(1 - b1), as torch's lerp_
-                C.add_(exp_avg, C.mul(C.sub(grad, exp_avg), 1 - beta1))
-                C.mul_(exp_avg_sq, beta2)
-                C.add_(exp_avg_sq, C.mul(C.mul(grad, grad), 1 - beta2))
-                step_size = lr / (1 - beta1**step)
-                denominator = C.add(C.div(C.sqrt(exp_avg_sq), math.sqrt(1 - beta2**step)), eps)
-                C.sub_(param, C.mul(C.div(exp_avg, denominator), step_size))
+                # The whole update in one pass over the parameter, in PyTorch's order (a
+                # non-contiguous parameter is updated through a contiguous copy).
+                target = param if param.is_contiguous() else param.clone()
+                C.adam_step_(target, grad.contiguous(), exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
+                             weight_decay, step, self.decoupled)
+                if target is not param:
+                    C.copy_(param, target)
 
 
 class AdamW(Adam):
