@@ -2,7 +2,7 @@
 // exceptions API.md names; std::bad_alloc becomes MemoryError (pybind11's default).
 #include <omp.h>
 
-#include "bindings.h"
+#include "autograd.h"
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
 
@@ -37,6 +37,8 @@ PYBIND11_MODULE(_core, m) {
   python::register_tensor(m);
   python::register_ops(m);
   python::register_interop(m);
+  python::register_autograd(m);
+  python::register_native_ops(m);
 
   m.attr("__version__") = CHAINRULE_VERSION;
   m.attr("compiler") = CHAINRULE_COMPILER;

@@ -1,9 +1,7 @@
 // Zero-copy exchange: the buffer protocol and DLPack.
 //
 // Buffer protocol: _core.Tensor exports its memory (strides included) to memoryview/NumPy.
-// chainrule.Tensor is a Python class on top of `_core.TensorBase`, a C type whose only job
-// is to delegate the buffer protocol to the instance's `_data` array: Python 3.11 has no
-// __buffer__ for Python classes, so memoryview(t) needs a C-level slot.
+// chainrule.Tensor's C base (autograd.cpp) delegates the buffer protocol to its array.
 //
 // DLPack (the ABI of https://github.com/dmlc/dlpack, v0.8, written out below): __dlpack__
 // hands out a DLManagedTensor that keeps the storage alive; from_dlpack wraps a producer's
@@ -127,31 +125,11 @@ Tensor from_dlpack_capsule(py::capsule capsule) {
   return Tensor(Storage::wrap(first, nbytes, std::move(owner)), shape, strides, -low, dtype);
 }
 
-// ---- TensorBase: buffer protocol by delegation to self._data ----
-int base_getbuffer(PyObject* self, Py_buffer* view, int flags) {
-  PyObject* data = PyObject_GetAttrString(self, "_data");
-  if (data == nullptr) return -1;
-  const int result = PyObject_GetBuffer(data, view, flags);  // view->obj now owns `data`
-  Py_DECREF(data);
-  return result;
-}
-
-PyType_Slot base_slots[] = {
-    {Py_bf_getbuffer, reinterpret_cast<void*>(&base_getbuffer)},
-    {Py_tp_doc, const_cast<char*>("C base of chainrule.Tensor: exports the buffer protocol of self._data")},
-    {0, nullptr},
-};
-PyType_Spec base_spec = {"chainrule._core.TensorBase", sizeof(PyObject), 0,
-                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, base_slots};
-
 }  // namespace
 
 void register_interop(py::module_& m) {
   m.def("to_dlpack", &to_dlpack, py::arg("tensor"));
   m.def("from_dlpack_capsule", &from_dlpack_capsule, py::arg("capsule"));
-  PyObject* base = PyType_FromSpec(&base_spec);
-  if (base == nullptr) throw py::error_already_set();
-  m.add_object("TensorBase", py::reinterpret_steal<py::object>(base));
 }
 
 py::buffer_info buffer_of(const Tensor& t) {

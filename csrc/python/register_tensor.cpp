@@ -156,6 +156,9 @@ void register_tensor(py::module_& m) {
       })
       .def_property_readonly("ndim", &Tensor::ndim)
       .def_property_readonly("version", &Tensor::version)
+      // How many arrays (views, saved arrays of graph nodes) share this storage: what tests
+      // read to see a graph let go of what it saved.
+      .def_property_readonly("storage_refs", [](const Tensor& t) { return t.storage().use_count(); })
       .def_property_readonly("data_ptr", [](const Tensor& t) { return reinterpret_cast<std::uintptr_t>(t.data()); })
       .def("numel", &Tensor::numel)
       .def("size", &Tensor::size)

@@ -15,7 +15,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['DTYPES', 'DType', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'div', 'div_', 'empty', 'eq', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'gt', 'index_add_', 'index_select', 'initial_seed', 'le', 'linear', 'log', 'logical_not', 'lt', 'manual_seed', 'matmul', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'relu', 'relu_backward', 'set_num_threads', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where']
+__all__: list[str] = ['DTYPES', 'DType', 'Node', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'div', 'div_', 'empty', 'eq', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'le', 'linear', 'log', 'logical_not', 'lt', 'manual_seed', 'matmul', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where']
 class DType:
     """
     Members:
@@ -139,6 +139,9 @@ class Tensor:
     def shape(self) -> tuple[int, ...]:
         ...
     @property
+    def storage_refs(self) -> int:
+        ...
+    @property
     def strides(self) -> tuple[int, ...]:
         ...
     @property
@@ -146,8 +149,30 @@ class Tensor:
         ...
 class TensorBase:
     """
-    C base of chainrule.Tensor: exports the buffer protocol of self._data
+    C base of chainrule.Tensor: the array and its autograd fields
     """
+    def __add__(self, value: typing.Any) -> typing.Any: ...
+    def __matmul__(self, value: typing.Any) -> typing.Any: ...
+    def __mul__(self, value: typing.Any) -> typing.Any: ...
+    def __neg__(self) -> typing.Any: ...
+    def __radd__(self, value: typing.Any) -> typing.Any: ...
+    def __rmatmul__(self, value: typing.Any) -> typing.Any: ...
+    def __rmul__(self, value: typing.Any) -> typing.Any: ...
+    def __rsub__(self, value: typing.Any) -> typing.Any: ...
+    def __rtruediv__(self, value: typing.Any) -> typing.Any: ...
+    def __sub__(self, value: typing.Any) -> typing.Any: ...
+    def __truediv__(self, value: typing.Any) -> typing.Any: ...
+class Node:
+    """
+    C base of the graph's nodes: edges, hooks, and native ops' saved arrays
+    """
+    @staticmethod
+    def __new__(type: type, *args: typing.Any, **kwargs: typing.Any) -> typing.Any: ...
+    def __repr__(self) -> str: ...
+    def name(self) -> str:
+        """
+        The node's name, e.g. 'MulBackward'.
+        """
 def abs(arg0: Tensor) -> Tensor:
     ...
 def active_isa() -> str:
@@ -162,6 +187,10 @@ def amax(arg0: Tensor, arg1: collections.abc.Sequence[typing.SupportsInt | typin
     ...
 def amin(arg0: Tensor, arg1: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], arg2: bool) -> Tensor:
     ...
+def apply(op: typing.Any, *args: typing.Any) -> typing.Any:
+    """
+    apply(op, *args): op's forward on the arrays of args, recording a node when a gradient can flow.
+    """
 def arange(arg0: typing.SupportsFloat | typing.SupportsIndex, arg1: typing.SupportsFloat | typing.SupportsIndex, arg2: typing.SupportsFloat | typing.SupportsIndex, arg3: DType) -> Tensor:
     ...
 def arange_int64(arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: typing.SupportsInt | typing.SupportsIndex) -> Tensor:
@@ -210,6 +239,36 @@ def ge(arg0: typing.Any, arg1: typing.Any) -> Tensor:
     ...
 def get_num_threads() -> int:
     ...
+def grad_add(a: typing.Any, b: typing.Any) -> typing.Any:
+    """Native differentiable add: forward and backward in C++; records a node."""
+def grad_cross_entropy(logits: typing.Any, target: typing.Any) -> typing.Any:
+    """Native differentiable cross_entropy: forward and backward in C++; records a node."""
+def grad_div(a: typing.Any, b: typing.Any) -> typing.Any:
+    """Native differentiable div: forward and backward in C++; records a node."""
+def grad_exp(a: typing.Any) -> typing.Any:
+    """Native differentiable exp: forward and backward in C++; records a node."""
+def grad_linear(input: typing.Any, weight: typing.Any, bias: typing.Any) -> typing.Any:
+    """Native differentiable linear: forward and backward in C++; records a node."""
+def grad_log(a: typing.Any) -> typing.Any:
+    """Native differentiable log: forward and backward in C++; records a node."""
+def grad_matmul(a: typing.Any, b: typing.Any) -> typing.Any:
+    """Native differentiable matmul: forward and backward in C++; records a node."""
+def grad_mean(a: typing.Any, dims: list[int], keepdim: builtins.bool) -> typing.Any:
+    """Native differentiable mean: forward and backward in C++; records a node."""
+def grad_mul(a: typing.Any, b: typing.Any) -> typing.Any:
+    """Native differentiable mul: forward and backward in C++; records a node."""
+def grad_neg(a: typing.Any) -> typing.Any:
+    """Native differentiable neg: forward and backward in C++; records a node."""
+def grad_relu(a: typing.Any) -> typing.Any:
+    """Native differentiable relu: forward and backward in C++; records a node."""
+def grad_sigmoid(a: typing.Any) -> typing.Any:
+    """Native differentiable sigmoid: forward and backward in C++; records a node."""
+def grad_sub(a: typing.Any, b: typing.Any) -> typing.Any:
+    """Native differentiable sub: forward and backward in C++; records a node."""
+def grad_sum(a: typing.Any, dims: list[int], keepdim: builtins.bool) -> typing.Any:
+    """Native differentiable sum: forward and backward in C++; records a node."""
+def grad_tanh(a: typing.Any) -> typing.Any:
+    """Native differentiable tanh: forward and backward in C++; records a node."""
 def gt(arg0: typing.Any, arg1: typing.Any) -> Tensor:
     ...
 def index_add_(arg0: Tensor, arg1: typing.SupportsInt | typing.SupportsIndex, arg2: Tensor, arg3: Tensor) -> None:
@@ -218,6 +277,10 @@ def index_select(arg0: Tensor, arg1: typing.SupportsInt | typing.SupportsIndex, 
     ...
 def initial_seed() -> int:
     ...
+def is_grad_enabled() -> builtins.bool:
+    """
+    Whether this thread records graphs.
+    """
 def le(arg0: typing.Any, arg1: typing.Any) -> Tensor:
     ...
 def linear(arg0: Tensor, arg1: Tensor, arg2: Tensor | None) -> Tensor:
@@ -262,10 +325,20 @@ def randn(arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsInd
     ...
 def randperm(arg0: typing.SupportsInt | typing.SupportsIndex) -> Tensor:
     ...
+def register_classes(tensor: type, function: type, no_record: typing.Any, fallback: typing.Any) -> None:
+    """
+    The Python classes results and native nodes are made of, and the Python fallback of operators.
+    """
 def relu(arg0: Tensor) -> Tensor:
     ...
 def relu_backward(arg0: typing.Any, arg1: typing.Any) -> Tensor:
     ...
+def run_backward(roots: tuple[typing.Any, ...], grads: tuple[Tensor, ...], retain_graph: builtins.bool, inputs: typing.Any = None) -> typing.Any:
+    ...
+def set_grad_enabled(mode: builtins.bool) -> None:
+    """
+    Turns graph recording on or off for this thread.
+    """
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
 def sigmoid(arg0: Tensor) -> Tensor:

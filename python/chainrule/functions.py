@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chainrule import ops
+from chainrule import _core, ops
 from chainrule.tensor import Tensor, _tensor_operand, apply, cat, maximum, minimum, stack  # noqa: F401
 
 
@@ -47,7 +47,7 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     >>> cr.matmul(cr.ones(2, 3), cr.ones(3)).tolist()
     [3.0, 3.0]
     """
-    return apply(ops.MatMul, _t(input, "matmul"), _t(other, "matmul"))
+    return _core.grad_matmul(_t(input, "matmul"), _t(other, "matmul"))
 
 
 def eq(input: Tensor, other: Any) -> Tensor:

@@ -22,57 +22,6 @@ def _is_array(x: Any) -> bool:
 
 
 # ---------------------------------------------------------------- elementwise binary
-class Add(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Any, b: Any) -> Array:
-        return C.add(a, b)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        return g, g
-
-
-class Sub(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Any, b: Any) -> Array:
-        return C.sub(a, b)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        return g, C.neg(g)
-
-
-class Mul(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Any, b: Any) -> Array:
-        ctx.a, ctx.b = a, b  # numbers stay attributes; arrays are saved below
-        ctx.save_for_backward(*[x for x in (a, b) if _is_array(x)])
-        return C.mul(a, b)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        ctx.saved_tensors  # checks versions and freeing
-        return C.mul(g, ctx.b), C.mul(g, ctx.a)
-
-
-class Div(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Any, b: Any) -> Array:
-        out = C.div(a, b)
-        ctx.b = b
-        ctx.out = out
-        ctx.save_for_backward(*[x for x in (b, out) if _is_array(x)])
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        ctx.saved_tensors
-        ga = C.div(g, ctx.b)
-        # d(a/b)/db = -a/b^2 = -out/b
-        gb = C.neg(C.mul(ga, ctx.out)) if _is_array(ctx.b) else None
-        return ga, gb
-
-
 class Pow(Function):
     @staticmethod
     def forward(ctx: Any, a: Any, b: Any) -> Array:
@@ -147,91 +96,7 @@ class Where(Function):
         return None, C.where(condition, g, zero), C.where(condition, zero, g)
 
 
-class MatMul(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array, b: Array) -> Array:
-        ctx.save_for_backward(a, b)
-        return C.matmul(a, b)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        a, b = ctx.saved_tensors
-        # Treat a 1-D operand as a row (a) or a column (b), as the forward did, and drop
-        # that dim again from its gradient; batch dims are summed by the engine.
-        a2 = a.unsqueeze(0) if a.ndim == 1 else a
-        b2 = b.unsqueeze(1) if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = g2.unsqueeze(-2 if g2.ndim >= 1 else 0)
-        if b.ndim == 1:
-            g2 = g2.unsqueeze(-1)
-        ga = C.matmul(g2, b2.transpose(-1, -2))
-        gb = C.matmul(a2.transpose(-1, -2), g2)
-        if a.ndim == 1:
-            ga = ga.squeeze(-2)
-        if b.ndim == 1:
-            gb = gb.squeeze(-1)
-        return ga, gb
-
-
-class Linear(Function):
-    """input @ weight.T + bias in one call (a matmul, then the bias added in place over its
-    rows): a Linear layer as one node in the graph."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Array, weight: Array, bias: Any) -> Array:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return C.linear(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        x, weight = ctx.saved_tensors
-        gx = C.matmul(g, weight)  # d(x W^T)/dx = W
-        # Rows of every leading dim together: d/dW = g^T x, d/db = column sums of g.
-        rows_g = g.reshape([-1, g.shape[-1]])
-        rows_x = x.reshape([-1, x.shape[-1]])
-        gw = C.matmul(rows_g.transpose(0, 1), rows_x)
-        gb = C.sum(rows_g, [0], False) if ctx.has_bias else None
-        return gx, gw, gb
-
-
 # ---------------------------------------------------------------- elementwise unary
-class Neg(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array) -> Array:
-        return C.neg(a)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        return (C.neg(g),)
-
-
-class Exp(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array) -> Array:
-        out = C.exp(a)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        (out,) = ctx.saved_tensors
-        return (C.mul(g, out),)  # (e^x)' = e^x
-
-
-class Log(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array) -> Array:
-        ctx.save_for_backward(a)
-        return C.log(a)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        (a,) = ctx.saved_tensors
-        return (C.div(g, a),)  # (log x)' = 1/x
-
-
 class Sqrt(Function):
     @staticmethod
     def forward(ctx: Any, a: Array) -> Array:
@@ -255,44 +120,6 @@ class Abs(Function):
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (a,) = ctx.saved_tensors
         return (C.mul(g, C.sign(a)),)
-
-
-class Sigmoid(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array) -> Array:
-        out = C.sigmoid(a)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        (out,) = ctx.saved_tensors
-        return (C.sigmoid_backward(g, out),)  # g * y * (1 - y), the lecture's g(z)(1 - g(z))
-
-
-class Tanh(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array) -> Array:
-        out = C.tanh(a)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        (out,) = ctx.saved_tensors
-        return (C.tanh_backward(g, out),)  # g * (1 - y^2)
-
-
-class Relu(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array) -> Array:
-        ctx.save_for_backward(a)
-        return C.relu(a)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        (a,) = ctx.saved_tensors
-        return (C.relu_backward(g, a),)  # g where x > 0, else 0
 
 
 class Sin(Function):
@@ -362,33 +189,6 @@ def _dims_of(ndim: int, dims: Sequence[int]) -> list[int]:
 def _keepdim_shape(shape: tuple[int, ...], dims: Sequence[int]) -> list[int]:
     reduced = set(_dims_of(len(shape), dims))
     return [1 if i in reduced else s for i, s in enumerate(shape)]
-
-
-class Sum(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array, dims: list[int], keepdim: bool) -> Array:
-        ctx.shape, ctx.dims = a.shape, dims
-        return C.sum(a, dims, keepdim)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        # Each input element added into the sum once: its gradient is the sum's gradient.
-        return g.reshape(_keepdim_shape(ctx.shape, ctx.dims)).expand(ctx.shape), None, None
-
-
-class Mean(Function):
-    @staticmethod
-    def forward(ctx: Any, a: Array, dims: list[int], keepdim: bool) -> Array:
-        ctx.shape, ctx.dims = a.shape, dims
-        return C.mean(a, dims, keepdim)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        count = 1
-        for d in _dims_of(len(ctx.shape), ctx.dims):
-            count *= ctx.shape[d]
-        g = C.div(g, float(count)) if count else g
-        return g.reshape(_keepdim_shape(ctx.shape, ctx.dims)).expand(ctx.shape), None, None
 
 
 class Amax(Function):
@@ -524,21 +324,6 @@ class Index(Function):
         out = C.full(list(ctx.shape), 0, g.dtype)
         C.copy_(apply_view_steps(out, ctx.steps), g)
         return out, None
-
-
-class CrossEntropy(Function):
-    """Per-sample softmax cross-entropy of logits (N, C) against int64 classes (N,), as one
-    node: d loss_i / d logits_i = softmax(logits_i) - one_hot(class_i)."""
-
-    @staticmethod
-    def forward(ctx: Any, logits: Array, target: Array) -> Array:
-        ctx.save_for_backward(logits, target)
-        return C.cross_entropy_loss(logits, target)
-
-    @staticmethod
-    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        logits, target = ctx.saved_tensors
-        return C.cross_entropy_backward(g, logits, target), None
 
 
 class BinaryCrossEntropy(Function):

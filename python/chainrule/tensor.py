@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import weakref
 from collections import namedtuple
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from chainrule import _core, ops
 from chainrule._dtype import float32, float64, int64, to_dtype
-from chainrule.autograd import grad_mode
 from chainrule.autograd.function import NO_RECORD, Function
 
 C = _core
-_mode = grad_mode.state
+_grad_enabled = C.is_grad_enabled
 _new = object.__new__
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -35,7 +34,9 @@ class Tensor(C.TensorBase):
     tensor([[2.0000, 4.0000]])
     """
 
-    __slots__ = ("_data", "grad_fn", "_requires_grad", "_grad", "_hooks", "__weakref__")
+    # The fields (_data, grad_fn, _requires_grad, _grad, _hooks) live in the C base, where
+    # recording an op and the backward engine read them without Python code.
+    __slots__ = ()
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to our reflected ops
 
     def __init__(self, data: Any = (), dtype: Any = None, requires_grad: bool = False) -> None:
@@ -276,44 +277,27 @@ class Tensor(C.TensorBase):
         return self._data.is_contiguous()
 
     # ------------------------------------------------------------ arithmetic
-    def __add__(self, other: Any) -> Tensor:
-        return apply(ops.Add, self, _operand(other))
-
-    def __radd__(self, other: Any) -> Tensor:
-        return apply(ops.Add, _operand(other), self)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return apply(ops.Sub, self, _operand(other))
-
-    def __rsub__(self, other: Any) -> Tensor:
-        return apply(ops.Sub, _operand(other), self)
-
-    def __mul__(self, other: Any) -> Tensor:
-        return apply(ops.Mul, self, _operand(other))
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return apply(ops.Mul, _operand(other), self)
-
-    def __truediv__(self, other: Any) -> Tensor:
-        return apply(ops.Div, self, _operand(other))
-
-    def __rtruediv__(self, other: Any) -> Tensor:
-        return apply(ops.Div, _operand(other), self)
+    # + - * / @ and unary - are C slots of the base class (native ops, _core/native_ops.cpp);
+    # operands other than Tensors and Python numbers go through _operator_fallback below.
+    # Type checkers see their signatures here; at run time the slots answer.
+    if TYPE_CHECKING:
+        def __add__(self, other: Tensor | float | np.ndarray) -> Tensor: ...
+        def __radd__(self, other: Tensor | float | np.ndarray) -> Tensor: ...
+        def __sub__(self, other: Tensor | float | np.ndarray) -> Tensor: ...
+        def __rsub__(self, other: Tensor | float | np.ndarray) -> Tensor: ...
+        def __mul__(self, other: Tensor | float | np.ndarray) -> Tensor: ...
+        def __rmul__(self, other: Tensor | float | np.ndarray) -> Tensor: ...
+        def __truediv__(self, other: Tensor | float | np.ndarray) -> Tensor: ...
+        def __rtruediv__(self, other: Tensor | float | np.ndarray) -> Tensor: ...
+        def __matmul__(self, other: Tensor | np.ndarray) -> Tensor: ...
+        def __rmatmul__(self, other: Tensor | np.ndarray) -> Tensor: ...
+        def __neg__(self) -> Tensor: ...
 
     def __pow__(self, other: Any) -> Tensor:
         return apply(ops.Pow, self, _operand(other))
 
     def __rpow__(self, other: Any) -> Tensor:
         return apply(ops.Pow, _operand(other), self)
-
-    def __matmul__(self, other: Any) -> Tensor:
-        return apply(ops.MatMul, self, _tensor_operand(other, "matmul"))
-
-    def __rmatmul__(self, other: Any) -> Tensor:
-        return apply(ops.MatMul, _tensor_operand(other, "matmul"), self)
-
-    def __neg__(self) -> Tensor:
-        return apply(ops.Neg, self)
 
     def __pos__(self) -> Tensor:
         return self
@@ -402,10 +386,10 @@ class Tensor(C.TensorBase):
 
     # ------------------------------------------------------------ unary
     def exp(self) -> Tensor:
-        return apply(ops.Exp, self)
+        return C.grad_exp(self)
 
     def log(self) -> Tensor:
-        return apply(ops.Log, self)
+        return C.grad_log(self)
 
     def sqrt(self) -> Tensor:
         return apply(ops.Sqrt, self)
@@ -414,13 +398,13 @@ class Tensor(C.TensorBase):
         return apply(ops.Abs, self)
 
     def sigmoid(self) -> Tensor:
-        return apply(ops.Sigmoid, self)
+        return C.grad_sigmoid(self)
 
     def tanh(self) -> Tensor:
-        return apply(ops.Tanh, self)
+        return C.grad_tanh(self)
 
     def relu(self) -> Tensor:
-        return apply(ops.Relu, self)
+        return C.grad_relu(self)
 
     def sin(self) -> Tensor:
         return apply(ops.Sin, self)
@@ -454,10 +438,10 @@ class Tensor(C.TensorBase):
 
     # ------------------------------------------------------------ reductions
     def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return apply(ops.Sum, self, _dims(dim), keepdim)
+        return C.grad_sum(self, _dims(dim), keepdim)
 
     def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return apply(ops.Mean, self, _dims(dim), keepdim)
+        return C.grad_mean(self, _dims(dim), keepdim)
 
     def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return apply(ops.Amax, self, _dims(dim), keepdim)
@@ -637,20 +621,23 @@ def _wrap(data: _core.Tensor, node: Function | None = None) -> Tensor:
     return t
 
 
-def apply(op: type[Function], *args: Any) -> Tensor:
-    """Runs op's forward on the raw arrays of args; records a node when a gradient can flow."""
-    if _mode.enabled:
-        for a in args:
-            if isinstance(a, Tensor) and a._requires_grad:
-                node = op()
-                out = op.forward(node, *[x._data if isinstance(x, Tensor) else x for x in args])
-                # One edge per argument: where the input's gradient goes, and the shape and
-                # dtype it must have there. (Float inputs give float outputs: only they get here.)
-                node.edges = tuple([(x.grad_fn or x, x._data.shape, x._data.dtype)
-                                    if isinstance(x, Tensor) and x._requires_grad else None
-                                    for x in args])
-                return _wrap(out, node)
-    return _wrap(op.forward(NO_RECORD, *[x._data if isinstance(x, Tensor) else x for x in args]))
+apply = C.apply
+"""apply(op, *args): runs op's forward on the raw arrays of args (Tensors replaced by their
+`_data`); when grad mode is on and an argument requires grad, the call's node (an instance of
+op) gets one edge per argument: where that input's gradient goes (its grad_fn, or the leaf
+itself), with the shape and dtype it must have there. In C (_core/autograd.cpp)."""
+
+
+def _operator_fallback(name: str, a: Any, b: Any) -> Tensor:
+    """+ - * / @ with an operand that is neither a Tensor nor a Python number: NumPy arrays and
+    scalars become tensors; anything else raises TypeError."""
+    op = getattr(C, "grad_" + name)
+    if name == "matmul":
+        return op(_tensor_operand(a, "matmul"), _tensor_operand(b, "matmul"))
+    a, b = _operand(a), _operand(b)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{name}: expected a Tensor operand, got {type(a).__name__} and {type(b).__name__}")
+    return op(a, b)
 
 
 def _operand(value: Any) -> Any:
@@ -817,7 +804,7 @@ def _index_int(value: Any) -> int:
 
 
 def _check_inplace(t: Tensor, op: str, other: Any = None) -> None:
-    if _mode.enabled and (t._requires_grad or (isinstance(other, Tensor) and other._requires_grad)):
+    if _grad_enabled() and (t._requires_grad or (isinstance(other, Tensor) and other._requires_grad)):
         raise RuntimeError(
             f"{op}: in-place operations on tensors that require grad are only allowed under "
             f"chainrule.no_grad() (tensor of shape {t.shape} requires grad)")
@@ -873,3 +860,8 @@ def maximum(a: Tensor, b: Tensor) -> Tensor:
 def minimum(a: Tensor, b: Tensor) -> Tensor:
     """Elementwise minimum with broadcasting; NaN wins, as in NumPy."""
     return apply(ops.Minimum, _tensor_operand(a, "minimum"), _tensor_operand(b, "minimum"))
+
+
+# The C layer makes results as Tensors, native ops' nodes as Functions, and sends operators
+# with other operands to _operator_fallback.
+C.register_classes(Tensor, Function, NO_RECORD, _operator_fallback)

@@ -10,12 +10,10 @@
 """
 from __future__ import annotations
 
-import threading
 from typing import Any, Sequence
 
 from chainrule import _core
-from chainrule.autograd.function import Function
-from chainrule.tensor import Tensor, _wrap
+from chainrule.tensor import Tensor
 
 C = _core
 
@@ -46,8 +44,9 @@ def _run_hooks(hooks: list[Any] | None, grad: _core.Tensor) -> _core.Tensor:
 def run_backward(outputs: Sequence[Tensor], gradients: Sequence[Any], retain_graph: bool,
                  inputs: Sequence[Tensor] | None = None) -> tuple[Any, ...] | None:
     """Backpropagates from outputs. With `inputs`, returns their gradients instead of
-    accumulating into `.grad` (autograd.grad)."""
-    roots: list[tuple[Any, _core.Tensor]] = []
+    accumulating into `.grad` (autograd.grad). The checks are here; the walk is in C."""
+    roots = []
+    root_grads = []
     for output, gradient in zip(outputs, gradients):
         if not isinstance(output, Tensor):
             raise TypeError(f"backward: expected Tensor outputs, got {type(output).__name__}")
@@ -55,104 +54,14 @@ def run_backward(outputs: Sequence[Tensor], gradients: Sequence[Any], retain_gra
             raise RuntimeError(
                 f"backward: the output of shape {output.shape} does not require grad and has no "
                 "grad_fn (no input of the computation requires grad, or it ran under no_grad)")
-        roots.append((output.grad_fn or output, _root_grad(output, gradient)))
-
-    # 1. dependencies: the number of edges into each node reachable from the roots.
-    dependencies: dict[Function, int] = {}
-    stack = [target for target, _ in roots if isinstance(target, Function)]
-    seen = set(stack)
-    while stack:
-        node = stack.pop()
-        for edge in node.edges:
-            if edge is None or not isinstance(edge[0], Function):
-                continue
-            target = edge[0]
-            dependencies[target] = dependencies.get(target, 0) + 1
-            if target not in seen:
-                seen.add(target)
-                stack.append(target)
-
-    captured: dict[Any, int] = {}
+        roots.append(output)
+        root_grads.append(_root_grad(output, gradient))
     if inputs is not None:
         for i, t in enumerate(inputs):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"grad: expected Tensor inputs, got {type(t).__name__}")
             if not t._requires_grad:
                 raise RuntimeError(f"grad: input {i} of shape {t.shape} does not require grad")
-            captured[t.grad_fn or t] = i
-    results: list[Any] = [None] * (len(inputs) if inputs is not None else 0)
-
-    # 2. run nodes once their gradient is complete.
-    grads: dict[Any, _core.Tensor] = {}
-    leaf_grads: dict[Tensor, _core.Tensor] = {}
-    ready: list[Function] = []
-    for target, grad in roots:
-        if isinstance(target, Function):
-            grads[target] = C.add(grads[target], grad) if target in grads else grad
-            if dependencies.get(target, 0) == 0 and target not in ready:
-                ready.append(target)
-        else:
-            leaf_grads[target] = C.add(leaf_grads[target], grad) if target in leaf_grads else grad
-
-    add = C.add
-    while ready:
-        node = ready.pop()
-        grad = grads.pop(node, None)
-        edges = node.edges
-        if grad is None:  # nothing reached this node: its inputs get nothing either
-            input_grads: Any = (None,) * len(edges)
-        else:
-            if node.hooks is not None:
-                grad = _run_hooks(node.hooks, grad)
-            if node.retained is not None:
-                _retain(node.retained(), grad)
-            if captured and node in captured:
-                results[captured[node]] = _wrap(grad)
-            input_grads = node.backward(node, grad)
-        if not retain_graph:
-            node.release()
-        for edge, input_grad in zip(edges, input_grads):
-            if edge is None:
-                continue
-            target, shape, dtype = edge
-            is_node = isinstance(target, Function)
-            if input_grad is not None:
-                if input_grad.shape != shape:
-                    input_grad = C.sum_to(input_grad, list(shape))
-                if input_grad.dtype != dtype:
-                    input_grad = input_grad.to(dtype)
-                pending = grads if is_node else leaf_grads
-                previous = pending.get(target)
-                pending[target] = input_grad if previous is None else add(previous, input_grad)
-            if is_node:
-                count = dependencies[target] - 1
-                dependencies[target] = count
-                if count == 0:
-                    ready.append(target)
-
-    # 3. leaves: total gradient, through their hooks, into .grad (or into the results).
-    for leaf, grad in leaf_grads.items():
-        grad = _run_hooks(leaf._hooks, grad)
-        if leaf in captured:
-            results[captured[leaf]] = _wrap(grad)
-        elif inputs is None:
-            _accumulate(leaf, grad)
-    return tuple(results) if inputs is not None else None
-
-
-# Backward passes in several threads may reach one leaf: its read-add-write of .grad must not
-# interleave (C.add releases the GIL on large arrays).
-_accumulate_lock = threading.Lock()
-
-
-def _accumulate(leaf: Tensor, grad: _core.Tensor) -> None:
-    with _accumulate_lock:
-        if leaf._grad is None:
-            # The stored grad must own its memory: the array may be a view shared with other
-            # gradients of this pass (x + y hands the same array to both), or a stride-0 expand.
-            leaf._grad = _wrap(grad.clone())
-        else:
-            leaf._grad = _wrap(C.add(leaf._grad._data, grad))
-
-
-def _retain(tensor: Tensor | None, grad: _core.Tensor) -> None:
-    if tensor is not None:
-        _accumulate(tensor, grad)
+        return C.run_backward(tuple(roots), tuple(root_grads), retain_graph, tuple(inputs))
+    C.run_backward(tuple(roots), tuple(root_grads), retain_graph)
+    return None

@@ -16,21 +16,22 @@ from typing import Any
 from chainrule import _core
 
 
-class Function:
-    """Base of every op; an instance is the graph node of one call."""
+class Function(_core.Node):
+    """Base of every op defined in Python; an instance is the graph node of one call.
 
-    __slots__ = ("__dict__",)
+    The C base (`_core.Node`) holds what the engine reads: `edges` (one (target, shape, dtype)
+    per input: the input's grad_fn or, for a leaf, the leaf Tensor itself, and the shape and
+    dtype its gradient must have; None for inputs that take no gradient), `hooks`, `retained`
+    and `name()` ("MulBackward"). The native ops' nodes are instances of this class too.
+    """
 
-    # edges[i]: (target, shape, dtype) for input i, target being the input's grad_fn or, for a
-    # leaf, the leaf Tensor itself; None for inputs that take no gradient. Set by `apply`.
-    edges: tuple[Any, ...] = ()
+    __slots__ = ()
+
     # Defaults live on the class, so creating a node (once per recorded op) sets nothing;
     # an instance gets its own value only when one is set.
     _saved: tuple[Any, ...] = ()
     _versions: list[int] = []
     _freed = False
-    hooks: list[Any] | None = None   # register_hook on the output tensor
-    retained: Any = None             # weakref to the output, after retain_grad()
 
     @staticmethod
     def forward(ctx: Any, *args: Any) -> _core.Tensor:
@@ -62,27 +63,11 @@ class Function:
         return self._saved
 
     def release(self) -> None:
-        """Frees the saved arrays (after a backward without retain_graph)."""
+        """Frees what the op saved (arrays, and attributes that may reference arrays) after a
+        backward without retain_graph; the graph's structure and the user's hooks stay."""
         if self._saved:
-            # What the op saved goes (arrays, and attributes that may reference arrays); the
-            # graph's structure and the user's hooks stay.
-            state = self.__dict__
-            edges = state["edges"]
-            hooks, retained = state.get("hooks"), state.get("retained")
-            state.clear()
-            state["edges"] = edges
-            state["_freed"] = True
-            if hooks is not None:
-                state["hooks"] = hooks
-            if retained is not None:
-                state["retained"] = retained
-
-    @classmethod
-    def name(cls) -> str:
-        return cls.__name__ + "Backward"
-
-    def __repr__(self) -> str:
-        return f"<{self.name()}>"
+            self.__dict__.clear()
+            self._freed = True
 
 
 class _NoRecord:

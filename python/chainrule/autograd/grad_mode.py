@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Any, Callable, TypeVar
+
+from chainrule import _core
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-class _GradMode(threading.local):
-    enabled = True
-
-
-state = _GradMode()
+# The switch itself is a C thread-local (read by every recorded op): _core.is_grad_enabled()
+# and _core.set_grad_enabled(flag).
+_get = _core.is_grad_enabled
+_set = _core.set_grad_enabled
 
 
 def is_grad_enabled() -> bool:
@@ -23,7 +22,7 @@ def is_grad_enabled() -> bool:
     ...     cr.is_grad_enabled()
     False
     """
-    return state.enabled
+    return _get()
 
 
 class _GradModeScope:
@@ -34,11 +33,11 @@ class _GradModeScope:
         self.previous: list[bool] = []
 
     def __enter__(self) -> None:
-        self.previous.append(state.enabled)
-        state.enabled = self.mode
+        self.previous.append(_get())
+        _set(self.mode)
 
     def __exit__(self, *exc: object) -> None:
-        state.enabled = self.previous.pop()
+        _set(self.previous.pop())
 
     def __call__(self, fn: F) -> F:
         mode = self.mode
@@ -57,14 +56,14 @@ class set_grad_enabled(_GradModeScope):
 
     def __init__(self, mode: bool) -> None:
         super().__init__(bool(mode))
-        self.before = state.enabled
-        state.enabled = self.mode  # takes effect now, like torch.set_grad_enabled(False)
+        self.before = _get()
+        _set(self.mode)  # takes effect now, like torch.set_grad_enabled(False)
 
     def __enter__(self) -> None:
         self.previous.append(self.before)  # restore what was there before the call
 
     def __call__(self, fn: F) -> F:
-        state.enabled = self.before  # as a decorator it only applies inside the function
+        _set(self.before)  # as a decorator it only applies inside the function
         return super().__call__(fn)
 
 

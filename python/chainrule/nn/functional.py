@@ -17,7 +17,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     input, weight = _tensor_operand(input, "linear"), _tensor_operand(weight, "linear")
     if bias is not None:
         bias = _tensor_operand(bias, "linear")
-    return apply(ops.Linear, input, weight, bias)
+    return _core.grad_linear(input, weight, bias)
 
 
 def relu(input: Tensor) -> Tensor:
@@ -130,7 +130,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
         ignored = target == ignore_index
         target = _wrap(_core.where(ignored._data, _core.full((), 0, target.dtype), target._data))
     # One fused node: per-sample loss (argument checks and class range in C++), then reduced.
-    loss = apply(ops.CrossEntropy, input, target)
+    loss = _core.grad_cross_entropy(input, target)
     if label_smoothing > 0:
         smooth = -input.log_softmax(1).mean(1)
         loss = loss * (1.0 - label_smoothing) + smooth * label_smoothing

@@ -1,0 +1,705 @@
+// The autograd objects in C (see autograd.h): Tensor's base, the node's base, grad mode, the
+// generic `apply` that records a Python op, and the backward engine.
+//
+// The engine is PyTorch's in miniature (DESIGN.md, rule 3): walk the graph from the roots
+// without recursion and count the edges into every node; run a node once all its incoming
+// gradients are summed (its backward turns the gradient of its output into gradients of its
+// inputs); sum each input gradient down to the input's shape and cast it to its dtype here, in
+// one place; leaves collect their total gradient into .grad.
+#include "autograd.h"
+
+#include <structmember.h>
+
+#include <algorithm>
+#include <new>
+#include <unordered_map>
+
+#include "chainrule/errors.h"
+#include "chainrule/ops.h"
+
+namespace chainrule::python {
+
+PyTypeObject* tensor_base_type = nullptr;
+PyTypeObject* tensor_type = nullptr;
+PyTypeObject* node_type = nullptr;
+
+namespace {
+
+PyObject* function_type = nullptr;  // chainrule.autograd.function.Function: native nodes' type
+PyObject* no_record = nullptr;      // the ctx of a forward that records nothing
+PyObject* fallback = nullptr;       // Python: operators on operands the native path does not take
+PyObject* dtypes = nullptr;         // _core.DTYPES, in DType order
+PyObject* forward_name = nullptr;   // interned "forward", "backward", "release"
+PyObject* backward_name = nullptr;
+PyObject* release_name = nullptr;
+
+thread_local bool grad_disabled = false;  // per thread, as in PyTorch: off under no_grad
+
+}  // namespace
+
+bool grad_enabled() { return !grad_disabled; }
+
+void set_python_error() {
+  try {
+    throw;
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const ValueError& e) {
+    PyErr_SetString(PyExc_ValueError, e.what());
+  } catch (const TypeError& e) {
+    PyErr_SetString(PyExc_TypeError, e.what());
+  } catch (const IndexError& e) {
+    PyErr_SetString(PyExc_IndexError, e.what());
+  } catch (const MemoryError& e) {
+    PyErr_SetString(PyExc_MemoryError, e.what());
+  } catch (const RuntimeError& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const py::builtin_exception& e) {
+    e.set_error();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+}
+
+const Tensor& array_of(PyObject* data) { return py::handle(data).cast<const Tensor&>(); }
+
+PyObject* new_array(Tensor t) { return py::cast(std::move(t)).release().ptr(); }
+
+PyObject* new_tensor(PyObject* data, PyObject* node) {
+  PyObject* obj = tensor_type->tp_alloc(tensor_type, 0);
+  if (obj == nullptr) {
+    Py_DECREF(data);
+    return nullptr;
+  }
+  TensorObject* t = as_tensor(obj);
+  t->data = data;
+  if (node != nullptr) {
+    Py_INCREF(node);
+    t->grad_fn = node;
+    t->requires_grad = 1;
+  }
+  return obj;
+}
+
+PyObject* new_node(PyTypeObject* type, NativeOp op) {
+  PyObject* obj = type->tp_alloc(type, 0);
+  if (obj == nullptr) return nullptr;
+  NodeState* state = new (std::nothrow) NodeState;
+  if (state == nullptr) {
+    Py_DECREF(obj);
+    return PyErr_NoMemory();
+  }
+  state->native.op = op;
+  as_node(obj)->state = state;
+  return obj;
+}
+
+void set_edge(NodeState& state, std::size_t i, PyObject* arg) {
+  if (!is_tensor(arg) || !as_tensor(arg)->requires_grad) return;
+  TensorObject* t = as_tensor(arg);
+  Edge& edge = state.edges[i];
+  PyObject* target = is_set(t->grad_fn) ? t->grad_fn : arg;
+  Py_INCREF(target);
+  edge.target = target;
+  edge.to_node = target != arg;
+  const Tensor& array = array_of(t->data);
+  edge.shape = array.shape();
+  edge.dtype = array.dtype();
+}
+
+namespace {
+
+// ------------------------------------------------------------------ TensorBase
+int tensor_traverse(PyObject* self, visitproc visit, void* arg) {
+  TensorObject* t = as_tensor(self);
+  Py_VISIT(t->grad_fn);
+  Py_VISIT(t->grad);
+  Py_VISIT(t->hooks);
+  Py_VISIT(Py_TYPE(self));
+  return 0;
+}
+
+int tensor_clear(PyObject* self) {
+  TensorObject* t = as_tensor(self);
+  Py_CLEAR(t->grad_fn);
+  Py_CLEAR(t->grad);
+  Py_CLEAR(t->hooks);
+  return 0;
+}
+
+void tensor_dealloc(PyObject* self) {
+  PyTypeObject* type = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  // A long chain of results (each holding the node that holds the previous one) is freed here
+  // one link at a time; the trashcan keeps that from recursing as deep as the chain.
+  Py_TRASHCAN_BEGIN(self, tensor_dealloc)
+  TensorObject* t = as_tensor(self);
+  if (t->weakrefs != nullptr) PyObject_ClearWeakRefs(self);
+  tensor_clear(self);
+  Py_CLEAR(t->data);
+  type->tp_free(self);
+  Py_DECREF(type);
+  Py_TRASHCAN_END
+}
+
+// Python 3.11 has no __buffer__ for Python classes, so memoryview(t) needs this C slot.
+int tensor_getbuffer(PyObject* self, Py_buffer* view, int flags) {
+  PyObject* data = as_tensor(self)->data;
+  if (data == nullptr) {
+    PyErr_SetString(PyExc_BufferError, "tensor has no data");
+    return -1;
+  }
+  return PyObject_GetBuffer(data, view, flags);  // view->obj now owns a reference to data
+}
+
+PyMemberDef tensor_members[] = {
+    {"_data", T_OBJECT, offsetof(TensorObject, data), 0, nullptr},
+    {"grad_fn", T_OBJECT, offsetof(TensorObject, grad_fn), 0,
+     const_cast<char*>("the node that produced this tensor (None for a leaf)")},
+    {"_grad", T_OBJECT, offsetof(TensorObject, grad), 0, nullptr},
+    {"_hooks", T_OBJECT, offsetof(TensorObject, hooks), 0, nullptr},
+    {"_requires_grad", T_BOOL, offsetof(TensorObject, requires_grad), 0, nullptr},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(TensorObject, weakrefs), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+PyType_Slot tensor_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(&tensor_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(&tensor_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(&tensor_clear)},
+    {Py_tp_members, tensor_members},
+    {Py_bf_getbuffer, reinterpret_cast<void*>(&tensor_getbuffer)},
+    {Py_nb_add, reinterpret_cast<void*>(&tensor_add)},
+    {Py_nb_subtract, reinterpret_cast<void*>(&tensor_sub)},
+    {Py_nb_multiply, reinterpret_cast<void*>(&tensor_mul)},
+    {Py_nb_true_divide, reinterpret_cast<void*>(&tensor_div)},
+    {Py_nb_matrix_multiply, reinterpret_cast<void*>(&tensor_matmul)},
+    {Py_nb_negative, reinterpret_cast<void*>(&tensor_neg)},
+    {Py_tp_doc, const_cast<char*>("C base of chainrule.Tensor: the array and its autograd fields")},
+    {0, nullptr},
+};
+PyType_Spec tensor_spec = {"chainrule._core.TensorBase", sizeof(TensorObject), 0,
+                           Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, tensor_slots};
+
+// ------------------------------------------------------------------ Node
+PyObject* node_new(PyTypeObject* type, PyObject*, PyObject*) { return new_node(type, NativeOp::Python); }
+
+int node_traverse(PyObject* self, visitproc visit, void* arg) {
+  NodeObject* n = as_node(self);
+  Py_VISIT(n->dict);
+  Py_VISIT(n->hooks);
+  Py_VISIT(n->retained);
+  if (n->state != nullptr) {
+    for (const Edge& edge : n->state->edges) Py_VISIT(edge.target);
+  }
+  Py_VISIT(Py_TYPE(self));
+  return 0;
+}
+
+int node_clear(PyObject* self) {
+  NodeObject* n = as_node(self);
+  Py_CLEAR(n->dict);
+  Py_CLEAR(n->hooks);
+  Py_CLEAR(n->retained);
+  if (n->state != nullptr) {
+    for (Edge& edge : n->state->edges) Py_CLEAR(edge.target);
+  }
+  return 0;
+}
+
+void node_dealloc(PyObject* self) {
+  PyTypeObject* type = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  Py_TRASHCAN_BEGIN(self, node_dealloc)
+  NodeObject* n = as_node(self);
+  if (n->weakrefs != nullptr) PyObject_ClearWeakRefs(self);
+  node_clear(self);
+  delete n->state;
+  n->state = nullptr;
+  type->tp_free(self);
+  Py_DECREF(type);
+  Py_TRASHCAN_END
+}
+
+const char* native_names[] = {"", "Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Sigmoid", "Tanh",
+                              "Relu", "Sum", "Mean", "MatMul", "Linear", "CrossEntropy"};
+
+// "MulBackward": the op's name, as PyTorch names its nodes.
+PyObject* node_name(PyObject* self, PyObject*) {
+  const NodeState* state = as_node(self)->state;
+  if (state != nullptr && state->native.op != NativeOp::Python) {
+    return PyUnicode_FromFormat("%sBackward", native_op_name(state->native.op));
+  }
+  return PyUnicode_FromFormat("%sBackward", _PyType_Name(Py_TYPE(self)));
+}
+
+PyObject* node_repr(PyObject* self) {
+  PyObject* name = node_name(self, nullptr);
+  if (name == nullptr) return nullptr;
+  PyObject* out = PyUnicode_FromFormat("<%U>", name);
+  Py_DECREF(name);
+  return out;
+}
+
+PyObject* shape_tuple(const Shape& shape) {
+  PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(shape.size()));
+  if (out == nullptr) return nullptr;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), PyLong_FromLongLong(shape[i]));
+  }
+  return out;
+}
+
+PyObject* dtype_object(DType dtype) {
+  PyObject* out = PyTuple_GET_ITEM(dtypes, static_cast<Py_ssize_t>(dtype));
+  Py_INCREF(out);
+  return out;
+}
+
+// node.edges: one (target, shape, dtype) per input, None where no gradient flows.
+PyObject* node_edges(PyObject* self, void*) {
+  const NodeState* state = as_node(self)->state;
+  const std::size_t count = state == nullptr ? 0 : state->edges.size();
+  PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(count));
+  if (out == nullptr) return nullptr;
+  for (std::size_t i = 0; i < count; ++i) {
+    const Edge& edge = state->edges[i];
+    PyObject* item = Py_None;
+    if (edge.target == nullptr) {
+      Py_INCREF(Py_None);
+    } else {
+      item = Py_BuildValue("(ONN)", edge.target, shape_tuple(edge.shape), dtype_object(edge.dtype));
+      if (item == nullptr) {
+        Py_DECREF(out);
+        return nullptr;
+      }
+    }
+    PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), item);
+  }
+  return out;
+}
+
+PyMethodDef node_methods[] = {
+    {"name", node_name, METH_NOARGS, "name($self, /)\n--\n\nThe node's name, e.g. 'MulBackward'."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef node_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
+    {"edges", node_edges, nullptr,
+     const_cast<char*>("one (target, shape, dtype) per input: where its gradient goes, with the shape "
+                       "and dtype it must have there; None for an input that takes no gradient"),
+     nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMemberDef node_members[] = {
+    {"hooks", T_OBJECT, offsetof(NodeObject, hooks), 0, const_cast<char*>("hooks on the output's gradient")},
+    {"retained", T_OBJECT, offsetof(NodeObject, retained), 0,
+     const_cast<char*>("a weak reference to the output after retain_grad()")},
+    {"__dictoffset__", T_PYSSIZET, offsetof(NodeObject, dict), READONLY, nullptr},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(NodeObject, weakrefs), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+PyType_Slot node_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(&node_new)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(&node_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(&node_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(&node_clear)},
+    {Py_tp_repr, reinterpret_cast<void*>(&node_repr)},
+    {Py_tp_methods, node_methods},
+    {Py_tp_getset, node_getset},
+    {Py_tp_members, node_members},
+    {Py_tp_doc, const_cast<char*>("C base of the graph's nodes: edges, hooks, and native ops' saved arrays")},
+    {0, nullptr},
+};
+PyType_Spec node_spec = {"chainrule._core.Node", sizeof(NodeObject), 0,
+                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, node_slots};
+
+// ------------------------------------------------------------------ apply (Python ops)
+// apply(op, *args): runs op.forward(ctx, *raw args) (Tensors replaced by their arrays) and,
+// when grad mode is on and a Tensor argument requires grad, records a node of type op whose
+// edges lead to those arguments.
+PyObject* apply(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 1) {
+    PyErr_SetString(PyExc_TypeError, "apply: expected an op and its arguments");
+    return nullptr;
+  }
+  PyObject* op = args[0];
+  const Py_ssize_t n = nargs - 1;
+  bool record = false;
+  if (!grad_disabled) {
+    for (Py_ssize_t i = 1; i < nargs && !record; ++i) {
+      record = is_tensor(args[i]) && as_tensor(args[i])->requires_grad;
+    }
+  }
+  PyObject* forward = PyObject_GetAttr(op, forward_name);
+  if (forward == nullptr) return nullptr;
+  PyObject* ctx = record ? PyObject_CallNoArgs(op) : (Py_INCREF(no_record), no_record);
+  if (ctx == nullptr) {
+    Py_DECREF(forward);
+    return nullptr;
+  }
+  if (record && !is_node(ctx)) {
+    PyErr_Format(PyExc_TypeError, "apply: %R is not a Function", op);
+    Py_DECREF(forward);
+    Py_DECREF(ctx);
+    return nullptr;
+  }
+  std::vector<PyObject*> call(static_cast<std::size_t>(n) + 1);
+  call[0] = ctx;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* a = args[i + 1];
+    call[static_cast<std::size_t>(i) + 1] = is_tensor(a) && as_tensor(a)->data != nullptr ? as_tensor(a)->data : a;
+  }
+  PyObject* out = PyObject_Vectorcall(forward, call.data(), static_cast<std::size_t>(n) + 1, nullptr);
+  Py_DECREF(forward);
+  if (out == nullptr) {
+    Py_DECREF(ctx);
+    return nullptr;
+  }
+  if (!record) {
+    Py_DECREF(ctx);
+    return new_tensor(out, nullptr);
+  }
+  NodeState& state = *as_node(ctx)->state;
+  try {
+    state.edges.resize(static_cast<std::size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) set_edge(state, static_cast<std::size_t>(i), args[i + 1]);
+  } catch (...) {
+    set_python_error();
+    Py_DECREF(out);
+    Py_DECREF(ctx);
+    return nullptr;
+  }
+  PyObject* result = new_tensor(out, ctx);
+  Py_DECREF(ctx);
+  return result;
+}
+
+// ------------------------------------------------------------------ the engine
+// A Python Tensor around an array, outside any graph (for hooks and results).
+py::object wrap(const Tensor& t) {
+  PyObject* obj = new_tensor(new_array(t), nullptr);
+  if (obj == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(obj);
+}
+
+// An array that nothing else references can become .grad as it is; one shared with another
+// gradient of this pass (x + y hands the same array to both inputs), or a stride-0 expand,
+// must be copied first: .grad owns its memory.
+bool owns_its_storage(const Tensor& t) {
+  return t.storage().use_count() == 1 && t.is_contiguous() && t.offset() == 0 &&
+         t.storage()->nbytes() == t.numel() * itemsize(t.dtype());
+}
+
+void accumulate(PyObject* leaf, Tensor grad) {
+  TensorObject* t = as_tensor(leaf);
+  Tensor total;
+  if (is_set(t->grad)) {
+    // Under the GIL throughout: backward passes in several threads may reach one leaf, and its
+    // read-add-write of .grad must not interleave.
+    total = binary(BinaryOp::Add, array_of(as_tensor(t->grad)->data), grad);
+  } else {
+    total = owns_its_storage(grad) ? std::move(grad) : grad.clone();
+  }
+  PyObject* wrapped = new_tensor(new_array(std::move(total)), nullptr);
+  if (wrapped == nullptr) throw py::error_already_set();
+  PyObject* old = t->grad;
+  t->grad = wrapped;
+  Py_XDECREF(old);
+}
+
+Tensor run_hooks(PyObject* hooks, Tensor grad) {
+  if (!is_set(hooks)) return grad;
+  // A copy: a hook may remove itself (its handle edits the list).
+  py::list copy = py::reinterpret_steal<py::list>(PySequence_List(hooks));
+  if (!copy) throw py::error_already_set();
+  for (py::handle hook : copy) {
+    py::object replaced = hook(wrap(grad));
+    if (!replaced.is_none()) {
+      if (!is_tensor(replaced.ptr())) {
+        throw TypeError("hook: expected the hook to return a Tensor or None, got " +
+                        std::string(Py_TYPE(replaced.ptr())->tp_name));
+      }
+      grad = array_of(as_tensor(replaced.ptr())->data);
+    }
+  }
+  return grad;
+}
+
+void check_saved(NodeObject* node) {
+  NodeState& state = *node->state;
+  if (state.freed) {
+    throw RuntimeError(
+        std::string(native_op_name(state.native.op)) +
+        "Backward: trying to backward through the graph a second time (its saved tensors were freed "
+        "after the first backward); pass retain_graph=True to the first backward if you need to run it twice");
+  }
+  for (std::size_t i = 0; i < state.native.arrays.size(); ++i) {
+    const Tensor& a = state.native.arrays[i];
+    if (a.version() != state.versions[i]) {
+      fail<RuntimeError>(native_op_name(state.native.op), "Backward: a tensor of shape ", a.shape(), " and dtype ",
+                         dtype_name(a.dtype()),
+                         " saved for backward was modified by an in-place operation: it was saved at version ",
+                         state.versions[i], " and is now at version ", a.version());
+    }
+  }
+}
+
+// The node's backward: one gradient per edge (undefined where none).
+std::vector<Tensor> call_backward(PyObject* node, const Tensor& grad) {
+  NodeObject* n = as_node(node);
+  if (n->state->native.op != NativeOp::Python) {
+    check_saved(n);
+    unsigned needed = 0;
+    for (std::size_t i = 0; i < n->state->edges.size(); ++i) {
+      if (n->state->edges[i].target != nullptr) needed |= 1u << i;
+    }
+    if (grad.numel() < kReleaseGilElements) return native_backward(n->state->native, grad, needed);
+    NativeSaved saved = n->state->native;  // another thread may release the node meanwhile
+    py::gil_scoped_release release;
+    return native_backward(saved, grad, needed);
+  }
+  py::object backward = py::reinterpret_steal<py::object>(PyObject_GetAttr((PyObject*)Py_TYPE(node), backward_name));
+  if (!backward) throw py::error_already_set();
+  py::object results = backward(py::handle(node), py::reinterpret_steal<py::object>(new_array(grad)));
+  std::vector<Tensor> out(n->state->edges.size());
+  py::tuple items = py::reinterpret_steal<py::tuple>(PySequence_Tuple(results.ptr()));
+  if (!items) throw py::error_already_set();
+  for (std::size_t i = 0; i < out.size() && i < items.size(); ++i) {
+    PyObject* item = items[i].ptr();
+    if (item == Py_None) continue;
+    if (is_tensor(item)) item = as_tensor(item)->data;
+    out[i] = array_of(item);
+  }
+  return out;
+}
+
+void release(PyObject* node) {
+  NodeObject* n = as_node(node);
+  if (n->state->native.op != NativeOp::Python) {
+    if (!n->state->native.arrays.empty()) {
+      n->state->native.arrays.clear();
+      n->state->freed = true;
+    }
+    return;
+  }
+  if (n->dict != nullptr && PyDict_GET_SIZE(n->dict) > 0) {
+    PyObject* done = PyObject_CallMethodNoArgs(node, release_name);
+    if (done == nullptr) throw py::error_already_set();
+    Py_DECREF(done);
+  }
+}
+
+Tensor add_grads(const Tensor& a, const Tensor& b) {
+  MaybeReleaseGil gil(a.numel());
+  return binary(BinaryOp::Add, a, b);
+}
+
+// run_backward(roots, grads, retain_graph, inputs): roots are Tensors that require grad, grads
+// their upstream gradients (arrays, already checked by the Python caller). With inputs (a tuple
+// of Tensors), returns their gradients instead of accumulating into .grad (autograd.grad).
+py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, bool retain_graph,
+                        const py::object& inputs) {
+  // Every node met is held for the pass: hooks run Python code that could drop references.
+  std::vector<py::object> held;
+  std::unordered_map<PyObject*, std::int64_t> dependencies;
+  std::vector<PyObject*> stack;
+  auto visit = [&](PyObject* node) {
+    if (dependencies.emplace(node, 0).second) {
+      held.push_back(py::reinterpret_borrow<py::object>(node));
+      stack.push_back(node);
+    }
+  };
+  std::vector<std::pair<PyObject*, Tensor>> starts;
+  for (std::size_t i = 0; i < roots.size(); ++i) {
+    TensorObject* root = as_tensor(roots[i].ptr());
+    PyObject* target = is_set(root->grad_fn) ? root->grad_fn : roots[i].ptr();
+    starts.emplace_back(target, array_of(root_grads[i].ptr()));
+    if (target != roots[i].ptr()) visit(target);
+  }
+  // 1. dependencies: the number of edges into each node reachable from the roots.
+  while (!stack.empty()) {
+    PyObject* node = stack.back();
+    stack.pop_back();
+    for (const Edge& edge : as_node(node)->state->edges) {
+      if (edge.target == nullptr || !edge.to_node) continue;
+      visit(edge.target);
+      ++dependencies[edge.target];
+    }
+  }
+
+  std::unordered_map<PyObject*, std::size_t> captured;
+  std::vector<py::object> results;
+  const bool capture = !inputs.is_none();
+  if (capture) {
+    py::tuple wanted = inputs.cast<py::tuple>();
+    results.resize(wanted.size());
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      TensorObject* t = as_tensor(wanted[i].ptr());
+      captured[is_set(t->grad_fn) ? t->grad_fn : wanted[i].ptr()] = i;
+    }
+  }
+
+  // 2. run nodes once their gradient is complete.
+  std::unordered_map<PyObject*, Tensor> grads;
+  std::vector<std::pair<PyObject*, Tensor>> leaf_grads;  // in the order first reached
+  std::unordered_map<PyObject*, std::size_t> leaf_index;
+  auto add_to_leaf = [&](PyObject* leaf, Tensor grad) {
+    auto [it, fresh] = leaf_index.emplace(leaf, leaf_grads.size());
+    if (fresh) {
+      leaf_grads.emplace_back(leaf, std::move(grad));
+    } else {
+      Tensor& total = leaf_grads[it->second].second;
+      total = add_grads(total, grad);
+    }
+  };
+  auto add_to_node = [&](PyObject* node, Tensor grad) {
+    auto [it, fresh] = grads.emplace(node, grad);
+    if (!fresh) it->second = add_grads(it->second, grad);
+  };
+  std::vector<PyObject*> ready;
+  for (auto& [target, grad] : starts) {
+    if (is_node(target)) {
+      add_to_node(target, grad);
+      if (dependencies[target] == 0 && std::find(ready.begin(), ready.end(), target) == ready.end()) {
+        ready.push_back(target);
+      }
+    } else {
+      add_to_leaf(target, grad);
+    }
+  }
+
+  while (!ready.empty()) {
+    PyObject* node = ready.back();
+    ready.pop_back();
+    NodeObject* n = as_node(node);
+    std::vector<Tensor> input_grads;
+    auto found = grads.find(node);
+    if (found == grads.end()) {  // nothing reached this node: its inputs get nothing either
+      input_grads.resize(n->state->edges.size());
+    } else {
+      Tensor grad = std::move(found->second);
+      grads.erase(found);
+      if (is_set(n->hooks)) grad = run_hooks(n->hooks, grad);
+      if (is_set(n->retained)) {
+        PyObject* output = PyWeakref_GetObject(n->retained);
+        if (output != Py_None) accumulate(output, grad);
+      }
+      if (capture) {
+        auto wanted = captured.find(node);
+        if (wanted != captured.end()) results[wanted->second] = wrap(grad);
+      }
+      input_grads = call_backward(node, grad);
+    }
+    if (!retain_graph) release(node);
+    const std::vector<Edge>& edges = n->state->edges;
+    for (std::size_t i = 0; i < edges.size(); ++i) {
+      const Edge& edge = edges[i];
+      if (edge.target == nullptr) continue;
+      if (i < input_grads.size() && input_grads[i].defined()) {
+        Tensor g = std::move(input_grads[i]);
+        if (g.shape() != edge.shape) g = sum_to(g, edge.shape);
+        if (g.dtype() != edge.dtype) g = g.to(edge.dtype);
+        if (edge.to_node) {
+          add_to_node(edge.target, std::move(g));
+        } else {
+          add_to_leaf(edge.target, std::move(g));
+        }
+      }
+      if (edge.to_node && --dependencies[edge.target] == 0) ready.push_back(edge.target);
+    }
+  }
+
+  // 3. leaves: total gradient, through their hooks, into .grad (or into the results).
+  for (auto& [leaf, grad] : leaf_grads) {
+    Tensor total = run_hooks(as_tensor(leaf)->hooks, std::move(grad));
+    if (capture) {
+      auto wanted = captured.find(leaf);
+      if (wanted != captured.end()) results[wanted->second] = wrap(total);
+    } else {
+      accumulate(leaf, std::move(total));
+    }
+  }
+  if (!capture) return py::none();
+  py::tuple out(results.size());
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    out[i] = results[i] ? results[i] : py::none();
+  }
+  return std::move(out);
+}
+
+PyObject* is_grad_enabled(PyObject*, PyObject*) { return PyBool_FromLong(!grad_disabled); }
+
+PyObject* set_grad_enabled(PyObject*, PyObject* flag) {
+  const int on = PyObject_IsTrue(flag);
+  if (on < 0) return nullptr;
+  grad_disabled = !on;
+  Py_RETURN_NONE;
+}
+
+PyObject* register_classes(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 4 || !PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject*)args[0], tensor_base_type) ||
+      !PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject*)args[1], node_type)) {
+    PyErr_SetString(PyExc_TypeError, "register_classes(Tensor, Function, no_record_ctx, operator_fallback)");
+    return nullptr;
+  }
+  Py_INCREF(args[0]);
+  Py_INCREF(args[1]);
+  Py_INCREF(args[2]);
+  Py_INCREF(args[3]);
+  Py_XDECREF(fallback);
+  fallback = args[3];
+  Py_XDECREF((PyObject*)tensor_type);
+  Py_XDECREF(function_type);
+  Py_XDECREF(no_record);
+  tensor_type = (PyTypeObject*)args[0];
+  function_type = args[1];
+  no_record = args[2];
+  Py_RETURN_NONE;
+}
+
+PyMethodDef autograd_functions[] = {
+    {"apply", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(&apply)), METH_FASTCALL,
+     "apply($module, op, /, *args)\n--\n\napply(op, *args): op's forward on the arrays of args, recording a node when a gradient can flow."},
+    {"is_grad_enabled", is_grad_enabled, METH_NOARGS, "is_grad_enabled($module, /)\n--\n\nWhether this thread records graphs."},
+    {"set_grad_enabled", set_grad_enabled, METH_O, "set_grad_enabled($module, mode, /)\n--\n\nTurns graph recording on or off for this thread."},
+    {"register_classes", reinterpret_cast<PyCFunction>(reinterpret_cast<void*>(&register_classes)), METH_FASTCALL,
+     "register_classes($module, tensor, function, no_record, fallback, /)\n--\n\nThe Python classes results and "
+     "native nodes are made of, and the Python function operators call for operands they do not take."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
+PyObject* operator_fallback() { return fallback; }
+
+PyTypeObject* native_node_type() { return reinterpret_cast<PyTypeObject*>(function_type); }
+
+const char* native_op_name(NativeOp op) { return native_names[static_cast<int>(op)]; }
+
+void register_autograd(py::module_& m) {
+  dtypes = py::object(m.attr("DTYPES")).release().ptr();
+  forward_name = PyUnicode_InternFromString("forward");
+  backward_name = PyUnicode_InternFromString("backward");
+  release_name = PyUnicode_InternFromString("release");
+  PyObject* tensor_base = PyType_FromSpec(&tensor_spec);
+  if (tensor_base == nullptr) throw py::error_already_set();
+  tensor_base_type = reinterpret_cast<PyTypeObject*>(tensor_base);
+  m.add_object("TensorBase", py::reinterpret_steal<py::object>(tensor_base));
+  Py_INCREF(tensor_base);  // kept for the module's lifetime (types are never freed before exit)
+  PyObject* node = PyType_FromSpec(&node_spec);
+  if (node == nullptr) throw py::error_already_set();
+  node_type = reinterpret_cast<PyTypeObject*>(node);
+  m.add_object("Node", py::reinterpret_steal<py::object>(node));
+  Py_INCREF(node);
+  if (PyModule_AddFunctions(m.ptr(), autograd_functions) < 0) throw py::error_already_set();
+  m.def("run_backward", &run_backward, py::arg("roots"), py::arg("grads"), py::arg("retain_graph"),
+        py::arg("inputs") = py::none());
+}
+
+}  // namespace chainrule::python
