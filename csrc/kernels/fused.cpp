@@ -110,6 +110,44 @@ Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Te
   return out;
 }
 
+void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor* buffer, bool fresh, const SgdSettings& s) {
+  for (const Tensor* t : {&grad, buffer}) {
+    if (t != nullptr && (t->shape() != param.shape() || t->dtype() != param.dtype() || !t->is_contiguous())) {
+      fail<ValueError>("sgd_step_: gradient or buffer of shape ", t->shape(), " and dtype ", t->dtype(),
+                       " does not match the contiguous parameter of shape ", param.shape());
+    }
+  }
+  if (!param.is_contiguous() || !is_floating(param.dtype())) {
+    fail<ValueError>("sgd_step_: expected a contiguous float parameter, got shape ", param.shape(), " dtype ",
+                     param.dtype());
+  }
+  if (s.momentum != 0 && buffer == nullptr) fail<ValueError>("sgd_step_: momentum needs a buffer");
+  dispatch_dtype(param.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      // PyTorch's single-tensor SGD: d = g + wd p; b = momentum b + (1 - dampening) d (b = d the
+      // first time); d = d + momentum b (nesterov) or b; p = p - lr d.
+      T* p = param.data_as<T>();
+      const T* g = grad.data_as<T>();
+      T* b = buffer != nullptr ? buffer->data_as<T>() : nullptr;
+      const T lr = static_cast<T>(s.lr), wd = static_cast<T>(s.weight_decay);
+      const T momentum = static_cast<T>(s.momentum), keep = static_cast<T>(1.0 - s.dampening);
+      const std::int64_t n = param.numel();
+      for (std::int64_t i = 0; i < n; ++i) {
+        T d = g[i];
+        if (s.weight_decay != 0) d = d + wd * p[i];
+        if (s.momentum != 0) {
+          b[i] = fresh ? d : b[i] * momentum + keep * d;
+          d = s.nesterov ? d + momentum * b[i] : b[i];
+        }
+        p[i] = p[i] - lr * d;
+      }
+    }
+  });
+  param.bump_version();
+  if (buffer != nullptr) buffer->bump_version();
+}
+
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                 const AdamSettings& s) {
   for (const Tensor* t : {&grad, &exp_avg, &exp_avg_sq}) {

@@ -15,8 +15,11 @@
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
 #include "gemm.h"
+#include "parallel.h"
 
 namespace chainrule {
+using detail::parallel_for;
+using detail::parallel_region;
 namespace gemm {
 
 MicroKernel<float> micro_kernel_f32(Isa isa) {
@@ -185,8 +188,7 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   const std::int64_t a_stride = (a_size + 15) / 16 * 16;  // 64-byte aligned starts
   const std::int64_t per_thread = a_stride + (b_size + 15) / 16 * 16;
   Buffer<T> packed(per_thread * team);
-#pragma omp parallel num_threads(team) if (team > 1)
-  {
+  parallel_region(team, [&] {
     T* a_packed = packed.data.get() + per_thread * omp_get_thread_num();
     T* b_packed = a_packed + a_stride;
     for (std::int64_t t = next++; t < tiles; t = next++) {
@@ -198,7 +200,7 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
         gemm_block(0, m, start, length, k, a, b, c, ldc, kernel, MC, KC, NC, a_packed, b_packed);
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -280,8 +282,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
       // Each product may allocate packing buffers: an exception must not leave the OpenMP
       // region, so the first one is kept and rethrown after it.
       std::exception_ptr error;
-#pragma omp parallel for num_threads(batch_threads) if (batch_threads > 1) schedule(static)
-      for (std::int64_t index = 0; index < batches; ++index) {
+      parallel_for(batch_threads, batches, [&](std::int64_t index) {
        try {
         std::int64_t a_offset = 0, b_offset = 0, rest = index;
         for (std::int64_t d = nb - 1; d >= 0; --d) {
@@ -297,7 +298,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 #pragma omp critical(chainrule_matmul_error)
         if (!error) error = std::current_exception();
        }
-      }
+      });
       if (error) std::rethrow_exception(error);
     }
   });

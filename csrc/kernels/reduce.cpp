@@ -18,8 +18,10 @@
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
 #include "numeric.h"
+#include "parallel.h"
 
 namespace chainrule {
+using detail::parallel_for;
 namespace {
 
 constexpr std::int64_t kReduceGrain = 32768;
@@ -117,12 +119,11 @@ void run_problem(const T* x, const Problem& p, Finish finish) {
     auto partial = workspace<Acc>(max_threads);
     for (int t = 0; t < max_threads; ++t) partial[t] = Reducer::init();
     const std::int64_t chunk = (p.R + max_threads - 1) / max_threads;
-#pragma omp parallel for num_threads(max_threads) if (max_threads > 1)
-    for (int t = 0; t < max_threads; ++t) {
+    parallel_for(max_threads, max_threads, [&](std::int64_t t) {
       const std::int64_t begin = std::min(p.R, t * chunk);
       const std::int64_t end = std::min(p.R, begin + chunk);
       partial[t] = reduce_row<Reducer>(x + begin * p.r_stride, end - begin, p.r_stride);
-    }
+    });
     Acc acc = Reducer::init();
     for (int t = 0; t < max_threads; ++t) acc = Reducer::combine(acc, partial[t]);
     finish(0, acc);
@@ -135,8 +136,7 @@ void run_problem(const T* x, const Problem& p, Finish finish) {
     const std::int64_t chunk = (p.K + threads - 1) / threads;
     auto accumulators = workspace<Acc>(p.K);
     auto blocks = workspace<float>(std::is_same_v<T, float> ? p.K : 1);
-#pragma omp parallel for num_threads(threads) if (threads > 1)
-    for (int t = 0; t < threads; ++t) {
+    parallel_for(threads, threads, [&](std::int64_t t) {
       const std::int64_t begin = std::min(p.K, t * chunk);
       const std::int64_t end = std::min(p.K, begin + chunk);
       Acc* acc = accumulators.get() + begin;
@@ -168,14 +168,13 @@ void run_problem(const T* x, const Problem& p, Finish finish) {
         }
       }
       for (std::int64_t k = begin; k < end; ++k) finish(k, acc[k - begin]);
-    }
+    });
     return;
   }
   const int threads = std::min<std::int64_t>(max_threads, p.K);
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (std::int64_t k = 0; k < p.K; ++k) {
+  parallel_for(threads, p.K, [&](std::int64_t k) {
     finish(k, reduce_row<Reducer>(x + k * p.k_stride, p.R, p.r_stride));
-  }
+  });
 }
 
 // Merges dims into one (size, stride) when they are contiguous with each other.

@@ -633,6 +633,43 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
   return std::move(out);
 }
 
+// sgd_step_(params, buffers, lr, momentum, dampening, weight_decay, nesterov): one SGD step of
+// every parameter that has a gradient, in one call. `buffers` (with momentum) is a list beside
+// params: a None entry gets a new momentum buffer (a Tensor) for a parameter with a gradient.
+void sgd_step_list(const py::list& params, const py::object& buffers, double lr, double momentum, double dampening,
+                   double weight_decay, bool nesterov) {
+  const SgdSettings settings{lr, momentum, dampening, weight_decay, nesterov};
+  const bool with_buffers = momentum != 0;
+  py::list buffer_list;
+  if (with_buffers) {
+    buffer_list = buffers.cast<py::list>();
+    if (buffer_list.size() != params.size()) throw ValueError("sgd_step_: one buffer entry per parameter");
+  }
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    PyObject* p = params[i].ptr();
+    if (!is_tensor(p)) throw TypeError("sgd_step_: parameters must be Tensors");
+    TensorObject* t = as_tensor(p);
+    if (!is_set(t->grad)) continue;
+    const Tensor& param = array_of(t->data);
+    const Tensor grad = array_of(as_tensor(t->grad)->data).contiguous();
+    Tensor buffer;
+    bool fresh = false;
+    if (with_buffers) {
+      py::object entry = buffer_list[i];
+      fresh = entry.is_none();
+      if (fresh) {
+        entry = wrap(Tensor::empty(param.shape(), param.dtype()));
+        buffer_list[i] = entry;
+      }
+      buffer = array_of(as_tensor(entry.ptr())->data);
+    }
+    // A non-contiguous parameter is updated through a contiguous copy.
+    const Tensor target = param.is_contiguous() ? param : param.clone();
+    sgd_step_(target, grad, with_buffers ? &buffer : nullptr, fresh, settings);
+    if (!target.shares_storage(param)) copy_(param, target);
+  }
+}
+
 PyObject* is_grad_enabled(PyObject*, PyObject*) { return PyBool_FromLong(!grad_disabled); }
 
 PyObject* set_grad_enabled(PyObject*, PyObject* flag) {
@@ -698,6 +735,8 @@ void register_autograd(py::module_& m) {
   m.add_object("Node", py::reinterpret_steal<py::object>(node));
   Py_INCREF(node);
   if (PyModule_AddFunctions(m.ptr(), autograd_functions) < 0) throw py::error_already_set();
+  m.def("sgd_step_", &sgd_step_list, py::arg("params"), py::arg("buffers"), py::arg("lr"), py::arg("momentum"),
+        py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"));
   m.def("run_backward", &run_backward, py::arg("roots"), py::arg("grads"), py::arg("retain_graph"),
         py::arg("inputs") = py::none());
 }

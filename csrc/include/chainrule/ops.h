@@ -78,6 +78,13 @@ struct AdamSettings {
   std::int64_t step;  // 1 on the first step
   bool decoupled;     // AdamW: decay the parameter, not the gradient
 };
+struct SgdSettings {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov;
+};
+// One SGD step of a parameter, in place, in PyTorch's order of operations. With momentum,
+// `buffer` is the momentum buffer; `fresh` says it is new and takes the first direction as is.
+void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor* buffer, bool fresh, const SgdSettings& settings);
 // One Adam (or AdamW) step of a parameter and its moment buffers, in place.
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                 const AdamSettings& settings);

@@ -5,7 +5,6 @@ from typing import Any, Iterable
 
 from chainrule import _core
 from chainrule.optim.optimizer import Optimizer
-from chainrule.tensor import _wrap
 
 C = _core
 
@@ -35,25 +34,15 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def step(self) -> None:
+        # Every parameter of a group in one C++ call (the arithmetic is in csrc/kernels/fused.cpp).
         for group in self.param_groups:
-            lr, momentum = group["lr"], group["momentum"]
-            dampening, weight_decay = group["dampening"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._data
-                grad = p.grad._data
-                if weight_decay != 0:
-                    grad = C.add(grad, C.mul(param, weight_decay))
-                if momentum != 0:
-                    state = self.state.setdefault(p, {})
-                    buffer = state.get("momentum_buffer")
-                    if buffer is None:
-                        buffer = grad.clone()
-                        state["momentum_buffer"] = _wrap(buffer)
-                    else:
-                        buffer = buffer._data
-                        C.mul_(buffer, momentum)
-                        C.add_(buffer, C.mul(grad, 1 - dampening))
-                    grad = C.add(grad, C.mul(buffer, momentum)) if group["nesterov"] else buffer
-                C.sub_(param, C.mul(grad, lr))
+            params = group["params"]
+            buffers = None
+            if group["momentum"] != 0:
+                buffers = [self.state.get(p, {}).get("momentum_buffer") for p in params]
+            C.sgd_step_(params, buffers, group["lr"], group["momentum"], group["dampening"],
+                        group["weight_decay"], group["nesterov"])
+            if buffers is not None:
+                for p, buffer in zip(params, buffers):
+                    if buffer is not None:
+                        self.state.setdefault(p, {})["momentum_buffer"] = buffer
