@@ -14,10 +14,40 @@
 
 namespace chainrule::detail {
 
+// Sizes, strides or indices of a plan's dims: up to 8 in place, more on the heap. A plan is
+// made for every elementwise call, and for small tensors a heap allocation per array would
+// cost more than the arithmetic.
+class DimArray {
+ public:
+  explicit DimArray(std::size_t n = 0) {
+    for (std::size_t i = 0; i < n; ++i) push_back(0);
+  }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  void push_back(std::int64_t value) {
+    if (size_ < kInline) {
+      inline_[size_] = value;
+    } else {
+      if (size_ == kInline) heap_.assign(inline_.begin(), inline_.end());
+      heap_.push_back(value);
+    }
+    ++size_;
+  }
+  std::int64_t& operator[](std::size_t i) { return size_ <= kInline ? inline_[i] : heap_[i]; }
+  std::int64_t operator[](std::size_t i) const { return size_ <= kInline ? inline_[i] : heap_[i]; }
+  std::int64_t& back() { return (*this)[size_ - 1]; }
+
+ private:
+  static constexpr std::size_t kInline = 8;
+  std::array<std::int64_t, kInline> inline_{};
+  std::vector<std::int64_t> heap_;  // all the values once there are more than kInline
+  std::size_t size_ = 0;
+};
+
 template <int N>
 struct LoopPlan {
-  std::vector<std::int64_t> shape;                  // merged dims, innermost last
-  std::array<std::vector<std::int64_t>, N> strides; // byte strides per operand
+  DimArray shape;                  // merged dims, innermost last
+  std::array<DimArray, N> strides; // byte strides per operand
   std::array<char*, N> base{};
   std::int64_t numel = 0;
 };
@@ -57,7 +87,7 @@ template <int N, typename Body>
 void run_range(const LoopPlan<N>& plan, std::int64_t begin, std::int64_t end, Body&& body) {
   const std::size_t ndim = plan.shape.size();
   const std::size_t inner = ndim - 1;
-  std::vector<std::int64_t> index(ndim, 0);
+  DimArray index(ndim);
   std::int64_t rest = begin;
   for (std::size_t d = ndim; d-- > 0;) {
     index[d] = rest % plan.shape[d];

@@ -11,8 +11,9 @@ class Storage {
   struct Private {};  // only allocate() and wrap() construct, through make_shared
 
  public:
-  // Allocates nbytes, 64-byte aligned (2 MiB and huge pages from 4 MiB up). Throws MemoryError
-  // when the memory is not there.
+  // Allocates nbytes, 64-byte aligned (2 MiB and huge pages from 4 MiB up); up to 64 bytes go
+  // in the same allocation as the storage itself, 16-byte aligned. Throws MemoryError when the
+  // memory is not there.
   static std::shared_ptr<Storage> allocate(std::int64_t nbytes);
   // Wraps memory owned by someone else (a NumPy array, say); `owner` keeps it alive and is
   // released when the last tensor viewing the storage goes.
@@ -34,6 +35,7 @@ class Storage {
   void* data_;
   std::int64_t nbytes_;
   std::shared_ptr<void> owner_;  // empty when we allocated data_ ourselves
+  bool inline_data_ = false;     // data_ lives in this object's own allocation (small tensors)
   std::atomic<std::int64_t> version_{0};
 };
 
