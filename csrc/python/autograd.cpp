@@ -60,21 +60,51 @@ void set_python_error() {
     e.set_error();
   } catch (const std::exception& e) {
     PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "unknown C++ exception");
   }
 }
 
-const Tensor& array_of(PyObject* data) { return py::handle(data).cast<const Tensor&>(); }
+namespace {
+
+Tensor& array_ref(TensorObject* t) { return *std::launder(reinterpret_cast<Tensor*>(t->array_bytes)); }
+
+void set_array(TensorObject* t, Tensor value) {
+  if (t->has_array) {
+    array_ref(t) = std::move(value);
+  } else {
+    new (t->array_bytes) Tensor(std::move(value));
+    t->has_array = 1;
+  }
+}
+
+void drop_array(TensorObject* t) {
+  if (t->has_array) {
+    array_ref(t).~Tensor();
+    t->has_array = 0;
+  }
+}
+
+}  // namespace
+
+const Tensor& tensor_array(PyObject* tensor) {
+  TensorObject* t = as_tensor(tensor);
+  if (!t->has_array) throw TypeError("tensor has no data (its _data was never set)");
+  return array_ref(t);
+}
+
+const Tensor& array_of(PyObject* data) {
+  if (data == nullptr || data == Py_None) throw TypeError("expected a _core.Tensor, got None");
+  return py::handle(data).cast<const Tensor&>();
+}
 
 PyObject* new_array(Tensor t) { return py::cast(std::move(t)).release().ptr(); }
 
-PyObject* new_tensor(PyObject* data, PyObject* node) {
+PyObject* new_tensor(Tensor array, PyObject* node) {
   PyObject* obj = tensor_type->tp_alloc(tensor_type, 0);
-  if (obj == nullptr) {
-    Py_DECREF(data);
-    return nullptr;
-  }
+  if (obj == nullptr) return nullptr;
   TensorObject* t = as_tensor(obj);
-  t->data = data;
+  set_array(t, std::move(array));
   if (node != nullptr) {
     Py_INCREF(node);
     t->grad_fn = node;
@@ -96,22 +126,37 @@ PyObject* new_node(PyTypeObject* type, NativeOp op) {
   return obj;
 }
 
-void set_edge(NodeState& state, std::size_t i, PyObject* arg) {
+void set_edge(NodeState& state, std::size_t i, PyObject* arg, const Tensor* array) {
   if (!is_tensor(arg) || !as_tensor(arg)->requires_grad) return;
   TensorObject* t = as_tensor(arg);
   Edge& edge = state.edges[i];
+  const Tensor& used = array != nullptr ? *array : tensor_array(arg);
   PyObject* target = is_set(t->grad_fn) ? t->grad_fn : arg;
   Py_INCREF(target);
   edge.target = target;
   edge.to_node = target != arg;
-  const Tensor& array = array_of(t->data);
-  edge.shape = array.shape();
-  edge.dtype = array.dtype();
+  edge.shape = used.shape();
+  edge.dtype = used.dtype();
 }
 
 namespace {
 
 // ------------------------------------------------------------------ TensorBase
+PyObject* shape_tuple(const Shape& shape) {
+  PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(shape.size()));
+  if (out == nullptr) return nullptr;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), PyLong_FromLongLong(shape[i]));
+  }
+  return out;
+}
+
+PyObject* dtype_object(DType dtype) {
+  PyObject* out = PyTuple_GET_ITEM(dtypes, static_cast<Py_ssize_t>(dtype));
+  Py_INCREF(out);
+  return out;
+}
+
 int tensor_traverse(PyObject* self, visitproc visit, void* arg) {
   TensorObject* t = as_tensor(self);
   Py_VISIT(t->grad_fn);
@@ -139,30 +184,152 @@ void tensor_dealloc(PyObject* self) {
   if (t->weakrefs != nullptr) PyObject_ClearWeakRefs(self);
   tensor_clear(self);
   Py_CLEAR(t->data);
+  drop_array(t);
   type->tp_free(self);
   Py_DECREF(type);
   Py_TRASHCAN_END
 }
 
+// t._data: the _core.Tensor object, made on the first read and kept (so it is the same object
+// every time); None when no array was set.
+PyObject* tensor_get_data(PyObject* self, void*) {
+  TensorObject* t = as_tensor(self);
+  if (t->data == nullptr) {
+    if (!t->has_array) Py_RETURN_NONE;
+    try {
+      t->data = new_array(array_ref(t));
+    } catch (...) {
+      set_python_error();
+      return nullptr;
+    }
+  }
+  Py_INCREF(t->data);
+  return t->data;
+}
+
+int tensor_set_data(PyObject* self, PyObject* value, void*) {
+  TensorObject* t = as_tensor(self);
+  if (value == nullptr || value == Py_None) {
+    Py_CLEAR(t->data);
+    drop_array(t);
+    return 0;
+  }
+  try {
+    set_array(t, array_of(value));
+  } catch (...) {
+    PyErr_Format(PyExc_TypeError, "_data must be a _core.Tensor, got %s", Py_TYPE(value)->tp_name);
+    return -1;
+  }
+  Py_INCREF(value);
+  Py_XSETREF(t->data, value);
+  return 0;
+}
+
+PyObject* tensor_shape(PyObject* self, void*) {
+  try {
+    return shape_tuple(tensor_array(self).shape());
+  } catch (...) {
+    set_python_error();
+    return nullptr;
+  }
+}
+
+PyObject* tensor_dtype(PyObject* self, void*) {
+  try {
+    return dtype_object(tensor_array(self).dtype());
+  } catch (...) {
+    set_python_error();
+    return nullptr;
+  }
+}
+
+PyObject* tensor_ndim(PyObject* self, void*) {
+  try {
+    return PyLong_FromLongLong(tensor_array(self).ndim());
+  } catch (...) {
+    set_python_error();
+    return nullptr;
+  }
+}
+
+PyObject* tensor_numel(PyObject* self, PyObject*) {
+  try {
+    return PyLong_FromLongLong(tensor_array(self).numel());
+  } catch (...) {
+    set_python_error();
+    return nullptr;
+  }
+}
+
 // Python 3.11 has no __buffer__ for Python classes, so memoryview(t) needs this C slot.
 int tensor_getbuffer(PyObject* self, Py_buffer* view, int flags) {
-  PyObject* data = as_tensor(self)->data;
-  if (data == nullptr) {
+  PyObject* data = tensor_get_data(self, nullptr);
+  if (data == nullptr) return -1;
+  if (data == Py_None) {
+    Py_DECREF(data);
     PyErr_SetString(PyExc_BufferError, "tensor has no data");
     return -1;
   }
-  return PyObject_GetBuffer(data, view, flags);  // view->obj now owns a reference to data
+  const int result = PyObject_GetBuffer(data, view, flags);  // view->obj now owns a reference to data
+  Py_DECREF(data);
+  return result;
+}
+
+// The object fields Python may set, each checked: the engine trusts their types.
+template <std::size_t Offset>
+PyObject* get_field(PyObject* self, void*) {
+  PyObject* value = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + Offset);
+  if (value == nullptr) value = Py_None;
+  Py_INCREF(value);
+  return value;
+}
+
+template <std::size_t Offset>
+int set_checked_field(PyObject* self, PyObject* value, bool (*accepts)(PyObject*), const char* what) {
+  if (value != nullptr && value != Py_None && !accepts(value)) {
+    PyErr_Format(PyExc_TypeError, "expected %s or None, got %s", what, Py_TYPE(value)->tp_name);
+    return -1;
+  }
+  PyObject** field = reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + Offset);
+  Py_XINCREF(value);
+  Py_XSETREF(*field, value);
+  return 0;
+}
+
+bool is_list(PyObject* o) { return PyList_Check(o); }
+bool is_weakref(PyObject* o) { return PyWeakref_CheckRef(o); }
+
+int tensor_set_grad_fn(PyObject* self, PyObject* value, void*) {
+  return set_checked_field<offsetof(TensorObject, grad_fn)>(self, value, is_node, "a graph node");
+}
+int tensor_set_grad(PyObject* self, PyObject* value, void*) {
+  return set_checked_field<offsetof(TensorObject, grad)>(self, value, is_tensor, "a Tensor");
+}
+int tensor_set_hooks(PyObject* self, PyObject* value, void*) {
+  return set_checked_field<offsetof(TensorObject, hooks)>(self, value, is_list, "a list");
 }
 
 PyMemberDef tensor_members[] = {
-    {"_data", T_OBJECT, offsetof(TensorObject, data), 0, nullptr},
-    {"grad_fn", T_OBJECT, offsetof(TensorObject, grad_fn), 0,
-     const_cast<char*>("the node that produced this tensor (None for a leaf)")},
-    {"_grad", T_OBJECT, offsetof(TensorObject, grad), 0, nullptr},
-    {"_hooks", T_OBJECT, offsetof(TensorObject, hooks), 0, nullptr},
     {"_requires_grad", T_BOOL, offsetof(TensorObject, requires_grad), 0, nullptr},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(TensorObject, weakrefs), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
+};
+
+PyGetSetDef tensor_getset[] = {
+    {"_data", tensor_get_data, tensor_set_data, const_cast<char*>("the raw array (_core.Tensor)"), nullptr},
+    {"grad_fn", get_field<offsetof(TensorObject, grad_fn)>, tensor_set_grad_fn,
+     const_cast<char*>("the node that produced this tensor (None for a leaf)"), nullptr},
+    {"_grad", get_field<offsetof(TensorObject, grad)>, tensor_set_grad, nullptr, nullptr},
+    {"_hooks", get_field<offsetof(TensorObject, hooks)>, tensor_set_hooks, nullptr, nullptr},
+    {"shape", tensor_shape, nullptr, const_cast<char*>("the sizes of the dims, a tuple of ints"), nullptr},
+    {"dtype", tensor_dtype, nullptr, const_cast<char*>("the element type"), nullptr},
+    {"ndim", tensor_ndim, nullptr, const_cast<char*>("the number of dims"), nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyMethodDef tensor_methods[] = {
+    {"numel", tensor_numel, METH_NOARGS, "numel($self, /)\n--\n\nThe number of elements."},
+    {nullptr, nullptr, 0, nullptr},
 };
 
 PyType_Slot tensor_slots[] = {
@@ -170,6 +337,8 @@ PyType_Slot tensor_slots[] = {
     {Py_tp_traverse, reinterpret_cast<void*>(&tensor_traverse)},
     {Py_tp_clear, reinterpret_cast<void*>(&tensor_clear)},
     {Py_tp_members, tensor_members},
+    {Py_tp_getset, tensor_getset},
+    {Py_tp_methods, tensor_methods},
     {Py_bf_getbuffer, reinterpret_cast<void*>(&tensor_getbuffer)},
     {Py_nb_add, reinterpret_cast<void*>(&tensor_add)},
     {Py_nb_subtract, reinterpret_cast<void*>(&tensor_sub)},
@@ -243,21 +412,6 @@ PyObject* node_repr(PyObject* self) {
   return out;
 }
 
-PyObject* shape_tuple(const Shape& shape) {
-  PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(shape.size()));
-  if (out == nullptr) return nullptr;
-  for (std::size_t i = 0; i < shape.size(); ++i) {
-    PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), PyLong_FromLongLong(shape[i]));
-  }
-  return out;
-}
-
-PyObject* dtype_object(DType dtype) {
-  PyObject* out = PyTuple_GET_ITEM(dtypes, static_cast<Py_ssize_t>(dtype));
-  Py_INCREF(out);
-  return out;
-}
-
 // node.edges: one (target, shape, dtype) per input, None where no gradient flows.
 PyObject* node_edges(PyObject* self, void*) {
   const NodeState* state = as_node(self)->state;
@@ -286,8 +440,19 @@ PyMethodDef node_methods[] = {
     {nullptr, nullptr, 0, nullptr},
 };
 
+int node_set_hooks(PyObject* self, PyObject* value, void*) {
+  return set_checked_field<offsetof(NodeObject, hooks)>(self, value, is_list, "a list");
+}
+int node_set_retained(PyObject* self, PyObject* value, void*) {
+  return set_checked_field<offsetof(NodeObject, retained)>(self, value, is_weakref, "a weak reference");
+}
+
 PyGetSetDef node_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, nullptr, nullptr},
+    {"hooks", get_field<offsetof(NodeObject, hooks)>, node_set_hooks,
+     const_cast<char*>("hooks on the output's gradient"), nullptr},
+    {"retained", get_field<offsetof(NodeObject, retained)>, node_set_retained,
+     const_cast<char*>("a weak reference to the output after retain_grad()"), nullptr},
     {"edges", node_edges, nullptr,
      const_cast<char*>("one (target, shape, dtype) per input: where its gradient goes, with the shape "
                        "and dtype it must have there; None for an input that takes no gradient"),
@@ -296,9 +461,6 @@ PyGetSetDef node_getset[] = {
 };
 
 PyMemberDef node_members[] = {
-    {"hooks", T_OBJECT, offsetof(NodeObject, hooks), 0, const_cast<char*>("hooks on the output's gradient")},
-    {"retained", T_OBJECT, offsetof(NodeObject, retained), 0,
-     const_cast<char*>("a weak reference to the output after retain_grad()")},
     {"__dictoffset__", T_PYSSIZET, offsetof(NodeObject, dict), READONLY, nullptr},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(NodeObject, weakrefs), READONLY, nullptr},
     {nullptr, 0, 0, 0, nullptr},
@@ -320,6 +482,21 @@ PyType_Spec node_spec = {"chainrule._core.Node", sizeof(NodeObject), 0,
                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC, node_slots};
 
 // ------------------------------------------------------------------ apply (Python ops)
+// A Tensor around the _core.Tensor object a Python forward returned (reference stolen); it is
+// kept as the new Tensor's _data.
+PyObject* tensor_from_array_object(PyObject* out, PyObject* node = nullptr) {
+  try {
+    PyObject* result = new_tensor(array_of(out), node);
+    if (result != nullptr) as_tensor(result)->data = out;  // the reference we were given
+    else Py_DECREF(out);
+    return result;
+  } catch (...) {
+    Py_DECREF(out);
+    PyErr_Format(PyExc_TypeError, "apply: the op's forward must return a _core.Tensor");
+    return nullptr;
+  }
+}
+
 // apply(op, *args): runs op.forward(ctx, *raw args) (Tensors replaced by their arrays) and,
 // when grad mode is on and a Tensor argument requires grad, records a node of type op whose
 // edges lead to those arguments.
@@ -349,11 +526,32 @@ PyObject* apply(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     Py_DECREF(ctx);
     return nullptr;
   }
-  std::vector<PyObject*> call(static_cast<std::size_t>(n) + 1);
+  // Python forwards take raw arrays: each Tensor argument's _data object (made on demand).
+  std::vector<py::object> held;
+  std::vector<PyObject*> call;
+  try {
+    held.reserve(static_cast<std::size_t>(n));
+    call.resize(static_cast<std::size_t>(n) + 1);
+  } catch (...) {
+    set_python_error();
+    Py_DECREF(forward);
+    Py_DECREF(ctx);
+    return nullptr;
+  }
   call[0] = ctx;
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* a = args[i + 1];
-    call[static_cast<std::size_t>(i) + 1] = is_tensor(a) && as_tensor(a)->data != nullptr ? as_tensor(a)->data : a;
+    if (is_tensor(a)) {
+      PyObject* data = tensor_get_data(a, nullptr);
+      if (data == nullptr) {
+        Py_DECREF(forward);
+        Py_DECREF(ctx);
+        return nullptr;
+      }
+      held.push_back(py::reinterpret_steal<py::object>(data));
+      a = data;
+    }
+    call[static_cast<std::size_t>(i) + 1] = a;
   }
   PyObject* out = PyObject_Vectorcall(forward, call.data(), static_cast<std::size_t>(n) + 1, nullptr);
   Py_DECREF(forward);
@@ -363,7 +561,7 @@ PyObject* apply(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   }
   if (!record) {
     Py_DECREF(ctx);
-    return new_tensor(out, nullptr);
+    return tensor_from_array_object(out);
   }
   NodeState& state = *as_node(ctx)->state;
   try {
@@ -375,7 +573,7 @@ PyObject* apply(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
     Py_DECREF(ctx);
     return nullptr;
   }
-  PyObject* result = new_tensor(out, ctx);
+  PyObject* result = tensor_from_array_object(out, ctx);
   Py_DECREF(ctx);
   return result;
 }
@@ -383,16 +581,17 @@ PyObject* apply(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 // ------------------------------------------------------------------ the engine
 // A Python Tensor around an array, outside any graph (for hooks and results).
 py::object wrap(const Tensor& t) {
-  PyObject* obj = new_tensor(new_array(t), nullptr);
+  PyObject* obj = new_tensor(t, nullptr);
   if (obj == nullptr) throw py::error_already_set();
   return py::reinterpret_steal<py::object>(obj);
 }
 
 // An array that nothing else references can become .grad as it is; one shared with another
-// gradient of this pass (x + y hands the same array to both inputs), or a stride-0 expand,
-// must be copied first: .grad owns its memory.
+// gradient of this pass (x + y hands the same array to both inputs), a stride-0 expand, or
+// memory wrapped from NumPy or DLPack (a hook may return one) must be copied first: .grad
+// owns its memory.
 bool owns_its_storage(const Tensor& t) {
-  return t.storage().use_count() == 1 && t.is_contiguous() && t.offset() == 0 &&
+  return t.storage().use_count() == 1 && t.storage()->owns_memory() && t.is_contiguous() && t.offset() == 0 &&
          t.storage()->nbytes() == t.numel() * itemsize(t.dtype());
 }
 
@@ -402,11 +601,11 @@ void accumulate(PyObject* leaf, Tensor grad) {
   if (is_set(t->grad)) {
     // Under the GIL throughout: backward passes in several threads may reach one leaf, and its
     // read-add-write of .grad must not interleave.
-    total = binary(BinaryOp::Add, array_of(as_tensor(t->grad)->data), grad);
+    total = binary(BinaryOp::Add, tensor_array(t->grad), grad);
   } else {
     total = owns_its_storage(grad) ? std::move(grad) : grad.clone();
   }
-  PyObject* wrapped = new_tensor(new_array(std::move(total)), nullptr);
+  PyObject* wrapped = new_tensor(std::move(total), nullptr);
   if (wrapped == nullptr) throw py::error_already_set();
   PyObject* old = t->grad;
   t->grad = wrapped;
@@ -425,7 +624,7 @@ Tensor run_hooks(PyObject* hooks, Tensor grad) {
         throw TypeError("hook: expected the hook to return a Tensor or None, got " +
                         std::string(Py_TYPE(replaced.ptr())->tp_name));
       }
-      grad = array_of(as_tensor(replaced.ptr())->data);
+      grad = tensor_array(replaced.ptr());
     }
   }
   return grad;
@@ -459,7 +658,10 @@ std::vector<Tensor> call_backward(PyObject* node, const Tensor& grad) {
     for (std::size_t i = 0; i < n->state->edges.size(); ++i) {
       if (n->state->edges[i].target != nullptr) needed |= 1u << i;
     }
-    if (grad.numel() < kReleaseGilElements) return native_backward(n->state->native, grad, needed);
+    // The work may be far larger than the gradient (a linear layer's weight, cross-entropy's logits).
+    std::int64_t work = grad.numel();
+    for (const Tensor& a : n->state->native.arrays) work = std::max(work, a.numel());
+    if (work < kReleaseGilElements) return native_backward(n->state->native, grad, needed);
     NativeSaved saved = n->state->native;  // another thread may release the node meanwhile
     py::gil_scoped_release release;
     return native_backward(saved, grad, needed);
@@ -473,8 +675,7 @@ std::vector<Tensor> call_backward(PyObject* node, const Tensor& grad) {
   for (std::size_t i = 0; i < out.size() && i < items.size(); ++i) {
     PyObject* item = items[i].ptr();
     if (item == Py_None) continue;
-    if (is_tensor(item)) item = as_tensor(item)->data;
-    out[i] = array_of(item);
+    out[i] = is_tensor(item) ? tensor_array(item) : array_of(item);
   }
   return out;
 }
@@ -501,7 +702,7 @@ Tensor add_grads(const Tensor& a, const Tensor& b) {
 }
 
 // run_backward(roots, grads, retain_graph, inputs): roots are Tensors that require grad, grads
-// their upstream gradients (arrays, already checked by the Python caller). With inputs (a tuple
+// their upstream gradients (arrays checked by the Python caller, or None for ones). With inputs (a tuple
 // of Tensors), returns their gradients instead of accumulating into .grad (autograd.grad).
 py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, bool retain_graph,
                         const py::object& inputs) {
@@ -516,10 +717,23 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
     }
   };
   std::vector<std::pair<PyObject*, Tensor>> starts;
+  if (root_grads.size() != roots.size()) throw ValueError("run_backward: one gradient (or None) per root");
   for (std::size_t i = 0; i < roots.size(); ++i) {
+    if (!is_tensor(roots[i].ptr()) || !as_tensor(roots[i].ptr())->requires_grad) {
+      throw TypeError("run_backward: roots must be Tensors that require grad");
+    }
     TensorObject* root = as_tensor(roots[i].ptr());
     PyObject* target = is_set(root->grad_fn) ? root->grad_fn : roots[i].ptr();
-    starts.emplace_back(target, array_of(root_grads[i].ptr()));
+    const Tensor& output = tensor_array(roots[i].ptr());
+    if (root_grads[i].is_none()) {  // d output / d output = 1, for a one-element output
+      if (output.numel() != 1) {
+        fail<RuntimeError>("backward: grad can be created implicitly only for outputs with one element; "
+                           "this output has shape ", output.shape(), ", so pass gradient= of that shape");
+      }
+      starts.emplace_back(target, full(output.shape(), Scalar::from_int(1), output.dtype()));
+    } else {
+      starts.emplace_back(target, root_grads[i].cast<const Tensor&>());
+    }
     if (target != roots[i].ptr()) visit(target);
   }
   // 1. dependencies: the number of edges into each node reachable from the roots.
@@ -533,15 +747,16 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
     }
   }
 
-  std::unordered_map<PyObject*, std::size_t> captured;
+  std::unordered_map<PyObject*, std::vector<std::size_t>> captured;  // one input may be asked for twice
   std::vector<py::object> results;
   const bool capture = !inputs.is_none();
   if (capture) {
     py::tuple wanted = inputs.cast<py::tuple>();
     results.resize(wanted.size());
     for (std::size_t i = 0; i < wanted.size(); ++i) {
+      if (!is_tensor(wanted[i].ptr())) throw TypeError("run_backward: inputs must be Tensors");
       TensorObject* t = as_tensor(wanted[i].ptr());
-      captured[is_set(t->grad_fn) ? t->grad_fn : wanted[i].ptr()] = i;
+      captured[is_set(t->grad_fn) ? t->grad_fn : wanted[i].ptr()].push_back(i);
     }
   }
 
@@ -587,12 +802,15 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
       grads.erase(found);
       if (is_set(n->hooks)) grad = run_hooks(n->hooks, grad);
       if (is_set(n->retained)) {
-        PyObject* output = PyWeakref_GetObject(n->retained);
-        if (output != Py_None) accumulate(output, grad);
+        // A strong reference while .grad is set: making it may run the garbage collector.
+        py::object output = py::reinterpret_borrow<py::object>(PyWeakref_GetObject(n->retained));
+        if (is_tensor(output.ptr())) accumulate(output.ptr(), grad);
       }
       if (capture) {
         auto wanted = captured.find(node);
-        if (wanted != captured.end()) results[wanted->second] = wrap(grad);
+        if (wanted != captured.end()) {
+          for (const std::size_t i : wanted->second) results[i] = wrap(grad);
+        }
       }
       input_grads = call_backward(node, grad);
     }
@@ -620,7 +838,9 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
     Tensor total = run_hooks(as_tensor(leaf)->hooks, std::move(grad));
     if (capture) {
       auto wanted = captured.find(leaf);
-      if (wanted != captured.end()) results[wanted->second] = wrap(total);
+      if (wanted != captured.end()) {
+        for (const std::size_t i : wanted->second) results[i] = wrap(total);
+      }
     } else {
       accumulate(leaf, std::move(total));
     }
@@ -650,8 +870,9 @@ void sgd_step_list(const py::list& params, const py::object& buffers, double lr,
     if (!is_tensor(p)) throw TypeError("sgd_step_: parameters must be Tensors");
     TensorObject* t = as_tensor(p);
     if (!is_set(t->grad)) continue;
-    const Tensor& param = array_of(t->data);
-    const Tensor grad = array_of(as_tensor(t->grad)->data).contiguous();
+    if (!is_tensor(t->grad)) throw TypeError("sgd_step_: a parameter's grad is not a Tensor");
+    const Tensor param = tensor_array(p);
+    const Tensor grad = tensor_array(t->grad).contiguous();
     Tensor buffer;
     bool fresh = false;
     if (with_buffers) {
@@ -661,7 +882,8 @@ void sgd_step_list(const py::list& params, const py::object& buffers, double lr,
         entry = wrap(Tensor::empty(param.shape(), param.dtype()));
         buffer_list[i] = entry;
       }
-      buffer = array_of(as_tensor(entry.ptr())->data);
+      if (!is_tensor(entry.ptr())) throw TypeError("sgd_step_: momentum buffers must be Tensors");
+      buffer = tensor_array(entry.ptr());
     }
     // A non-contiguous parameter is updated through a contiguous copy.
     const Tensor target = param.is_contiguous() ? param : param.clone();

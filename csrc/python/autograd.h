@@ -15,15 +15,19 @@
 namespace chainrule::python {
 
 // chainrule.Tensor's C base. Python reads the fields as _data, grad_fn, _requires_grad, _grad
-// and _hooks (member descriptors), so the Python layer keeps its spelling.
+// and _hooks (descriptors), so the Python layer keeps its spelling. The array itself is a C++
+// value here; the _core.Tensor object Python sees as _data is made on its first read (native
+// ops never make one).
 struct TensorObject {
   PyObject_HEAD
-  PyObject* data;     // the _core.Tensor array (pybind11 object); NULL until set
+  PyObject* data;     // the _core.Tensor object for Python code, once asked for; NULL before
   PyObject* grad_fn;  // the node that produced it (NULL or None for a leaf)
   PyObject* grad;     // a chainrule.Tensor, NULL or None
   PyObject* hooks;    // list of callables, NULL or None
   PyObject* weakrefs;
   char requires_grad;
+  char has_array;     // array_bytes holds a constructed Tensor
+  alignas(Tensor) unsigned char array_bytes[sizeof(Tensor)];
 };
 
 // Where an input's gradient goes: its node, or the leaf Tensor itself; and the shape and dtype
@@ -81,17 +85,19 @@ inline TensorObject* as_tensor(PyObject* o) { return reinterpret_cast<TensorObje
 inline NodeObject* as_node(PyObject* o) { return reinterpret_cast<NodeObject*>(o); }
 inline bool is_set(PyObject* o) { return o != nullptr && o != Py_None; }
 
-// The core array inside a _core.Tensor object (no checks: the caller knows its type).
+// The array of a chainrule.Tensor; TypeError when it has none yet.
+const Tensor& tensor_array(PyObject* tensor);
+// The core array inside a _core.Tensor object (TypeError for anything else).
 const Tensor& array_of(PyObject* data);
 // A new _core.Tensor object holding `t`.
 PyObject* new_array(Tensor t);
-// A new chainrule.Tensor around a _core.Tensor object (reference stolen), made by `node`
-// (borrowed; nullptr for no graph).
-PyObject* new_tensor(PyObject* data, PyObject* node);
+// A new chainrule.Tensor holding `t`, made by `node` (borrowed; nullptr for no graph).
+PyObject* new_tensor(Tensor t, PyObject* node);
 // A new node of type `type` (Node or a subclass).
 PyObject* new_node(PyTypeObject* type, NativeOp op);
-// Sets edges[i] from the i-th argument when it is a Tensor that requires grad.
-void set_edge(NodeState& state, std::size_t i, PyObject* arg);
+// Sets edges[i] from the i-th argument when it is a Tensor that requires grad; `array` is the
+// array the op used (nullptr: read it from the Tensor).
+void set_edge(NodeState& state, std::size_t i, PyObject* arg, const Tensor* array = nullptr);
 
 bool grad_enabled();
 // chainrule.autograd.function.Function: the type of native ops' nodes.

@@ -14,57 +14,59 @@ namespace chainrule::python {
 namespace {
 
 // ------------------------------------------------------------------ recording
+// An operand's array. When the op's kernel will run without the GIL it is a copy: another
+// thread may rebind the Tensor's array (t._data = ...) meanwhile. Otherwise it is read in place.
+class Held {
+ public:
+  Held() = default;
+  Held(const Tensor& now, bool copy) : copy_(copy ? now : Tensor()), array_(copy ? &copy_ : &now) {}
+  Held(const Held&) = delete;
+  Held& operator=(const Held&) = delete;
+  const Tensor& operator*() const { return *array_; }
+  const Tensor* operator->() const { return array_; }
+  const Tensor* get() const { return array_; }
+
+ private:
+  Tensor copy_;
+  const Tensor* array_ = nullptr;
+};
+
+bool releases_gil(std::initializer_list<const Tensor*> arrays) {
+  std::int64_t work = 0;
+  for (const Tensor* a : arrays) work = std::max(work, a == nullptr ? 0 : a->numel());
+  return work >= kReleaseGilElements;
+}
+
 // Makes the result Tensor of a native op and, when grad mode is on and an input requires grad,
-// its node: edges to the inputs, and what `save` keeps for backward.
+// its node: edges to the inputs (`arrays` are their arrays as the op used them; nullptr for a
+// number or None), and what `save` keeps for backward.
 template <typename Save>
-PyObject* finish(Tensor out, NativeOp op, std::initializer_list<PyObject*> inputs, Save save) {
+PyObject* finish(Tensor out, NativeOp op, std::initializer_list<PyObject*> inputs,
+                 std::initializer_list<const Tensor*> arrays, Save save) {
   bool record = false;
   if (grad_enabled()) {
     for (PyObject* x : inputs) record = record || (is_tensor(x) && as_tensor(x)->requires_grad);
   }
-  if (!record) return new_tensor(new_array(std::move(out)), nullptr);
+  if (!record) return new_tensor(std::move(out), nullptr);
   py::object node = py::reinterpret_steal<py::object>(new_node(native_node_type(), op));
   if (!node) throw py::error_already_set();
   NodeState& state = *as_node(node.ptr())->state;
   state.edges.resize(inputs.size());
+  auto array = arrays.begin();
   std::size_t i = 0;
-  for (PyObject* x : inputs) set_edge(state, i++, x);
+  for (PyObject* x : inputs) set_edge(state, i++, x, *array++);
   save(state.native, out);
   for (const Tensor& a : state.native.arrays) state.versions.push_back(a.version());
-  return new_tensor(new_array(std::move(out)), node.ptr());
+  return new_tensor(std::move(out), node.ptr());
 }
 
-// An operand of a binary op: a Tensor's array, or a Python number.
-struct Operand {
-  const Tensor* array = nullptr;
-  Scalar scalar;
-};
-
-bool read_operand(PyObject* x, Operand& out, const char* op) {
-  if (is_tensor(x)) {
-    if (as_tensor(x)->data == nullptr) return false;
-    out.array = &array_of(as_tensor(x)->data);
-    return true;
-  }
-  if (PyFloat_Check(x) || PyLong_Check(x)) {
-    out.scalar = to_scalar(x, op);
-    return true;
-  }
-  return false;
+// A Tensor's array for an op; TypeError (naming the op) for anything else.
+const Tensor& operand_array(PyObject* x, const char* op) {
+  if (!is_tensor(x)) fail<TypeError>(op, ": expected a Tensor, got ", Py_TYPE(x)->tp_name);
+  return tensor_array(x);
 }
 
-Tensor binary_of(BinaryOp op, const Operand& a, const Operand& b) {
-  if (a.array != nullptr && b.array != nullptr) {
-    MaybeReleaseGil gil(std::max(a.array->numel(), b.array->numel()));
-    return binary(op, *a.array, *b.array);
-  }
-  if (a.array != nullptr) {
-    MaybeReleaseGil gil(a.array->numel());
-    return binary(op, *a.array, b.scalar);
-  }
-  MaybeReleaseGil gil(b.array->numel());
-  return binary(op, a.scalar, *b.array);
-}
+bool is_number(PyObject* x) { return PyFloat_Check(x) || PyLong_Check(x); }
 
 PyObject* call_fallback(const char* name, PyObject* a, PyObject* b) {
   return PyObject_CallFunction(operator_fallback(), "sOO", name, a, b);
@@ -74,21 +76,35 @@ PyObject* grad_binary(NativeOp op, PyObject* a, PyObject* b) {
   static const std::pair<BinaryOp, const char*> kinds[] = {
       {BinaryOp::Add, "add"}, {BinaryOp::Sub, "sub"}, {BinaryOp::Mul, "mul"}, {BinaryOp::Div, "div"}};
   const auto& [kind, name] = kinds[static_cast<int>(op) - static_cast<int>(NativeOp::Add)];
+  const bool a_tensor = is_tensor(a), b_tensor = is_tensor(b);
+  // Tensors with Tensors or Python numbers; anything else (NumPy arrays, ...) goes to Python.
+  if (!(a_tensor || is_number(a)) || !(b_tensor || is_number(b)) || !(a_tensor || b_tensor)) {
+    return call_fallback(name, a, b);
+  }
   try {
-    Operand x, y;
-    if (!read_operand(a, x, name) || !read_operand(b, y, name) || (x.array == nullptr && y.array == nullptr)) {
-      return call_fallback(name, a, b);
+    const Tensor* x_now = a_tensor ? &tensor_array(a) : nullptr;
+    const Tensor* y_now = b_tensor ? &tensor_array(b) : nullptr;
+    const bool release = releases_gil({x_now, y_now});
+    Held x, y;
+    if (x_now != nullptr) new (&x) Held(*x_now, release);
+    if (y_now != nullptr) new (&y) Held(*y_now, release);
+    const Scalar x_scalar = a_tensor ? Scalar() : to_scalar(a, name);
+    const Scalar y_scalar = b_tensor ? Scalar() : to_scalar(b, name);
+    Tensor out;
+    {
+      MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
+      if (a_tensor && b_tensor) out = binary(kind, *x, *y);
+      else if (a_tensor) out = binary(kind, *x, y_scalar);
+      else out = binary(kind, x_scalar, *y);
     }
-    Tensor out = binary_of(kind, x, y);
-    return finish(std::move(out), op, {a, b}, [&](NativeSaved& saved, const Tensor& result) {
-      const std::int8_t side = x.array == nullptr ? 0 : y.array == nullptr ? 1 : -1;
+    return finish(std::move(out), op, {a, b}, {x.get(), y.get()}, [&](NativeSaved& saved, const Tensor& result) {
+      const std::int8_t side = a_tensor ? (b_tensor ? -1 : 1) : 0;
       saved.scalar_side = side;
-      if (side >= 0) saved.scalar = side == 0 ? x.scalar : y.scalar;
-      if (op == NativeOp::Mul) {
-        if (x.array != nullptr) saved.arrays.push_back(*x.array);
-        if (y.array != nullptr) saved.arrays.push_back(*y.array);
-      } else if (op == NativeOp::Div && y.array != nullptr) {
-        saved.arrays = {*y.array, result};  // d(a/b)/db = -a/b^2 = -out/b
+      if (side >= 0) saved.scalar = side == 0 ? x_scalar : y_scalar;
+      if (op == NativeOp::Mul && side < 0) {
+        saved.arrays = {*x, *y};  // d(ab)/da = b, d(ab)/db = a; times a number needs only the number
+      } else if (op == NativeOp::Div && b_tensor) {
+        saved.arrays = {*y, result};  // d(a/b)/db = -a/b^2 = -out/b
       }
     });
   } catch (...) {
@@ -101,20 +117,19 @@ PyObject* grad_unary(NativeOp op, PyObject* a) {
   static const UnaryOp kinds[] = {UnaryOp::Neg, UnaryOp::Exp, UnaryOp::Log, UnaryOp::Sigmoid, UnaryOp::Tanh,
                                   UnaryOp::Relu};
   const UnaryOp kind = kinds[static_cast<int>(op) - static_cast<int>(NativeOp::Neg)];
-  if (!is_tensor(a) || as_tensor(a)->data == nullptr) {
-    PyErr_Format(PyExc_TypeError, "%s: expected a Tensor, got %s", unary_op_name(kind), Py_TYPE(a)->tp_name);
-    return nullptr;
-  }
+  if (!is_tensor(a)) return call_fallback(unary_op_name(kind), a, Py_None);
   try {
-    const Tensor& x = array_of(as_tensor(a)->data);
+    const Tensor& now = tensor_array(a);
+    const bool release = releases_gil({&now});
+    const Held x(now, release);
     Tensor out;
     {
-      MaybeReleaseGil gil(x.numel());
-      out = unary(kind, x);
+      MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
+      out = unary(kind, *x);
     }
-    return finish(std::move(out), op, {a}, [&](NativeSaved& saved, const Tensor& result) {
+    return finish(std::move(out), op, {a}, {x.get()}, [&](NativeSaved& saved, const Tensor& result) {
       if (op == NativeOp::Exp || op == NativeOp::Sigmoid || op == NativeOp::Tanh) saved.arrays = {result};
-      if (op == NativeOp::Log || op == NativeOp::Relu) saved.arrays = {x};
+      if (op == NativeOp::Log || op == NativeOp::Relu) saved.arrays = {*x};
     });
   } catch (...) {
     set_python_error();
@@ -125,15 +140,17 @@ PyObject* grad_unary(NativeOp op, PyObject* a) {
 PyObject* grad_matmul(PyObject* a, PyObject* b) {
   if (!is_tensor(a) || !is_tensor(b)) return call_fallback("matmul", a, b);
   try {
-    const Tensor& x = array_of(as_tensor(a)->data);
-    const Tensor& y = array_of(as_tensor(b)->data);
+    const Tensor& x_now = tensor_array(a);
+    const Tensor& y_now = tensor_array(b);
+    const bool release = releases_gil({&x_now, &y_now});
+    const Held x(x_now, release), y(y_now, release);
     Tensor out;
     {
-      MaybeReleaseGil gil(std::max(x.numel(), y.numel()));
-      out = matmul(x, y);
+      MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
+      out = matmul(*x, *y);
     }
-    return finish(std::move(out), NativeOp::MatMul, {a, b},
-                  [&](NativeSaved& saved, const Tensor&) { saved.arrays = {x, y}; });
+    return finish(std::move(out), NativeOp::MatMul, {a, b}, {x.get(), y.get()},
+                  [&](NativeSaved& saved, const Tensor&) { saved.arrays = {*x, *y}; });
   } catch (...) {
     set_python_error();
     return nullptr;
@@ -225,8 +242,10 @@ std::vector<Tensor> native_backward(const NativeSaved& saved, const Tensor& g, u
       const Tensor& weight = arrays[1];
       std::vector<Tensor> out(3);
       if (want_a) out[0] = matmul(g, weight);
-      const Tensor rows_g = g.reshape({-1, g.shape().back()});
-      if (want_b) out[1] = matmul(rows_g.transpose(0, 1), x.reshape({-1, x.shape().back()}));
+      // Rows counted explicitly: reshape's -1 cannot be inferred when a feature count is 0.
+      const std::int64_t rows = numel_of(Shape(g.shape().begin(), g.shape().end() - 1));
+      const Tensor rows_g = g.reshape({rows, g.shape().back()});
+      if (want_b) out[1] = matmul(rows_g.transpose(0, 1), x.reshape({rows, x.shape().back()}));
       if (saved.has_bias && (needed & 4u)) out[2] = reduce(ReduceOp::Sum, rows_g, {0}, false);
       return out;
     }
@@ -259,27 +278,27 @@ PyObject* unary_entry(PyObject*, PyObject* a) {
   return grad_unary(op, a);
 }
 
-// sum(t, dims, keepdim) and mean(...): dims a list of ints (empty: all).
+// sum(t, dims, keepdim) and mean(...): dims a list of ints, or None or empty for all.
 template <NativeOp op>
 PyObject* reduce_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!check_args(nargs, 3, op == NativeOp::Sum ? "sum" : "mean")) return nullptr;
+  const char* name = op == NativeOp::Sum ? "sum" : "mean";
+  if (!check_args(nargs, 3, name)) return nullptr;
   PyObject* a = args[0];
-  if (!is_tensor(a)) {
-    PyErr_Format(PyExc_TypeError, "sum: expected a Tensor, got %s", Py_TYPE(a)->tp_name);
-    return nullptr;
-  }
+  const int keepdim = PyObject_IsTrue(args[2]);
+  if (keepdim < 0) return nullptr;
   try {
-    const auto dims = py::handle(args[1]).cast<std::vector<std::int64_t>>();
-    const bool keepdim = PyObject_IsTrue(args[2]) == 1;
-    const Tensor& x = array_of(as_tensor(a)->data);
+    const Tensor& now = operand_array(a, name);
+    const auto dims = args[1] == Py_None ? std::vector<std::int64_t>() : py::handle(args[1]).cast<std::vector<std::int64_t>>();
+    const bool release = releases_gil({&now});
+    const Held x(now, release);
     Tensor out;
     {
-      MaybeReleaseGil gil(x.numel());
-      out = reduce(op == NativeOp::Sum ? ReduceOp::Sum : ReduceOp::Mean, x, dims, keepdim);
+      MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
+      out = reduce(op == NativeOp::Sum ? ReduceOp::Sum : ReduceOp::Mean, *x, dims, keepdim != 0);
     }
-    return finish(std::move(out), op, {a}, [&](NativeSaved& saved, const Tensor&) {
+    return finish(std::move(out), op, {a}, {x.get()}, [&](NativeSaved& saved, const Tensor&) {
       saved.dims = dims;
-      saved.input_shape = x.shape();
+      saved.input_shape = x->shape();
     });
   } catch (...) {
     set_python_error();
@@ -291,23 +310,24 @@ PyObject* reduce_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyObject* linear_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_args(nargs, 3, "linear")) return nullptr;
   PyObject *x = args[0], *w = args[1], *b = args[2];
-  if (!is_tensor(x) || !is_tensor(w) || (b != Py_None && !is_tensor(b))) {
-    PyErr_SetString(PyExc_TypeError, "linear: expected Tensors (input, weight) and a Tensor or None (bias)");
-    return nullptr;
-  }
   try {
-    const Tensor& input = array_of(as_tensor(x)->data);
-    const Tensor& weight = array_of(as_tensor(w)->data);
-    const Tensor* bias = b == Py_None ? nullptr : &array_of(as_tensor(b)->data);
+    const Tensor& input_now = operand_array(x, "linear");
+    const Tensor& weight_now = operand_array(w, "linear");
+    const Tensor* bias_now = b == Py_None ? nullptr : &operand_array(b, "linear");
+    const bool release = releases_gil({&input_now, &weight_now});
+    const Held input(input_now, release), weight(weight_now, release);
+    Held bias;
+    if (bias_now != nullptr) new (&bias) Held(*bias_now, release);
     Tensor out;
     {
-      MaybeReleaseGil gil(std::max(input.numel(), weight.numel()));
-      out = linear(input, weight, bias);
+      MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
+      out = linear(*input, *weight, bias.get());
     }
-    return finish(std::move(out), NativeOp::Linear, {x, w, b}, [&](NativeSaved& saved, const Tensor&) {
-      saved.arrays = {input, weight};
-      saved.has_bias = bias != nullptr;
-    });
+    return finish(std::move(out), NativeOp::Linear, {x, w, b}, {input.get(), weight.get(), bias.get()},
+                  [&](NativeSaved& saved, const Tensor&) {
+                    saved.arrays = {*input, *weight};
+                    saved.has_bias = bias.get() != nullptr;
+                  });
   } catch (...) {
     set_python_error();
     return nullptr;
@@ -318,20 +338,18 @@ PyObject* linear_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyObject* cross_entropy_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_args(nargs, 2, "cross_entropy")) return nullptr;
   PyObject *logits = args[0], *target = args[1];
-  if (!is_tensor(logits) || !is_tensor(target)) {
-    PyErr_SetString(PyExc_TypeError, "cross_entropy: expected Tensors");
-    return nullptr;
-  }
   try {
-    const Tensor& l = array_of(as_tensor(logits)->data);
-    const Tensor& t = array_of(as_tensor(target)->data);
+    const Tensor& logits_now = operand_array(logits, "cross_entropy");
+    const Tensor& target_now = operand_array(target, "cross_entropy");
+    const bool release = releases_gil({&logits_now});
+    const Held l(logits_now, release), t(target_now, release);
     Tensor out;
     {
-      MaybeReleaseGil gil(l.numel());
-      out = cross_entropy_loss(l, t);
+      MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
+      out = cross_entropy_loss(*l, *t);
     }
-    return finish(std::move(out), NativeOp::CrossEntropy, {logits, target},
-                  [&](NativeSaved& saved, const Tensor&) { saved.arrays = {l, t}; });
+    return finish(std::move(out), NativeOp::CrossEntropy, {logits, target}, {l.get(), t.get()},
+                  [&](NativeSaved& saved, const Tensor&) { saved.arrays = {*l, *t}; });
   } catch (...) {
     set_python_error();
     return nullptr;

@@ -15,7 +15,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['DTYPES', 'DType', 'Node', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'div', 'div_', 'empty', 'eq', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'le', 'linear', 'log', 'logical_not', 'lt', 'manual_seed', 'matmul', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where']
+__all__: list[str] = ['DTYPES', 'DType', 'Node', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'div', 'div_', 'empty', 'eq', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'le', 'linear', 'log', 'logical_not', 'lt', 'manual_seed', 'matmul', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sgd_step_', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where']
 class DType:
     """
     Members:
@@ -162,6 +162,10 @@ class TensorBase:
     def __rtruediv__(self, value: typing.Any) -> typing.Any: ...
     def __sub__(self, value: typing.Any) -> typing.Any: ...
     def __truediv__(self, value: typing.Any) -> typing.Any: ...
+    def numel(self) -> int:
+        """
+        The number of elements.
+        """
 class Node:
     """
     C base of the graph's nodes: edges, hooks, and native ops' saved arrays
@@ -341,6 +345,10 @@ def set_grad_enabled(mode: builtins.bool) -> None:
     """
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...
+def sgd_step_(params: list[typing.Any], buffers: list[typing.Any] | None, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, dampening: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, nesterov: builtins.bool) -> None:
+    """
+    One SGD step of every parameter with a gradient (buffers: momentum buffers beside params, None entries filled in).
+    """
 def sigmoid(arg0: Tensor) -> Tensor:
     ...
 def sigmoid_backward(arg0: typing.Any, arg1: typing.Any) -> Tensor:

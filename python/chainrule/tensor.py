@@ -50,27 +50,13 @@ class Tensor(C.TensorBase):
         self._hooks = None
 
     # ------------------------------------------------------------ attributes
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._data.shape
-
+    # shape, dtype, ndim and numel() are read from the array by the C base.
     def size(self, dim: int | None = None) -> Any:
         """The shape, or the size of one dim."""
-        return self._data.shape if dim is None else self._data.size(dim)
-
-    @property
-    def dtype(self) -> _core.DType:
-        return self._data.dtype
-
-    @property
-    def ndim(self) -> int:
-        return self._data.ndim
+        return self.shape if dim is None else self._data.size(dim)
 
     def dim(self) -> int:
-        return self._data.ndim
-
-    def numel(self) -> int:
-        return self._data.numel()
+        return self.ndim
 
     @property
     def device(self) -> str:
@@ -438,10 +424,10 @@ class Tensor(C.TensorBase):
 
     # ------------------------------------------------------------ reductions
     def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return C.grad_sum(self, _dims(dim), keepdim)
+        return C.grad_sum(self, None if dim is None else _dims(dim), keepdim)
 
     def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
-        return C.grad_mean(self, _dims(dim), keepdim)
+        return C.grad_mean(self, None if dim is None else _dims(dim), keepdim)
 
     def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         return apply(ops.Amax, self, _dims(dim), keepdim)
@@ -595,6 +581,9 @@ class Tensor(C.TensorBase):
         `gradient` (the upstream grad, of self's shape) is needed unless self has one element.
         Without retain_graph=True, the graph's saved arrays are freed afterwards.
         """
+        if gradient is None and self._requires_grad:  # the common case, straight to the engine
+            C.run_backward((self,), (None,), bool(retain_graph))
+            return
         from chainrule.autograd.engine import run_backward
 
         run_backward((self,), (gradient,), bool(retain_graph))
@@ -628,10 +617,16 @@ op) gets one edge per argument: where that input's gradient goes (its grad_fn, o
 itself), with the shape and dtype it must have there. In C (_core/autograd.cpp)."""
 
 
+_UNARY = frozenset(["neg", "exp", "log", "sigmoid", "tanh", "relu"])
+
+
 def _operator_fallback(name: str, a: Any, b: Any) -> Tensor:
-    """+ - * / @ with an operand that is neither a Tensor nor a Python number: NumPy arrays and
-    scalars become tensors; anything else raises TypeError."""
+    """Native ops (+ - * / @, unary -, exp, log, sigmoid, tanh, relu) with an operand that is
+    neither a Tensor nor a Python number: NumPy arrays and scalars become tensors; anything else
+    raises TypeError."""
     op = getattr(C, "grad_" + name)
+    if name in _UNARY:
+        return op(_tensor_operand(a, name))
     if name == "matmul":
         return op(_tensor_operand(a, "matmul"), _tensor_operand(b, "matmul"))
     a, b = _operand(a), _operand(b)

@@ -28,6 +28,8 @@ class Storage {
 
   void* data() const { return data_; }
   std::int64_t nbytes() const { return nbytes_; }
+  // True for memory chainrule allocated; false for memory wrapped from NumPy, DLPack, ...
+  bool owns_memory() const { return !owner_; }
   std::int64_t version() const { return version_.load(std::memory_order_relaxed); }
   void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
 

@@ -18,27 +18,17 @@ from chainrule.tensor import Tensor
 C = _core
 
 
-def _root_grad(output: Tensor, gradient: Any) -> _core.Tensor:
+def _root_grad(output: Tensor, gradient: Any) -> _core.Tensor | None:
+    """The upstream gradient of an output as an array; None asks the engine for ones (it checks
+    that the output has one element)."""
     if gradient is None:
-        if output.numel() != 1:
-            raise RuntimeError(
-                f"backward: grad can be created implicitly only for outputs with one element; "
-                f"this output has shape {output.shape}, so pass gradient= of that shape")
-        return C.full(list(output.shape), 1, output.dtype)
+        return None
     if not isinstance(gradient, Tensor):
         raise TypeError(f"backward: gradient must be a Tensor, got {type(gradient).__name__}")
     if gradient.shape != output.shape:
         raise ValueError(f"backward: gradient has shape {gradient.shape} but the output has shape "
                          f"{output.shape}")
     return gradient._data.to(output.dtype)
-
-
-def _run_hooks(hooks: list[Any] | None, grad: _core.Tensor) -> _core.Tensor:
-    for hook in hooks or ():
-        replaced = hook(_wrap(grad))
-        if replaced is not None:
-            grad = replaced._data
-    return grad
 
 
 def run_backward(outputs: Sequence[Tensor], gradients: Sequence[Any], retain_graph: bool,
