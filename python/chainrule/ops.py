@@ -1,5 +1,9 @@
-"""Every differentiable op: its forward (one `_core` call) beside its backward (the local
-chain rule), one small class each. This table is also what the gradient tests walk.
+"""The differentiable ops written in Python: each op's forward (one or a few `_core` calls)
+beside its backward (the local chain rule), one small class each. The ops a training step spends
+its time in (+ - * / @, neg, exp, log, sigmoid, tanh, relu, sum, mean, linear, cross-entropy)
+are native instead: their forward and backward sit side by side in `csrc/python/native_ops.cpp`,
+with no Python on either path. Both kinds of node run in the same engine, and the gradient
+tests walk both.
 
 Conventions: inputs arrive as raw `_core.Tensor` arrays or Python numbers, in call order;
 `backward` returns one entry per input (None where no gradient flows), in the output's shape

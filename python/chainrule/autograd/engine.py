@@ -1,11 +1,12 @@
-"""The backward pass: PyTorch's engine in miniature.
+"""The backward pass: PyTorch's engine in miniature (the walk itself is C++, in
+`csrc/python/autograd.cpp`; the argument checks are here).
 
 1. Walk the graph from the outputs (iteratively: a chain of 10,000 ops must not recurse) and
    count, for every node, how many edges lead into it.
 2. Run nodes in topological order (a node runs once all its incoming gradients are summed),
    each applying the chain rule: its backward turns the gradient of its output into
    gradients of its inputs. Each input gradient is summed down to the input's shape and cast
-   to its dtype here, in one place (`sum_to`), so no op handles broadcasting.
+   to its dtype there, in one place (`sum_to`), so no op handles broadcasting.
 3. Leaves collect their total gradient into `.grad` (summed over every path, and over calls).
 """
 from __future__ import annotations
