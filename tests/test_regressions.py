@@ -255,3 +255,136 @@ def test_adam_on_a_non_contiguous_parameter_matches_torch(name):
         ours.step()
         theirs.step()
     np.testing.assert_allclose(p.detach().numpy(), tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_grad_from_a_hook_owns_its_memory():
+    # a hook's result wrapping foreign memory (NumPy, DLPack) must be copied into .grad
+    a = np.full(3, 7, np.float32)
+    x = cr.ones(3, requires_grad=True)
+    x.register_hook(lambda g: cr.from_numpy(a))
+    (x * 2).sum().backward()
+    a[:] = -1
+    assert x.grad.tolist() == [7.0, 7.0, 7.0]
+    b = torch.full((3,), 7.0)
+    y = cr.ones(3, requires_grad=True)
+    y.register_hook(lambda g: cr.from_dlpack(b))
+    (y * 2).sum().backward()
+    b[:] = -1
+    assert y.grad.tolist() == [7.0, 7.0, 7.0]
+
+
+def test_tensor_subclass_without_data_raises_type_error():
+    code = ("import chainrule as cr\n"
+            "F = cr.nn.functional\n"
+            "class MyT(cr.Tensor):\n    def __init__(self):\n        pass\n"
+            "t = MyT()\n"
+            "for f in (lambda: t.sum(), lambda: t @ t, lambda: F.linear(t, t),\n"
+            "          lambda: t + t, lambda: t.exp()):\n"
+            "    try:\n        f()\n        print('no error')\n"
+            "    except TypeError:\n        print('TypeError')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=_env(), timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["TypeError"] * 5
+
+
+def test_autograd_fields_are_type_checked():
+    x = cr.ones(3, requires_grad=True)
+    y = x * 2
+    with pytest.raises(TypeError):
+        y.grad_fn = x
+    with pytest.raises(TypeError):
+        y.grad_fn.retained = 5
+    with pytest.raises(TypeError):
+        x._grad = 5
+    with pytest.raises(TypeError):
+        x._hooks = 5
+    y.grad_fn.retained = None
+    y.grad_fn = None
+    x._grad = None
+    x._hooks = None
+    assert y.grad_fn is None and x.grad is None
+
+
+def test_keepdim_with_an_ambiguous_truth_value_is_value_error():
+    with pytest.raises(ValueError, match="ambiguous"):
+        cr.ones(2, 3).sum(0, keepdim=np.array([1, 2]))
+
+
+def test_autograd_grad_with_a_repeated_input():
+    x = cr.ones(3, requires_grad=True)
+    g1, g2 = cr.autograd.grad((x * 3).sum(), (x, x))
+    assert g1 is not None and g2 is not None
+    assert g1.tolist() == g2.tolist() == [3.0, 3.0, 3.0]
+
+
+def test_linear_with_zero_in_or_out_features_backward():
+    x = cr.ones(3, 0, requires_grad=True)
+    w = cr.ones(4, 0, requires_grad=True)
+    b = cr.arange(4).float().requires_grad_()
+    out = F.linear(x, w, b)
+    assert out.tolist() == [[0.0, 1.0, 2.0, 3.0]] * 3
+    out.sum().backward()
+    assert x.grad.shape == (3, 0) and w.grad.shape == (4, 0)
+    assert b.grad.tolist() == [3.0] * 4
+    x = cr.ones(3, 2, requires_grad=True)
+    w = cr.ones(0, 2, requires_grad=True)
+    out = F.linear(x, w)
+    assert out.shape == (3, 0)
+    out.sum().backward()
+    assert x.grad.tolist() == [[0.0, 0.0]] * 3 and w.grad.shape == (0, 2)
+
+
+def test_run_backward_rejects_non_tensor_roots():
+    code = ("import chainrule as cr\n"
+            "try:\n    cr._core.run_backward((5,), (cr.ones(1)._data,), False)\n"
+            "    print('no error')\n"
+            "except TypeError:\n    print('TypeError')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=_env(), timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "TypeError"
+
+
+@pytest.mark.parametrize("op", [lambda x: x * 2.0, lambda x: x / 2.0], ids=["mul", "div"])
+def test_scaling_by_a_number_backpropagates_twice_without_retain_graph(op):
+    # as in PyTorch: multiplying by a number saves no tensor, so nothing is freed
+    x = cr.ones(3, requires_grad=True)
+    once = op(cr.ones(3)).tolist()
+    y = op(x).sum()
+    y.backward()
+    y.backward()
+    assert x.grad.tolist() == [2 * v for v in once]
+
+
+def test_reinitializing_a_tensor_while_kernels_run_does_not_crash():
+    code = ("import threading, time, numpy as np, chainrule as cr\n"
+            "n = 4_000_000\n"
+            "t = cr.Tensor(np.ones(n), dtype=cr.float64, requires_grad=True)\n"
+            "stop = time.monotonic() + 1.0\n"
+            "def reinit():\n"
+            "    i = 0\n"
+            "    while time.monotonic() < stop:\n"
+            "        t.__init__(np.ones(n + i % 2), dtype=cr.float64, requires_grad=True)\n"
+            "        i += 1\n"
+            "th = threading.Thread(target=reinit)\n"
+            "th.start()\n"
+            "while time.monotonic() < stop:\n"
+            "    t.log()\n"
+            "    (t * t).sum()\n"
+            "th.join()\n"
+            "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=_env(), timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_data_is_cached_and_metadata_needs_no_data_object():
+    x = cr.ones(2, 3, requires_grad=True)
+    for t in (x * 2, x.exp(), x @ x.T, x.sum(1), x + 1):
+        shape = tuple(t.shape)
+        assert t.dtype == cr.float32 and t.ndim == len(shape)
+        assert t.numel() == int(np.prod(shape))
+        assert t._data is t._data
+    assert (x @ x.T).shape == (2, 2) and (x.sum(1)).shape == (2,)
