@@ -13,11 +13,27 @@ template <typename T>
 using MicroKernelFn = void (*)(std::int64_t kc, const T* a, const T* b, T* c, std::int64_t ldc,
                                std::int64_t m, std::int64_t n, bool accumulate);
 
+// For a narrow C (n <= NR, a classifier's outputs): the MR x NR tile C = A * B (or +=) with A
+// read in place, element (i, p) at a[i * rs + p * cs] (no packing), B packed as kc x NR rows.
+template <typename T>
+using NarrowKernelFn = void (*)(std::int64_t kc, const T* a, std::int64_t rs, std::int64_t cs, const T* b, T* c,
+                                std::int64_t ldc, std::int64_t m, std::int64_t n, bool accumulate);
+
+// A matrix-vector product: c[i * ldc] = sum over p < k of a[i * rs + p] * b[p * bs], i < m
+// (rows of A contiguous).
+template <typename T>
+using DotKernelFn = void (*)(std::int64_t m, std::int64_t k, const T* a, std::int64_t rs, const T* b,
+                             std::int64_t bs, T* c, std::int64_t ldc);
+
 template <typename T>
 struct MicroKernel {
   int mr;
   int nr;
   MicroKernelFn<T> run;
+  int narrow_mr;  // the narrow kernel's tile
+  int narrow_nr;
+  NarrowKernelFn<T> narrow;
+  DotKernelFn<T> dot;
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);

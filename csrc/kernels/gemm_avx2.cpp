@@ -6,12 +6,18 @@ namespace chainrule::gemm::avx2 {
 
 MicroKernel<float> kernel_f32() {
   constexpr int kRows = 6, kVectors = 2;
-  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &micro_kernel<float, kRows, kVectors>};
+  constexpr int kNarrowRows = 6, kNarrowVectors = 2;  // a 16-wide narrow tile
+  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &micro_kernel<float, kRows, kVectors>,
+          kNarrowRows, kNarrowVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &narrow_kernel<float, kNarrowRows, kNarrowVectors>,
+          &dot_kernel<float>};
 }
 
 MicroKernel<double> kernel_f64() {
   constexpr int kRows = 6, kVectors = 2;
-  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &micro_kernel<double, kRows, kVectors>};
+  constexpr int kNarrowRows = 6, kNarrowVectors = 2;  // a 16-wide narrow tile
+  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &micro_kernel<double, kRows, kVectors>,
+          kNarrowRows, kNarrowVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &narrow_kernel<double, kNarrowRows, kNarrowVectors>,
+          &dot_kernel<double>};
 }
 
 }  // namespace chainrule::gemm::avx2

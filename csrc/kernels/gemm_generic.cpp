@@ -6,12 +6,18 @@ namespace chainrule::gemm::generic {
 
 MicroKernel<float> kernel_f32() {
   constexpr int kRows = 4, kVectors = 2;
-  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &micro_kernel<float, kRows, kVectors>};
+  constexpr int kNarrowRows = 2, kNarrowVectors = 4;  // 8 accumulators: SSE has 16 registers
+  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &micro_kernel<float, kRows, kVectors>,
+          kNarrowRows, kNarrowVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &narrow_kernel<float, kNarrowRows, kNarrowVectors>,
+          &dot_kernel<float>};
 }
 
 MicroKernel<double> kernel_f64() {
   constexpr int kRows = 4, kVectors = 2;
-  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &micro_kernel<double, kRows, kVectors>};
+  constexpr int kNarrowRows = 2, kNarrowVectors = 4;  // 8 accumulators: SSE has 16 registers
+  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &micro_kernel<double, kRows, kVectors>,
+          kNarrowRows, kNarrowVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &narrow_kernel<double, kNarrowRows, kNarrowVectors>,
+          &dot_kernel<double>};
 }
 
 }  // namespace chainrule::gemm::generic

@@ -203,13 +203,46 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   });
 }
 
+// A narrow C (n <= the narrow kernel's NR: a classifier's outputs): A read in place, B packed
+// once per KC rows (kc x NR, zero-padded), row blocks of C split over the team.
+template <typename T>
+void gemm_narrow(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, T* c,
+                 std::int64_t ldc, int threads, const gemm::MicroKernel<T>& kernel) {
+  const int mr = kernel.narrow_mr, nr = kernel.narrow_nr;
+  constexpr std::int64_t KC = 512;
+  Buffer<T> packed(std::min(KC, k) * nr);
+  const std::int64_t blocks = (m + mr - 1) / mr;
+  for (std::int64_t p0 = 0; p0 < k; p0 += KC) {
+    const std::int64_t kc = std::min(KC, k - p0);
+    pack_b_panel(b, p0, kc, 0, n, nr, packed.data.get());
+    parallel_for(std::min<std::int64_t>(threads, blocks), blocks, [&](std::int64_t block) {
+      const std::int64_t i0 = block * mr;
+      kernel.narrow(kc, a.data + i0 * a.rs + p0 * a.cs, a.rs, a.cs, packed.data.get(), c + i0 * ldc, ldc,
+                    std::min<std::int64_t>(mr, m - i0), n, p0 > 0);
+    });
+  }
+}
+
 template <typename T>
 void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, T* c,
               std::int64_t ldc, int threads) {
   if (m == 0 || n == 0) return;
   if constexpr (std::is_floating_point_v<T>) {
     if (m * n * k >= kTinyFlops && k > 0) {
-      const int nr = active_kernel<T>().nr;
+      const gemm::MicroKernel<T> kernel = active_kernel<T>();
+      if (n == 1 && a.cs == 1) {  // matrix times vector: dot products, rows split over the team
+        const std::int64_t chunk = (m + threads - 1) / threads;
+        parallel_for(threads, threads, [&](std::int64_t t) {
+          const std::int64_t i0 = std::min(m, t * chunk), rows = std::min(m, i0 + chunk) - i0;
+          kernel.dot(rows, k, a.data + i0 * a.rs, a.rs, b.data, b.rs, c + i0 * ldc, ldc);
+        });
+        return;
+      }
+      if (n <= kernel.narrow_nr && n < kernel.nr) {
+        gemm_narrow(m, n, k, a, b, c, ldc, threads, kernel);
+        return;
+      }
+      const int nr = kernel.nr;
       if (n < nr / 2 && m > n) {
         // A skinny result (a classifier's 10 outputs) would fill a fraction of each NR-wide
         // tile: compute C^T = B^T A^T instead, whose long side runs along the tiles.
