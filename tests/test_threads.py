@@ -324,8 +324,9 @@ def test_results_equal_with_one_and_two_threads(restore_num_threads):
     rng = np.random.default_rng(4)
     a = cr.tensor(rng.standard_normal((400, 300)).astype(np.float32))
     b = cr.tensor(rng.standard_normal((300, 500)).astype(np.float32))
-    v = cr.tensor(rng.standard_normal(1_000_003).astype(np.float32))
-    u = cr.tensor(rng.standard_normal(1_000_003).astype(np.float32))
+    # Large enough that every kernel below splits over 2 threads (reductions from 4M elements)
+    v = cr.tensor(rng.standard_normal(4_200_003).astype(np.float32))
+    u = cr.tensor(rng.standard_normal(4_200_003).astype(np.float32))
 
     def compute():
         w = b.clone().requires_grad_()
@@ -334,7 +335,7 @@ def test_results_equal_with_one_and_two_threads(restore_num_threads):
         return {"matmul": (a @ b).numpy().copy(), "add": (v + u).numpy().copy(),
                 "exp": v.exp().numpy().copy(), "sigmoid": v.sigmoid().numpy().copy(),
                 "where": cr.where(v > u, v, u).numpy().copy(),
-                "sum": v.sum().item(), "mean_dim": v[:1_000_000].reshape(1000, 1000).mean(1)
+                "sum": v.sum().item(), "mean_dim": v[:4_200_000].reshape(2100, 2000).mean(1)
                 .numpy().copy(), "amax": v.amax().item(), "argmax": v.argmax().item(),
                 "grad": w.grad.numpy().copy()}
 

@@ -182,7 +182,7 @@ void clamp_kernel(const Tensor& out, const Tensor& a, bool has_min, T lo, bool h
 
 // Runs a contiguous array function over [0, n), in chunks over a team sized by the work.
 void run_contiguous(const float* x, float* out, std::int64_t n, vector_math::ArrayFn fn) {
-  const int threads = threads_for(n, kElementwiseGrain);
+  const int threads = threads_for(n, kTranscendentalGrain);
   if (threads <= 1) {
     fn(x, out, n);
     return;

@@ -25,7 +25,7 @@ namespace chainrule {
 using detail::parallel_for;
 namespace {
 
-constexpr std::int64_t kReduceGrain = 32768;
+constexpr std::int64_t kReduceGrain = kReductionGrain;
 
 using detail::is_nan;
 
