@@ -36,6 +36,18 @@ for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
         check(f"{dtype.__name__} strided {m},{n},{k}",
               (cr.tensor(big)[::2, ::3] @ cr.tensor(b).T).numpy(),
               big[::2, ::3].astype(np.float64) @ b.T.astype(np.float64), rtol * 10)
+    # the small-product paths (no packing, narrow outputs, matrix times vector) with transposed
+    # and strided operands
+    for m, n, k in [(64, 64, 64), (33, 16, 70), (70, 1, 65), (20, 10, 300), (7, 32, 9), (100, 96, 40)]:
+        at = rng.standard_normal((k, m)).astype(dtype)
+        big_b = rng.standard_normal((2 * k, 3 * n)).astype(dtype)
+        want = at.T.astype(np.float64) @ big_b[::2, ::3].astype(np.float64)
+        check(f"{dtype.__name__} small transposed/strided {m},{n},{k}",
+              (cr.tensor(at).T @ cr.tensor(big_b)[::2, ::3]).numpy(), want, rtol * 10)
+        big_a = rng.standard_normal((3 * m, 2 * k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        check(f"{dtype.__name__} small strided A {m},{n},{k}", (cr.tensor(big_a)[::3, ::2] @ cr.tensor(b)).numpy(),
+              big_a[::3, ::2].astype(np.float64) @ b.astype(np.float64), rtol * 10)
     # batched with broadcast batch dims
     a = rng.standard_normal((3, 1, 40, 50)).astype(dtype)
     b = rng.standard_normal((4, 50, 30)).astype(dtype)

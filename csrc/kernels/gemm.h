@@ -13,11 +13,14 @@ template <typename T>
 using MicroKernelFn = void (*)(std::int64_t kc, const T* a, const T* b, T* c, std::int64_t ldc,
                                std::int64_t m, std::int64_t n, bool accumulate);
 
-// For a narrow C (n <= NR, a classifier's outputs): the MR x NR tile C = A * B (or +=) with A
-// read in place, element (i, p) at a[i * rs + p * cs] (no packing), B packed as kc x NR rows.
+// The MR x NR tile C = A * B (or +=) with A read in place, element (i, p) at a[i * rs + p * cs]
+// (no packing), and B as kc rows of NR elements, ldb apart (packed: ldb = NR; or B itself).
+// For a narrow C (n <= NR, a classifier's outputs), and for products small enough that packing
+// would cost as much as the arithmetic.
 template <typename T>
-using NarrowKernelFn = void (*)(std::int64_t kc, const T* a, std::int64_t rs, std::int64_t cs, const T* b, T* c,
-                                std::int64_t ldc, std::int64_t m, std::int64_t n, bool accumulate);
+using NarrowKernelFn = void (*)(std::int64_t kc, const T* a, std::int64_t rs, std::int64_t cs, const T* b,
+                                std::int64_t ldb, T* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
+                                bool accumulate);
 
 // A matrix-vector product: c[i * ldc] = sum over p < k of a[i * rs + p] * b[p * bs], i < m
 // (rows of A contiguous).
@@ -34,6 +37,7 @@ struct MicroKernel {
   int narrow_nr;
   NarrowKernelFn<T> narrow;
   DotKernelFn<T> dot;
+  NarrowKernelFn<T> unpacked;  // the mr x nr tile with A and B read in place
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);

@@ -9,7 +9,7 @@ MicroKernel<float> kernel_f32() {
   constexpr int kNarrowRows = 2, kNarrowVectors = 4;  // 8 accumulators: SSE has 16 registers
   return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &micro_kernel<float, kRows, kVectors>,
           kNarrowRows, kNarrowVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &narrow_kernel<float, kNarrowRows, kNarrowVectors>,
-          &dot_kernel<float>};
+          &dot_kernel<float>, &narrow_kernel<float, kRows, kVectors>};
 }
 
 MicroKernel<double> kernel_f64() {
@@ -17,7 +17,7 @@ MicroKernel<double> kernel_f64() {
   constexpr int kNarrowRows = 2, kNarrowVectors = 4;  // 8 accumulators: SSE has 16 registers
   return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &micro_kernel<double, kRows, kVectors>,
           kNarrowRows, kNarrowVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &narrow_kernel<double, kNarrowRows, kNarrowVectors>,
-          &dot_kernel<double>};
+          &dot_kernel<double>, &narrow_kernel<double, kRows, kVectors>};
 }
 
 }  // namespace chainrule::gemm::generic

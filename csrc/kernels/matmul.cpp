@@ -53,6 +53,7 @@ struct Operand {
 
 constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loop
 constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
+constexpr std::int64_t kUnpackedBytes = 128 * 1024;  // A and B this small: no packing
 
 template <typename T>
 struct Buffer {
@@ -217,7 +218,7 @@ void gemm_narrow(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, O
     pack_b_panel(b, p0, kc, 0, n, nr, packed.data.get());
     parallel_for(std::min<std::int64_t>(threads, blocks), blocks, [&](std::int64_t block) {
       const std::int64_t i0 = block * mr;
-      kernel.narrow(kc, a.data + i0 * a.rs + p0 * a.cs, a.rs, a.cs, packed.data.get(), c + i0 * ldc, ldc,
+      kernel.narrow(kc, a.data + i0 * a.rs + p0 * a.cs, a.rs, a.cs, packed.data.get(), nr, c + i0 * ldc, ldc,
                     std::min<std::int64_t>(mr, m - i0), n, p0 > 0);
     });
   }
@@ -235,6 +236,18 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
         parallel_for(threads, threads, [&](std::int64_t t) {
           const std::int64_t i0 = std::min(m, t * chunk), rows = std::min(m, i0 + chunk) - i0;
           kernel.dot(rows, k, a.data + i0 * a.rs, a.rs, b.data, b.rs, c + i0 * ldc, ldc);
+        });
+        return;
+      }
+      if (b.cs == 1 && n % kernel.nr == 0 && (m * k + k * n) * std::int64_t{sizeof(T)} <= kUnpackedBytes &&
+          k <= 512) {
+        // Small operands (they fit in L2): tiles straight from A and B, no packing.
+        const std::int64_t row_blocks = (m + kernel.mr - 1) / kernel.mr, col_blocks = n / kernel.nr;
+        parallel_for(std::min<std::int64_t>(threads, row_blocks * col_blocks), row_blocks * col_blocks,
+                     [&](std::int64_t tile) {
+          const std::int64_t i0 = (tile / col_blocks) * kernel.mr, j0 = (tile % col_blocks) * kernel.nr;
+          kernel.unpacked(k, a.data + i0 * a.rs, a.rs, a.cs, b.data + j0, b.rs, c + i0 * ldc + j0, ldc,
+                          std::min<std::int64_t>(kernel.mr, m - i0), kernel.nr, false);
         });
         return;
       }
