@@ -112,7 +112,7 @@ CHAINRULE_UNARY(LogicalNotF, bool, !x)
 #undef CHAINRULE_UNARY
 
 template <template <typename> class Op, typename T>
-void unary_kernel(const Tensor& out, const Tensor& a) {
+void unary_kernel(const Tensor& out, const Tensor& a, std::int64_t grain = kElementwiseGrain) {
   using Fn = Op<T>;
   using R = typename Fn::Result;
   const auto plan = make_plan<2>({&out, &a});
@@ -126,7 +126,7 @@ void unary_kernel(const Tensor& out, const Tensor& a) {
         *reinterpret_cast<R*>(p[0] + i * s[0]) = Fn::apply(*reinterpret_cast<const T*>(p[1] + i * s[1]));
       }
     }
-  });
+  }, grain);
 }
 
 // Copy with a cast from In to Out.
@@ -443,17 +443,19 @@ Tensor unary(UnaryOp op, const Tensor& a) {
     else floats(kernel_for);
   };
 #define CHAINRULE_RUN(Fn) [&](auto zero) { unary_kernel<Fn, decltype(zero)>(out, x); }
+  // libm's exp, log, tanh, sin and cos: many times an add's work per element
+#define CHAINRULE_RUN_SLOW(Fn) [&](auto zero) { unary_kernel<Fn, decltype(zero)>(out, x, kTranscendentalGrain); }
   switch (op) {
     case UnaryOp::Neg: signed_numbers(CHAINRULE_RUN(NegF)); break;
-    case UnaryOp::Exp: floats(CHAINRULE_RUN(ExpF)); break;
-    case UnaryOp::Log: floats(CHAINRULE_RUN(LogF)); break;
+    case UnaryOp::Exp: floats(CHAINRULE_RUN_SLOW(ExpF)); break;
+    case UnaryOp::Log: floats(CHAINRULE_RUN_SLOW(LogF)); break;
     case UnaryOp::Sqrt: floats(CHAINRULE_RUN(SqrtF)); break;
     case UnaryOp::Abs: signed_numbers(CHAINRULE_RUN(AbsF)); break;
-    case UnaryOp::Sigmoid: floats(CHAINRULE_RUN(SigmoidF)); break;
-    case UnaryOp::Tanh: floats(CHAINRULE_RUN(TanhF)); break;
+    case UnaryOp::Sigmoid: floats(CHAINRULE_RUN_SLOW(SigmoidF)); break;
+    case UnaryOp::Tanh: floats(CHAINRULE_RUN_SLOW(TanhF)); break;
     case UnaryOp::Relu: signed_numbers(CHAINRULE_RUN(ReluF)); break;
-    case UnaryOp::Sin: floats(CHAINRULE_RUN(SinF)); break;
-    case UnaryOp::Cos: floats(CHAINRULE_RUN(CosF)); break;
+    case UnaryOp::Sin: floats(CHAINRULE_RUN_SLOW(SinF)); break;
+    case UnaryOp::Cos: floats(CHAINRULE_RUN_SLOW(CosF)); break;
     case UnaryOp::Square: signed_numbers(CHAINRULE_RUN(SquareF)); break;
     case UnaryOp::Sign:
       if (compute == DType::Bool) unary_kernel<SignF, bool>(out, x);
@@ -461,6 +463,7 @@ Tensor unary(UnaryOp op, const Tensor& a) {
       break;
     case UnaryOp::LogicalNot: unary_kernel<LogicalNotF, bool>(out, x); break;
   }
+#undef CHAINRULE_RUN_SLOW
 #undef CHAINRULE_RUN
   return out;
 }

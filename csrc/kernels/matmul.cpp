@@ -255,18 +255,6 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
         gemm_narrow(m, n, k, a, b, c, ldc, threads, kernel);
         return;
       }
-      const int nr = kernel.nr;
-      if (n < nr / 2 && m > n) {
-        // A skinny result (a classifier's 10 outputs) would fill a fraction of each NR-wide
-        // tile: compute C^T = B^T A^T instead, whose long side runs along the tiles.
-        Buffer<T> transposed(m * n);
-        T* ct = transposed.data.get();
-        gemm_blocked(n, m, k, Operand<T>{b.data, b.cs, b.rs}, Operand<T>{a.data, a.cs, a.rs}, ct, m, threads);
-        for (std::int64_t i = 0; i < m; ++i) {
-          for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = ct[j * m + i];
-        }
-        return;
-      }
       gemm_blocked(m, n, k, a, b, c, ldc, threads);
       return;
     }

@@ -89,7 +89,7 @@ void drop_array(TensorObject* t) {
 
 const Tensor& tensor_array(PyObject* tensor) {
   TensorObject* t = as_tensor(tensor);
-  if (!t->has_array) throw TypeError("tensor has no data (its _data was never set)");
+  if (!t->has_array) throw TypeError("tensor has no data (its _data is not set)");
   return array_ref(t);
 }
 

@@ -7,6 +7,9 @@
 // Exposed as `_core.grad_<op>` (add, sub, mul, div, matmul, neg, exp, log, sigmoid, tanh, relu,
 // sum, mean, linear, cross_entropy) and as chainrule.Tensor's operators (+ - * / @ and unary -).
 #include "autograd.h"
+
+#include <optional>
+
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
 
@@ -18,7 +21,6 @@ namespace {
 // thread may rebind the Tensor's array (t._data = ...) meanwhile. Otherwise it is read in place.
 class Held {
  public:
-  Held() = default;
   Held(const Tensor& now, bool copy) : copy_(copy ? now : Tensor()), array_(copy ? &copy_ : &now) {}
   Held(const Held&) = delete;
   Held& operator=(const Held&) = delete;
@@ -31,33 +33,52 @@ class Held {
   const Tensor* array_ = nullptr;
 };
 
+// An optional operand's array (nullptr when absent).
+const Tensor* get(const std::optional<Held>& held) { return held ? held->get() : nullptr; }
+
 bool releases_gil(std::initializer_list<const Tensor*> arrays) {
   std::int64_t work = 0;
   for (const Tensor* a : arrays) work = std::max(work, a == nullptr ? 0 : a->numel());
   return work >= kReleaseGilElements;
 }
 
-// Makes the result Tensor of a native op and, when grad mode is on and an input requires grad,
-// its node: edges to the inputs (`arrays` are their arrays as the op used them; nullptr for a
-// number or None), and what `save` keeps for backward.
-template <typename Save>
-PyObject* finish(Tensor out, NativeOp op, std::initializer_list<PyObject*> inputs,
-                 std::initializer_list<const Tensor*> arrays, Save save) {
-  bool record = false;
-  if (grad_enabled()) {
-    for (PyObject* x : inputs) record = record || (is_tensor(x) && as_tensor(x)->requires_grad);
+// The node a native op records, made before any operand's array is read: allocating a
+// Python object may run the garbage collector, whose finalizers could rebind a Tensor's array
+// (t._data = ...) and leave a reference to the old one dangling. Empty when grad mode is off or
+// no input requires grad.
+class Recording {
+ public:
+  Recording(NativeOp op, std::initializer_list<PyObject*> inputs) {
+    bool record = false;
+    if (grad_enabled()) {
+      for (PyObject* x : inputs) record = record || (is_tensor(x) && as_tensor(x)->requires_grad);
+    }
+    if (record) {
+      node_ = py::reinterpret_steal<py::object>(new_node(native_node_type(), op));
+      if (!node_) throw py::error_already_set();
+    }
   }
-  if (!record) return new_tensor(std::move(out), nullptr);
-  py::object node = py::reinterpret_steal<py::object>(new_node(native_node_type(), op));
-  if (!node) throw py::error_already_set();
-  NodeState& state = *as_node(node.ptr())->state;
+  PyObject* node() const { return node_.ptr(); }
+
+ private:
+  py::object node_;
+};
+
+// Makes the result Tensor of a native op and, when recording, fills in its node: edges to the
+// inputs (`arrays` are their arrays as the op used them; nullptr for a number or None), and
+// what `save` keeps for backward.
+template <typename Save>
+PyObject* finish(Tensor out, const Recording& recording, std::initializer_list<PyObject*> inputs,
+                 std::initializer_list<const Tensor*> arrays, Save save) {
+  if (recording.node() == nullptr) return new_tensor(std::move(out), nullptr);
+  NodeState& state = *as_node(recording.node())->state;
   state.edges.resize(inputs.size());
   auto array = arrays.begin();
   std::size_t i = 0;
   for (PyObject* x : inputs) set_edge(state, i++, x, *array++);
   save(state.native, out);
   for (const Tensor& a : state.native.arrays) state.versions.push_back(a.version());
-  return new_tensor(std::move(out), node.ptr());
+  return new_tensor(std::move(out), recording.node());
 }
 
 // A Tensor's array for an op; TypeError (naming the op) for anything else.
@@ -82,29 +103,30 @@ PyObject* grad_binary(NativeOp op, PyObject* a, PyObject* b) {
     return call_fallback(name, a, b);
   }
   try {
+    const Recording recording(op, {a, b});
     const Tensor* x_now = a_tensor ? &tensor_array(a) : nullptr;
     const Tensor* y_now = b_tensor ? &tensor_array(b) : nullptr;
     const bool release = releases_gil({x_now, y_now});
-    Held x, y;
-    if (x_now != nullptr) new (&x) Held(*x_now, release);
-    if (y_now != nullptr) new (&y) Held(*y_now, release);
+    std::optional<Held> x, y;
+    if (x_now != nullptr) x.emplace(*x_now, release);
+    if (y_now != nullptr) y.emplace(*y_now, release);
     const Scalar x_scalar = a_tensor ? Scalar() : to_scalar(a, name);
     const Scalar y_scalar = b_tensor ? Scalar() : to_scalar(b, name);
     Tensor out;
     {
       MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
-      if (a_tensor && b_tensor) out = binary(kind, *x, *y);
-      else if (a_tensor) out = binary(kind, *x, y_scalar);
-      else out = binary(kind, x_scalar, *y);
+      if (a_tensor && b_tensor) out = binary(kind, **x, **y);
+      else if (a_tensor) out = binary(kind, **x, y_scalar);
+      else out = binary(kind, x_scalar, **y);
     }
-    return finish(std::move(out), op, {a, b}, {x.get(), y.get()}, [&](NativeSaved& saved, const Tensor& result) {
+    return finish(std::move(out), recording, {a, b}, {get(x), get(y)}, [&](NativeSaved& saved, const Tensor& result) {
       const std::int8_t side = a_tensor ? (b_tensor ? -1 : 1) : 0;
       saved.scalar_side = side;
       if (side >= 0) saved.scalar = side == 0 ? x_scalar : y_scalar;
       if (op == NativeOp::Mul && side < 0) {
-        saved.arrays = {*x, *y};  // d(ab)/da = b, d(ab)/db = a; times a number needs only the number
+        saved.arrays = {**x, **y};  // d(ab)/da = b, d(ab)/db = a; times a number needs only the number
       } else if (op == NativeOp::Div && b_tensor) {
-        saved.arrays = {*y, result};  // d(a/b)/db = -a/b^2 = -out/b
+        saved.arrays = {**y, result};  // d(a/b)/db = -a/b^2 = -out/b
       }
     });
   } catch (...) {
@@ -119,6 +141,7 @@ PyObject* grad_unary(NativeOp op, PyObject* a) {
   const UnaryOp kind = kinds[static_cast<int>(op) - static_cast<int>(NativeOp::Neg)];
   if (!is_tensor(a)) return call_fallback(unary_op_name(kind), a, Py_None);
   try {
+    const Recording recording(op, {a});
     const Tensor& now = tensor_array(a);
     const bool release = releases_gil({&now});
     const Held x(now, release);
@@ -127,7 +150,7 @@ PyObject* grad_unary(NativeOp op, PyObject* a) {
       MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
       out = unary(kind, *x);
     }
-    return finish(std::move(out), op, {a}, {x.get()}, [&](NativeSaved& saved, const Tensor& result) {
+    return finish(std::move(out), recording, {a}, {x.get()}, [&](NativeSaved& saved, const Tensor& result) {
       if (op == NativeOp::Exp || op == NativeOp::Sigmoid || op == NativeOp::Tanh) saved.arrays = {result};
       if (op == NativeOp::Log || op == NativeOp::Relu) saved.arrays = {*x};
     });
@@ -140,6 +163,7 @@ PyObject* grad_unary(NativeOp op, PyObject* a) {
 PyObject* grad_matmul(PyObject* a, PyObject* b) {
   if (!is_tensor(a) || !is_tensor(b)) return call_fallback("matmul", a, b);
   try {
+    const Recording recording(NativeOp::MatMul, {a, b});
     const Tensor& x_now = tensor_array(a);
     const Tensor& y_now = tensor_array(b);
     const bool release = releases_gil({&x_now, &y_now});
@@ -149,7 +173,7 @@ PyObject* grad_matmul(PyObject* a, PyObject* b) {
       MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
       out = matmul(*x, *y);
     }
-    return finish(std::move(out), NativeOp::MatMul, {a, b}, {x.get(), y.get()},
+    return finish(std::move(out), recording, {a, b}, {x.get(), y.get()},
                   [&](NativeSaved& saved, const Tensor&) { saved.arrays = {*x, *y}; });
   } catch (...) {
     set_python_error();
@@ -287,8 +311,10 @@ PyObject* reduce_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   const int keepdim = PyObject_IsTrue(args[2]);
   if (keepdim < 0) return nullptr;
   try {
-    const Tensor& now = operand_array(a, name);
+    // Python code (a dim's __index__, the garbage collector) may run until the array is read.
     const auto dims = args[1] == Py_None ? std::vector<std::int64_t>() : py::handle(args[1]).cast<std::vector<std::int64_t>>();
+    const Recording recording(op, {a});
+    const Tensor& now = operand_array(a, name);
     const bool release = releases_gil({&now});
     const Held x(now, release);
     Tensor out;
@@ -296,7 +322,7 @@ PyObject* reduce_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
       MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
       out = reduce(op == NativeOp::Sum ? ReduceOp::Sum : ReduceOp::Mean, *x, dims, keepdim != 0);
     }
-    return finish(std::move(out), op, {a}, {x.get()}, [&](NativeSaved& saved, const Tensor&) {
+    return finish(std::move(out), recording, {a}, {x.get()}, [&](NativeSaved& saved, const Tensor&) {
       saved.dims = dims;
       saved.input_shape = x->shape();
     });
@@ -311,22 +337,23 @@ PyObject* linear_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   if (!check_args(nargs, 3, "linear")) return nullptr;
   PyObject *x = args[0], *w = args[1], *b = args[2];
   try {
+    const Recording recording(NativeOp::Linear, {x, w, b});
     const Tensor& input_now = operand_array(x, "linear");
     const Tensor& weight_now = operand_array(w, "linear");
     const Tensor* bias_now = b == Py_None ? nullptr : &operand_array(b, "linear");
     const bool release = releases_gil({&input_now, &weight_now});
     const Held input(input_now, release), weight(weight_now, release);
-    Held bias;
-    if (bias_now != nullptr) new (&bias) Held(*bias_now, release);
+    std::optional<Held> bias;
+    if (bias_now != nullptr) bias.emplace(*bias_now, release);
     Tensor out;
     {
       MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
-      out = linear(*input, *weight, bias.get());
+      out = linear(*input, *weight, get(bias));
     }
-    return finish(std::move(out), NativeOp::Linear, {x, w, b}, {input.get(), weight.get(), bias.get()},
+    return finish(std::move(out), recording, {x, w, b}, {input.get(), weight.get(), get(bias)},
                   [&](NativeSaved& saved, const Tensor&) {
                     saved.arrays = {*input, *weight};
-                    saved.has_bias = bias.get() != nullptr;
+                    saved.has_bias = bias.has_value();
                   });
   } catch (...) {
     set_python_error();
@@ -339,6 +366,7 @@ PyObject* cross_entropy_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs
   if (!check_args(nargs, 2, "cross_entropy")) return nullptr;
   PyObject *logits = args[0], *target = args[1];
   try {
+    const Recording recording(NativeOp::CrossEntropy, {logits, target});
     const Tensor& logits_now = operand_array(logits, "cross_entropy");
     const Tensor& target_now = operand_array(target, "cross_entropy");
     const bool release = releases_gil({&logits_now});
@@ -348,7 +376,7 @@ PyObject* cross_entropy_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs
       MaybeReleaseGil gil(release ? kReleaseGilElements : 0);
       out = cross_entropy_loss(*l, *t);
     }
-    return finish(std::move(out), NativeOp::CrossEntropy, {logits, target}, {l.get(), t.get()},
+    return finish(std::move(out), recording, {logits, target}, {l.get(), t.get()},
                   [&](NativeSaved& saved, const Tensor&) { saved.arrays = {*l, *t}; });
   } catch (...) {
     set_python_error();
