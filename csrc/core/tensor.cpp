@@ -284,14 +284,14 @@ Tensor Tensor::contiguous() const {
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape_, dtype_);
-  copy_(out, *this);
+  copy_into_new(out, *this);
   return out;
 }
 
 Tensor Tensor::to(DType dtype) const {
   if (dtype == dtype_) return *this;
   Tensor out = empty(shape_, dtype);
-  copy_(out, *this);
+  copy_into_new(out, *this);
   return out;
 }
 

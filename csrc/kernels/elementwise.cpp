@@ -500,8 +500,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-void copy_(const Tensor& dst, const Tensor& src) {
-  check_writable(dst, "copy_");
+void copy_into_new(const Tensor& dst, const Tensor& src) {
   Tensor from = src.broadcast_to(dst.shape(), "copy_");
   if (needs_copy_before_write(from, dst)) from = from.clone();
   dispatch_dtype(dst.dtype(), [&](auto out_zero) {
@@ -509,6 +508,11 @@ void copy_(const Tensor& dst, const Tensor& src) {
       cast_kernel<decltype(out_zero), decltype(in_zero)>(dst, from);
     });
   });
+}
+
+void copy_(const Tensor& dst, const Tensor& src) {
+  check_writable(dst, "copy_");
+  copy_into_new(dst, src);
   dst.bump_version();
 }
 
@@ -518,7 +522,7 @@ void fill_(const Tensor& dst, const Scalar& value) {
 
 Tensor full(const Shape& shape, const Scalar& value, DType dtype) {
   Tensor out = Tensor::empty(shape, dtype);
-  fill_(out, value);
+  copy_into_new(out, scalar_tensor(value, dtype));
   return out;
 }
 

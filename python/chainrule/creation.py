@@ -66,7 +66,12 @@ def tensor(data: Any, dtype: Any = None, requires_grad: bool = False, device: An
             raise TypeError(f"tensor: cannot make a tensor from data of type "
                             f"{_describe(data)} (expected numbers or bools)")
     target = inferred if dtype is None else to_dtype(dtype)
-    copied = np.array(array, dtype=C.numpy_dtype(target), copy=True, order="C")
+    wanted = C.numpy_dtype(target)
+    if array.dtype == wanted and array.dtype.isnative and array.flags.writeable:
+        # One copy, straight into chainrule's own storage (large ones on huge pages, which a
+        # kernel streaming through them reads faster than NumPy's allocation).
+        return _finish(C.from_numpy(array).clone(), requires_grad)
+    copied = np.array(array, dtype=wanted, copy=True, order="C")
     return _finish(C.from_numpy(copied), requires_grad)
 
 

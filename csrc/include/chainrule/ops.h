@@ -45,6 +45,9 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b);
 
 // dst[...] = src broadcast to dst's shape and cast to dst's dtype.
 void copy_(const Tensor& dst, const Tensor& src);
+// copy_ into a tensor just made (clone, to, full): not a modification, so no version bump; a
+// new tensor starts at version 0.
+void copy_into_new(const Tensor& dst, const Tensor& src);
 void fill_(const Tensor& dst, const Scalar& value);
 Tensor full(const Shape& shape, const Scalar& value, DType dtype);
 Tensor arange(double start, double stop, double step, DType dtype);
