@@ -95,11 +95,29 @@ void pack_a_panel(Operand<T> a, std::int64_t row0, std::int64_t rows, std::int64
   }
 }
 
+// pack_b_panel for a B whose columns are contiguous (B = X.T, as in a @ x.T): walking a column
+// at a time reads memory in order and scatters into the small panel instead.
+template <typename T>
+void pack_b_panel_by_columns(Operand<T> b, std::int64_t row0, std::int64_t kc, std::int64_t col0,
+                             std::int64_t cols, int nr, T* out) {
+  for (std::int64_t j = 0; j < cols; ++j) {
+    const T* column = b.data + row0 * b.rs + (col0 + j) * b.cs;
+    for (std::int64_t p = 0; p < kc; ++p) out[p * nr + j] = column[p];
+  }
+  for (std::int64_t p = 0; p < kc; ++p) {
+    for (std::int64_t j = cols; j < nr; ++j) out[p * nr + j] = T(0);
+  }
+}
+
 // Packs rows [row0, row0 + kc) and cols [col0, col0 + cols) of B into one NR-wide panel,
 // row by row, zero-padding missing columns.
 template <typename T>
 void pack_b_panel(Operand<T> b, std::int64_t row0, std::int64_t kc, std::int64_t col0,
                   std::int64_t cols, int nr, T* out) {
+  if (b.rs == 1 && b.cs != 1) {
+    pack_b_panel_by_columns(b, row0, kc, col0, cols, nr, out);
+    return;
+  }
   for (std::int64_t p = 0; p < kc; ++p) {
     const T* row = b.data + (row0 + p) * b.rs + col0 * b.cs;
     T* dst = out + p * nr;
