@@ -23,8 +23,8 @@ int threads_for(std::int64_t work, std::int64_t grain);
 // floats), so an extra thread joins only when it gets about 60 us of work: adds of 1e5 to 6e5
 // elements on 2 threads measured slower than on 1 (PyTorch's grain is 32768 elements).
 constexpr std::int64_t kElementwiseGrain = std::int64_t{1} << 19;
-// For the transcendental kernels (exp, sigmoid, tanh: about 3x the work per element).
-constexpr std::int64_t kTranscendentalGrain = std::int64_t{1} << 17;
+// For the transcendental kernels (exp, sigmoid, tanh: 2-3x an add's work per element).
+constexpr std::int64_t kTranscendentalGrain = std::int64_t{1} << 18;
 // For reductions (sums read at 40-50 GB/s: a thread's share must be larger still).
 constexpr std::int64_t kReductionGrain = std::int64_t{1} << 21;
 
