@@ -20,10 +20,10 @@ int threads_for(std::int64_t work, std::int64_t grain);
 
 // Elements per thread below which an elementwise op runs on fewer threads. Waking an OpenMP
 // thread that has gone to sleep (chainrule's spin only briefly: python/chainrule/__init__.py)
-// costs 30-50 us here, as long as adding 3e5 floats, so an extra thread joins only when it
-// gets about 60 us of work: adds of 1e5 to 6e5 elements on 2 threads measured slower than on
-// 1 (PyTorch's grain is 32768 elements).
-constexpr std::int64_t kElementwiseGrain = std::int64_t{1} << 19;
+// costs 30-50 us here, so an extra thread joins only when it gets about 30 us of an add's work:
+// adds of 3e5 elements measured the same on 1 and 2 threads, of 6e5 and more faster on 2, of
+// 1e5 slower (PyTorch's grain is 32768 elements).
+constexpr std::int64_t kElementwiseGrain = std::int64_t{1} << 18;
 // For the transcendental kernels (exp, sigmoid, tanh: 2-3x an add's work per element).
 constexpr std::int64_t kTranscendentalGrain = std::int64_t{1} << 18;
 // For reductions (sums read at 40-50 GB/s: a thread's share must be larger still).
