@@ -27,6 +27,15 @@ def _env() -> dict:
     return env
 
 
+def _run_python(code: str, timeout: int = 60, **env: str) -> str:
+    """Runs code in a fresh interpreter (a crash must not take pytest down); its stdout, once it
+    exited cleanly."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(_env(), **env), timeout=timeout)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 @pytest.mark.parametrize("pos_weight", [None, [2.0]])
 def test_bce_with_logits_gradient_at_zero_logits_matches_torch(pos_weight):
     # piecewise forms (relu, abs) give a subgradient at x = 0; the true one is sigmoid(0) - y
@@ -59,10 +68,8 @@ def test_read_only_numpy_memory_is_refused_not_written(tmp_path):
     code = (f"import numpy as np, chainrule as cr\n"
             f"a = np.memmap({str(path)!r}, dtype=np.float32, mode='r')\n"
             f"try:\n    cr.from_numpy(a).add_(1)\nexcept ValueError as e:\n    print('refused', e)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=_env(), timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "refused" in result.stdout and "read-only" in result.stdout
+    stdout = _run_python(code)
+    assert "refused" in stdout and "read-only" in stdout
 
 
 def test_allocation_failure_inside_threaded_kernels_is_memory_error():
@@ -73,10 +80,8 @@ def test_allocation_failure_inside_threaded_kernels_is_memory_error():
             "size = int(open('/proc/self/statm').read().split()[0]) * 4096\n"
             "resource.setrlimit(resource.RLIMIT_AS, (size + 350 * 2**20, resource.RLIM_INFINITY))\n"
             "try:\n    t.sum(0)\n    print('ran')\nexcept MemoryError:\n    print('MemoryError')\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=_env(), timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() in ("MemoryError", "ran")
+    stdout = _run_python(code, timeout=120)
+    assert stdout.strip() in ("MemoryError", "ran")
 
 
 def test_concurrent_backward_into_one_leaf_loses_nothing():
@@ -282,10 +287,8 @@ def test_tensor_subclass_without_data_raises_type_error():
             "          lambda: t + t, lambda: t.exp()):\n"
             "    try:\n        f()\n        print('no error')\n"
             "    except TypeError:\n        print('TypeError')\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=_env(), timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["TypeError"] * 5
+    stdout = _run_python(code)
+    assert stdout.split() == ["TypeError"] * 5
 
 
 def test_autograd_fields_are_type_checked():
@@ -340,10 +343,8 @@ def test_run_backward_rejects_non_tensor_roots():
             "try:\n    cr._core.run_backward((5,), (cr.ones(1)._data,), False)\n"
             "    print('no error')\n"
             "except TypeError:\n    print('TypeError')\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=_env(), timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "TypeError"
+    stdout = _run_python(code)
+    assert stdout.strip() == "TypeError"
 
 
 @pytest.mark.parametrize("op", [lambda x: x * 2.0, lambda x: x / 2.0], ids=["mul", "div"])
@@ -374,10 +375,8 @@ def test_reinitializing_a_tensor_while_kernels_run_does_not_crash():
             "    (t * t).sum()\n"
             "th.join()\n"
             "print('ok')\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=_env(), timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "ok"
+    stdout = _run_python(code, timeout=120)
+    assert stdout.strip() == "ok"
 
 
 def test_data_is_cached_and_metadata_needs_no_data_object():
@@ -429,8 +428,5 @@ def test_float_sums_give_the_same_bits_under_every_isa():
     for isa in ("generic", "avx2", "avx512"):
         if not cr._core.cpu_supports(isa):
             continue
-        result = subprocess.run([sys.executable, "-c", code], env=dict(_env(), CHAINRULE_ISA=isa),
-                                capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr[-2000:]
-        outputs.add(result.stdout)
+        outputs.add(_run_python(code, timeout=120, CHAINRULE_ISA=isa))
     assert len(outputs) == 1

@@ -225,41 +225,23 @@ int tensor_set_data(PyObject* self, PyObject* value, void*) {
   return 0;
 }
 
-PyObject* tensor_shape(PyObject* self, void*) {
+// shape, dtype, ndim and numel() read straight from the array (no _data object made).
+template <PyObject* (*Read)(const Tensor&)>
+PyObject* from_array(PyObject* self, void*) {
   try {
-    return shape_tuple(tensor_array(self).shape());
+    return Read(tensor_array(self));
   } catch (...) {
     set_python_error();
     return nullptr;
   }
 }
 
-PyObject* tensor_dtype(PyObject* self, void*) {
-  try {
-    return dtype_object(tensor_array(self).dtype());
-  } catch (...) {
-    set_python_error();
-    return nullptr;
-  }
-}
+PyObject* read_shape(const Tensor& t) { return shape_tuple(t.shape()); }
+PyObject* read_dtype(const Tensor& t) { return dtype_object(t.dtype()); }
+PyObject* read_ndim(const Tensor& t) { return PyLong_FromLongLong(t.ndim()); }
+PyObject* read_numel(const Tensor& t) { return PyLong_FromLongLong(t.numel()); }
 
-PyObject* tensor_ndim(PyObject* self, void*) {
-  try {
-    return PyLong_FromLongLong(tensor_array(self).ndim());
-  } catch (...) {
-    set_python_error();
-    return nullptr;
-  }
-}
-
-PyObject* tensor_numel(PyObject* self, PyObject*) {
-  try {
-    return PyLong_FromLongLong(tensor_array(self).numel());
-  } catch (...) {
-    set_python_error();
-    return nullptr;
-  }
-}
+PyObject* tensor_numel(PyObject* self, PyObject*) { return from_array<read_numel>(self, nullptr); }
 
 // Python 3.11 has no __buffer__ for Python classes, so memoryview(t) needs this C slot.
 int tensor_getbuffer(PyObject* self, Py_buffer* view, int flags) {
@@ -321,9 +303,9 @@ PyGetSetDef tensor_getset[] = {
      const_cast<char*>("the node that produced this tensor (None for a leaf)"), nullptr},
     {"_grad", get_field<offsetof(TensorObject, grad)>, tensor_set_grad, nullptr, nullptr},
     {"_hooks", get_field<offsetof(TensorObject, hooks)>, tensor_set_hooks, nullptr, nullptr},
-    {"shape", tensor_shape, nullptr, const_cast<char*>("the sizes of the dims, a tuple of ints"), nullptr},
-    {"dtype", tensor_dtype, nullptr, const_cast<char*>("the element type"), nullptr},
-    {"ndim", tensor_ndim, nullptr, const_cast<char*>("the number of dims"), nullptr},
+    {"shape", from_array<read_shape>, nullptr, const_cast<char*>("the sizes of the dims, a tuple of ints"), nullptr},
+    {"dtype", from_array<read_dtype>, nullptr, const_cast<char*>("the element type"), nullptr},
+    {"ndim", from_array<read_ndim>, nullptr, const_cast<char*>("the number of dims"), nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

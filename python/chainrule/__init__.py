@@ -17,7 +17,7 @@ import os as _os
 # than on one thread); threads that sleep at once make every 2-thread region cost 30-50 us on a
 # quiet machine (the thread waiting at its end sleeps, and waking it takes that long). So they
 # spin briefly, then sleep (GOMP_SPINCOUNT=300, about a microsecond): measured with a busy
-# neighbour, 2 threads then cost at most 1.2x one thread, and on a quiet machine a 2-thread
+# neighbour, 2 threads then cost at most 1.3x one thread, and on a quiet machine a 2-thread
 # 128x784 @ 784x256 runs 30% faster and a sigmoid of 1e6 floats 55% faster than with sleeping at
 # once (bench/README.md). The setting is read once, when the OpenMP runtime loads with _core, and
 # removed again so libraries imported later (PyTorch's own OpenMP) never see it; a

@@ -145,14 +145,10 @@ def where(condition: Tensor, input: Any, other: Any) -> Tensor:
 
 
 def sum(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001
-    if isinstance(input, Tensor) and dim is None:
-        return C.grad_sum(input, None, keepdim)
     return _t(input, "sum").sum(dim, keepdim)
 
 
 def mean(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    if isinstance(input, Tensor) and dim is None:
-        return C.grad_mean(input, None, keepdim)
     return _t(input, "mean").mean(dim, keepdim)
 
 
