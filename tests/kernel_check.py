@@ -26,8 +26,9 @@ for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
         b = rng.standard_normal((k, n)).astype(dtype)
         want = a.astype(np.float64) @ b.astype(np.float64)
         check(f"{dtype.__name__} {m}x{k}@{k}x{n}", (cr.tensor(a) @ cr.tensor(b)).numpy(), want, rtol)
-    # transposed and strided operands, sizes past the blocking (KC = 256, MC, NC)
-    for m, n, k in [(300, 520, 700), (129, 1100, 257), (7, 2100, 300)]:
+    # transposed and strided operands, sizes past the blocking (KC: 128 to 1024 by the L2 size,
+    # MC, NC), k split into two blocks and more
+    for m, n, k in [(300, 520, 700), (129, 1100, 257), (7, 2100, 300), (65, 70, 1300), (40, 50, 2500)]:
         a = rng.standard_normal((k, m)).astype(dtype)
         b = rng.standard_normal((n, k)).astype(dtype)
         want = a.T.astype(np.float64) @ b.T.astype(np.float64)

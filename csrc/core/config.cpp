@@ -6,6 +6,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
+#include <unistd.h>
 
 #include "chainrule/errors.h"
 
@@ -35,6 +38,29 @@ Isa choose_isa() {
   return best;
 }
 
+// The size of CPU 0's level-`level` data or unified cache from sysfs ("48K"), or 0.
+std::int64_t sysfs_cache_bytes(int level) {
+  for (int index = 0; index < 8; ++index) {
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
+    std::ifstream level_file(dir + "level"), type_file(dir + "type"), size_file(dir + "size");
+    int found_level = 0;
+    std::string type, size;
+    if (!(level_file >> found_level) || !(type_file >> type) || !(size_file >> size)) continue;
+    if (found_level != level || type == "Instruction" || size.empty()) continue;
+    std::int64_t bytes = std::atoll(size.c_str());
+    if (size.back() == 'K') bytes <<= 10;
+    if (size.back() == 'M') bytes <<= 20;
+    return bytes;
+  }
+  return 0;
+}
+
+std::int64_t cache_bytes(int level, int sysconf_name, std::int64_t fallback) {
+  std::int64_t bytes = sysfs_cache_bytes(level);
+  if (bytes <= 0) bytes = sysconf(sysconf_name);
+  return bytes > 0 ? bytes : fallback;
+}
+
 std::atomic<int> g_num_threads{0};  // 0: not set yet, use OpenMP's default
 
 }  // namespace
@@ -53,6 +79,13 @@ bool cpu_supports(Isa isa) { return isa <= detect_best_isa(); }
 Isa active_isa() {
   static const Isa isa = choose_isa();
   return isa;
+}
+
+const CacheSizes& cache_sizes() {
+  static const CacheSizes sizes{cache_bytes(1, _SC_LEVEL1_DCACHE_SIZE, 32 << 10),
+                                cache_bytes(2, _SC_LEVEL2_CACHE_SIZE, 256 << 10),
+                                cache_bytes(3, _SC_LEVEL3_CACHE_SIZE, 8 << 20)};
+  return sizes;
 }
 
 void set_num_threads(int n) {

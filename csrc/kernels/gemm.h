@@ -28,6 +28,13 @@ template <typename T>
 using DotKernelFn = void (*)(std::int64_t m, std::int64_t k, const T* a, std::int64_t rs, const T* b,
                              std::int64_t bs, T* c, std::int64_t ldc);
 
+// Packing for the micro-kernel: rows x kc of A (element (i, p) at a[i * rs + p * cs]) into an
+// MR-wide panel, or kc x cols of B (element (p, j) at b[p * rs + j * cs]) into an NR-wide one,
+// zero-padded to the full width.
+template <typename T>
+using PackFn = void (*)(std::int64_t kc, const T* src, std::int64_t rs, std::int64_t cs, std::int64_t width,
+                        T* out);
+
 template <typename T>
 struct MicroKernel {
   int mr;
@@ -38,6 +45,9 @@ struct MicroKernel {
   NarrowKernelFn<T> narrow;
   DotKernelFn<T> dot;
   NarrowKernelFn<T> unpacked;  // the mr x nr tile with A and B read in place
+  PackFn<T> pack_a;
+  PackFn<T> pack_b;
+  PackFn<T> pack_narrow_b;  // B into narrow_nr-wide panels
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);

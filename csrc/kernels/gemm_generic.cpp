@@ -4,20 +4,8 @@
 
 namespace chainrule::gemm::generic {
 
-MicroKernel<float> kernel_f32() {
-  constexpr int kRows = 4, kVectors = 2;
-  constexpr int kNarrowRows = 2, kNarrowVectors = 4;  // 8 accumulators: SSE has 16 registers
-  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &micro_kernel<float, kRows, kVectors>,
-          kNarrowRows, kNarrowVectors * CHAINRULE_GEMM_VECTOR_BYTES / 4, &narrow_kernel<float, kNarrowRows, kNarrowVectors>,
-          &dot_kernel<float>, &narrow_kernel<float, kRows, kVectors>};
-}
-
-MicroKernel<double> kernel_f64() {
-  constexpr int kRows = 4, kVectors = 2;
-  constexpr int kNarrowRows = 2, kNarrowVectors = 4;  // 8 accumulators: SSE has 16 registers
-  return {kRows, kVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &micro_kernel<double, kRows, kVectors>,
-          kNarrowRows, kNarrowVectors * CHAINRULE_GEMM_VECTOR_BYTES / 8, &narrow_kernel<double, kNarrowRows, kNarrowVectors>,
-          &dot_kernel<double>, &narrow_kernel<double, kRows, kVectors>};
-}
+// SSE has 16 registers: 8 accumulators in either tile.
+MicroKernel<float> kernel_f32() { return make_kernel<float, 4, 2, 2, 4>(); }
+MicroKernel<double> kernel_f64() { return make_kernel<double, 4, 2, 2, 4>(); }
 
 }  // namespace chainrule::gemm::generic

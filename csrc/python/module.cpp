@@ -45,6 +45,10 @@ PYBIND11_MODULE(_core, m) {
   m.attr("openmp_version") = _OPENMP;
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);
+  m.def("cache_sizes", [] {
+    const CacheSizes& sizes = cache_sizes();
+    return std::make_tuple(sizes.l1, sizes.l2, sizes.l3);
+  });
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("cpu_supports", [](const std::string& name) {
     for (const Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512}) {

@@ -13,6 +13,13 @@ Isa active_isa();
 const char* isa_name(Isa isa);
 bool cpu_supports(Isa isa);
 
+// The data cache sizes of the CPU in bytes (per core for L1 and L2), read once from Linux's sysfs
+// (else sysconf, else 32 KiB / 256 KiB / 8 MiB): the GEMM sizes its blocks from them.
+struct CacheSizes {
+  std::int64_t l1, l2, l3;
+};
+const CacheSizes& cache_sizes();
+
 void set_num_threads(int n);
 int get_num_threads();
 // Threads worth using for `work` units when one thread should get at least `grain` of them.
