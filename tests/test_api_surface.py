@@ -40,6 +40,7 @@ def test_show_config_prints_version_compiler_threads_and_simd():
     assert "thread" in lower
     assert "simd" in lower or "avx" in lower or "generic" in lower
     assert str(cr.get_num_threads()) in text
+    assert "L2" in text  # the cache sizes the GEMM blocks for
 
 
 def test_set_and_get_num_threads():

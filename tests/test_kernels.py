@@ -52,3 +52,19 @@ def test_threads_setting_and_results_agree():
         cr.set_num_threads(before)
     with pytest.raises(ValueError):
         cr.set_num_threads(0)
+
+
+def test_cache_sizes_come_from_the_cpu():
+    l1, l2, l3 = _core.cache_sizes()
+    assert 4 << 10 <= l1 <= l2 <= l3  # the GEMM's blocks are sized from these
+    sysfs = Path("/sys/devices/system/cpu/cpu0/cache")
+    for index in sysfs.glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            kind = (index / "type").read_text().strip()
+            size = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        if kind == "Instruction" or level > 3 or not size.endswith("K"):
+            continue
+        assert (l1, l2, l3)[level - 1] == int(size[:-1]) << 10, (index, size)

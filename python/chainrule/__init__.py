@@ -65,7 +65,8 @@ def get_num_threads() -> int:
 
 
 def show_config() -> None:
-    """Prints the version, compiler, OpenMP threads and the SIMD kernels chosen at run time."""
+    """Prints the version, compiler, OpenMP threads, the SIMD kernels chosen at run time and the
+    cache sizes the matrix product blocks for."""
     print(f"chainrule {__version__}")
     print(f"  compiler:        {_core.compiler}")
     if _set_spin_count:
@@ -77,6 +78,8 @@ def show_config() -> None:
     print(f"  SIMD kernels:    {_core.active_isa()} (CPU supports: "
           f"{', '.join(i for i in ('generic', 'avx2', 'avx512') if _core.cpu_supports(i))}; "
           f"set CHAINRULE_ISA to choose)")
+    l1, l2, l3 = _core.cache_sizes()
+    print(f"  caches:          L1d {l1 >> 10} KiB, L2 {l2 >> 10} KiB, L3 {l3 >> 20} MiB (GEMM blocking)")
 from chainrule import viz  # noqa: E402
 
 # The public names, for `from chainrule import *` and for type checkers (py.typed: a strict
