@@ -271,7 +271,7 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
         const std::int64_t row_blocks = (m + kernel.mr - 1) / kernel.mr, col_blocks = n / kernel.nr;
         parallel_for(std::min<std::int64_t>(threads, row_blocks * col_blocks), row_blocks * col_blocks,
                      [&](std::int64_t tile) {
-          const std::int64_t i0 = (tile / col_blocks) * kernel.mr, j0 = (tile % col_blocks) * kernel.nr;
+          const std::int64_t i0 = (tile % row_blocks) * kernel.mr, j0 = (tile / row_blocks) * kernel.nr;
           kernel.unpacked(k, a.data + i0 * a.rs, a.rs, a.cs, b.data + j0, b.rs, c + i0 * ldc + j0, ldc,
                           std::min<std::int64_t>(kernel.mr, m - i0), kernel.nr, false);
         });
