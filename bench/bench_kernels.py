@@ -30,7 +30,14 @@ except ImportError:
 
 
 def median_seconds(fn: Callable[[], Any], min_time: float) -> float:
+    """Median seconds per call. Each library is timed in a block of its own, after 50 ms of
+    untimed calls: the library timed before may leave threads spinning for a while (OpenBLAS's
+    do, for tens of ms), and timing the libraries in turns instead halved PyTorch's 2-thread
+    figures."""
+    warm_until = time.perf_counter() + 0.05
     fn()
+    while time.perf_counter() < warm_until:
+        fn()
     start = time.perf_counter()
     fn()
     once = max(time.perf_counter() - start, 1e-7)
