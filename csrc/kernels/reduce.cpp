@@ -129,7 +129,7 @@ void run_problem(const T* x, const Problem& p, Finish finish) {
       Acc* acc = accumulators.get() + begin;
       for (std::int64_t k = 0; k < end - begin; ++k) acc[k] = Reducer::init();
       if constexpr (std::is_same_v<Reducer, SumReducer<T>> && std::is_same_v<T, float>) {
-        // Blocks of 8 rows in float, added in double, vectorized per ISA (vector_math.inc).
+        // Blocks of 32 rows in float, added in double, vectorized per ISA (vector_math.inc).
         vector_math::functions().sum_columns(x + begin, p.R, end - begin, p.r_stride, acc);
       } else {
         for (std::int64_t r = 0; r < p.R; ++r) {

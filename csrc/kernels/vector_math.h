@@ -8,7 +8,7 @@
 // 1 - 2 / (exp(2x) + 1). NaN propagates; +-inf give the limits.
 //
 // Float sums (sum, sum_columns): blocks of floats are added in float (4 terms per lane for a
-// row, 8 rows for columns), and the block sums in double. Every ISA does the same additions in
+// row, 32 rows for columns), and the block sums in double. Every ISA does the same additions in
 // the same order (16 lanes, however many vectors that takes), so all give the same bits. A sum
 // that comes out inf or NaN is redone in double: float overflow inside a block then cannot turn
 // a finite total into inf.
