@@ -6,6 +6,8 @@
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "elementwise_ops.h"
+#include "elementwise_simd.h"
 #include "numeric.h"
 #include "strided_loop.h"
 #include "vector_math.h"
@@ -18,34 +20,12 @@ using detail::make_plan;
 using detail::run_plan;
 
 using detail::is_nan;
-
-// ---- binary functors: R apply(T a, T b) ----
-#define CHAINRULE_BINARY(Name, R, expr)          \
-  template <typename T>                          \
-  struct Name {                                  \
-    using Result = R;                            \
-    static Result apply(T a, T b) { return static_cast<Result>(expr); } \
-  };
-CHAINRULE_BINARY(AddF, T, a + b)
-CHAINRULE_BINARY(SubF, T, a - b)
-CHAINRULE_BINARY(MulF, T, a * b)
-CHAINRULE_BINARY(DivF, T, a / b)
-CHAINRULE_BINARY(MaximumF, T, (a > b || is_nan(a)) ? a : b)
-CHAINRULE_BINARY(MinimumF, T, (a < b || is_nan(a)) ? a : b)
-CHAINRULE_BINARY(EqF, bool, a == b)
-CHAINRULE_BINARY(NeF, bool, a != b)
-CHAINRULE_BINARY(LtF, bool, a < b)
-CHAINRULE_BINARY(LeF, bool, a <= b)
-CHAINRULE_BINARY(GtF, bool, a > b)
-CHAINRULE_BINARY(GeF, bool, a >= b)
-CHAINRULE_BINARY(SigmoidBackwardF, T, a * b * (T(1) - b))
-CHAINRULE_BINARY(TanhBackwardF, T, a * (T(1) - b * b))
-CHAINRULE_BINARY(ReluBackwardF, T, b > T(0) ? a : T(0))
-#undef CHAINRULE_BINARY
+using namespace elementwise_ops;
 
 template <typename T>
 struct PowF {
   using Result = T;
+  static constexpr int kSlot = -1;
   static T apply(T a, T b) {
     if constexpr (std::is_floating_point_v<T>) {
       return std::pow(a, b);
@@ -67,11 +47,23 @@ void binary_kernel(const Tensor& out, const Tensor& a, const Tensor& b) {
   using Fn = Op<T>;
   using R = typename Fn::Result;
   const auto plan = make_plan<3>({&out, &a, &b});
-  run_plan(plan, [](char** p, const std::int64_t* s, std::int64_t n) {
+  // Float arithmetic over contiguous runs: the loop compiled for the CPU's ISA.
+  const elementwise_simd::BinaryFn<T> vectorized = elementwise_simd::binary<Fn, T>();
+  run_plan(plan, [vectorized](char** p, const std::int64_t* s, std::int64_t n) {
     R* o = reinterpret_cast<R*>(p[0]);
     const T* x = reinterpret_cast<const T*>(p[1]);
     const T* y = reinterpret_cast<const T*>(p[2]);
     constexpr std::int64_t r = sizeof(R), t = sizeof(T);
+    if constexpr (std::is_same_v<R, T>) {
+      if (vectorized != nullptr && s[0] == r && (s[1] == t || s[1] == 0) && (s[2] == t || s[2] == 0)) {
+        if (s[1] == 0 && s[2] == 0) {
+          for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(*x, *y);
+        } else {
+          vectorized(x, y, reinterpret_cast<T*>(o), n, s[1] == 0 ? 1 : s[2] == 0 ? 2 : 0);
+        }
+        return;
+      }
+    }
     if (s[0] == r && s[1] == t && s[2] == t) {
       for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i], y[i]);
     } else if (s[0] == r && s[1] == t && s[2] == 0) {
@@ -89,37 +81,22 @@ void binary_kernel(const Tensor& out, const Tensor& a, const Tensor& b) {
   });
 }
 
-// ---- unary functors: R apply(T x) ----
-#define CHAINRULE_UNARY(Name, R, expr)           \
-  template <typename T>                          \
-  struct Name {                                  \
-    using Result = R;                            \
-    static Result apply(T x) { return static_cast<Result>(expr); } \
-  };
-CHAINRULE_UNARY(NegF, T, -x)
-CHAINRULE_UNARY(ExpF, T, std::exp(x))
-CHAINRULE_UNARY(LogF, T, std::log(x))
-CHAINRULE_UNARY(SqrtF, T, std::sqrt(x))
-CHAINRULE_UNARY(AbsF, T, x < T(0) ? -x : x)
-CHAINRULE_UNARY(SigmoidF, T, T(1) / (T(1) + std::exp(-x)))
-CHAINRULE_UNARY(TanhF, T, std::tanh(x))
-CHAINRULE_UNARY(ReluF, T, x < T(0) ? T(0) : x)
-CHAINRULE_UNARY(SinF, T, std::sin(x))
-CHAINRULE_UNARY(CosF, T, std::cos(x))
-CHAINRULE_UNARY(SquareF, T, x * x)
-CHAINRULE_UNARY(SignF, T, (x > T(0)) - (x < T(0)))
-CHAINRULE_UNARY(LogicalNotF, bool, !x)
-#undef CHAINRULE_UNARY
-
 template <template <typename> class Op, typename T>
 void unary_kernel(const Tensor& out, const Tensor& a, std::int64_t grain = kElementwiseGrain) {
   using Fn = Op<T>;
   using R = typename Fn::Result;
   const auto plan = make_plan<2>({&out, &a});
-  run_plan(plan, [](char** p, const std::int64_t* s, std::int64_t n) {
+  const elementwise_simd::UnaryFn<T> vectorized = elementwise_simd::unary<Fn, T>();
+  run_plan(plan, [vectorized](char** p, const std::int64_t* s, std::int64_t n) {
     R* o = reinterpret_cast<R*>(p[0]);
     const T* x = reinterpret_cast<const T*>(p[1]);
     if (s[0] == sizeof(R) && s[1] == sizeof(T)) {
+      if constexpr (std::is_same_v<R, T>) {
+        if (vectorized != nullptr) {
+          vectorized(x, reinterpret_cast<T*>(o), n);
+          return;
+        }
+      }
       for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i]);
     } else {
       for (std::int64_t i = 0; i < n; ++i) {

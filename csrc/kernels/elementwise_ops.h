@@ -1,0 +1,65 @@
+// The elementwise functors: one small struct per op with `apply`, shared by elementwise.cpp
+// (every dtype, any strides, compiled for any x86-64) and vector_math.inc (contiguous float32
+// and float64 runs, compiled once per ISA). An op with a vector slot (kSlot >= 0) has an
+// ISA-compiled loop in vector_math::Functions; the others (comparisons, pow, transcendental
+// functions with their own paths) run the portable loop.
+#pragma once
+#include <cmath>
+
+#include "numeric.h"
+
+namespace chainrule::elementwise_ops {
+
+using detail::is_nan;
+
+// ---- binary functors: R apply(T a, T b) ----
+#define CHAINRULE_BINARY(Name, Slot, R, expr)                          \
+  template <typename T>                                                 \
+  struct Name {                                                         \
+    using Result = R;                                                   \
+    static constexpr int kSlot = Slot;                                  \
+    static Result apply(T a, T b) { return static_cast<Result>(expr); } \
+  };
+CHAINRULE_BINARY(AddF, 0, T, a + b)
+CHAINRULE_BINARY(SubF, 1, T, a - b)
+CHAINRULE_BINARY(MulF, 2, T, a * b)
+CHAINRULE_BINARY(DivF, 3, T, a / b)
+CHAINRULE_BINARY(MaximumF, 4, T, (a > b || is_nan(a)) ? a : b)
+CHAINRULE_BINARY(MinimumF, 5, T, (a < b || is_nan(a)) ? a : b)
+CHAINRULE_BINARY(SigmoidBackwardF, 6, T, a * b * (T(1) - b))
+CHAINRULE_BINARY(TanhBackwardF, 7, T, a * (T(1) - b * b))
+CHAINRULE_BINARY(ReluBackwardF, 8, T, b > T(0) ? a : T(0))
+CHAINRULE_BINARY(EqF, -1, bool, a == b)
+CHAINRULE_BINARY(NeF, -1, bool, a != b)
+CHAINRULE_BINARY(LtF, -1, bool, a < b)
+CHAINRULE_BINARY(LeF, -1, bool, a <= b)
+CHAINRULE_BINARY(GtF, -1, bool, a > b)
+CHAINRULE_BINARY(GeF, -1, bool, a >= b)
+#undef CHAINRULE_BINARY
+constexpr int kBinarySlots = 9;
+
+// ---- unary functors: R apply(T x) ----
+#define CHAINRULE_UNARY(Name, Slot, R, expr)                        \
+  template <typename T>                                              \
+  struct Name {                                                      \
+    using Result = R;                                                \
+    static constexpr int kSlot = Slot;                               \
+    static Result apply(T x) { return static_cast<Result>(expr); }   \
+  };
+CHAINRULE_UNARY(NegF, 0, T, -x)
+CHAINRULE_UNARY(AbsF, 1, T, x < T(0) ? -x : x)
+CHAINRULE_UNARY(ReluF, 2, T, x < T(0) ? T(0) : x)
+CHAINRULE_UNARY(SquareF, 3, T, x * x)
+CHAINRULE_UNARY(SqrtF, 4, T, std::sqrt(x))
+CHAINRULE_UNARY(ExpF, -1, T, std::exp(x))
+CHAINRULE_UNARY(LogF, -1, T, std::log(x))
+CHAINRULE_UNARY(SigmoidF, -1, T, T(1) / (T(1) + std::exp(-x)))
+CHAINRULE_UNARY(TanhF, -1, T, std::tanh(x))
+CHAINRULE_UNARY(SinF, -1, T, std::sin(x))
+CHAINRULE_UNARY(CosF, -1, T, std::cos(x))
+CHAINRULE_UNARY(SignF, -1, T, (x > T(0)) - (x < T(0)))
+CHAINRULE_UNARY(LogicalNotF, -1, bool, !x)
+#undef CHAINRULE_UNARY
+constexpr int kUnarySlots = 5;
+
+}  // namespace chainrule::elementwise_ops
