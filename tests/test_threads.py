@@ -320,7 +320,7 @@ def test_set_num_threads_rejects_non_positive(bad, restore_num_threads):
     assert cr.get_num_threads() >= 1
 
 
-def test_results_equal_with_one_and_two_threads(restore_num_threads):
+def test_results_equal_with_one_two_and_three_threads(restore_num_threads):
     rng = np.random.default_rng(4)
     a = cr.tensor(rng.standard_normal((400, 300)).astype(np.float32))
     b = cr.tensor(rng.standard_normal((300, 500)).astype(np.float32))
@@ -332,7 +332,8 @@ def test_results_equal_with_one_and_two_threads(restore_num_threads):
         w = b.clone().requires_grad_()
         loss = (a @ w).tanh().sum()
         loss.backward()
-        return {"matmul": (a @ b).numpy().copy(), "add": (v + u).numpy().copy(),
+        return {"matmul": (a @ b).numpy().copy(), "add": (v + u).numpy().copy(), "relu": v.relu().numpy().copy(),
+                "add_": v.clone().add_(u).numpy().copy(),  # in place: a chunk run twice would add u twice
                 "exp": v.exp().numpy().copy(), "sigmoid": v.sigmoid().numpy().copy(),
                 "where": cr.where(v > u, v, u).numpy().copy(),
                 "sum": v.sum().item(), "mean_dim": v[:4_200_000].reshape(2100, 2000).mean(1)
@@ -341,14 +342,20 @@ def test_results_equal_with_one_and_two_threads(restore_num_threads):
 
     cr.set_num_threads(1)
     one = compute()
-    cr.set_num_threads(2)
-    two = compute()
-    for name in ("add", "exp", "sigmoid", "where", "amax", "argmax"):  # elementwise: exact
-        np.testing.assert_array_equal(two[name], one[name], err_msg=name)
-    for name in ("matmul", "sum", "mean_dim", "grad"):  # reductions: round-off may differ
-        np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-4, err_msg=name)
-    expected = a.numpy().astype(np.float64) @ b.numpy().astype(np.float64)
-    np.testing.assert_allclose(two["matmul"], expected, rtol=1e-4, atol=1e-3)
+    # 3 threads on this 2-core machine: a thread that gets its core late finds chunks of its
+    # run taken by the others (parallel_chunks); every element must still be written once.
+    for threads in (2, 3):
+        cr.set_num_threads(threads)
+        two = compute()
+        for name in ("add", "add_", "relu", "exp", "sigmoid", "where", "amax", "argmax"):  # elementwise: exact
+            np.testing.assert_array_equal(two[name], one[name], err_msg=f"{name}, {threads} threads")
+        for name in ("matmul", "sum", "mean_dim", "grad"):  # reductions: round-off may differ
+            np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-4, err_msg=name)
+        expected = a.numpy().astype(np.float64) @ b.numpy().astype(np.float64)
+        np.testing.assert_allclose(two["matmul"], expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(one["add"], v.numpy() + u.numpy())
+    np.testing.assert_array_equal(one["add_"], one["add"])
+    np.testing.assert_array_equal(one["relu"], np.maximum(v.numpy(), 0))
 
 
 # ------------------------------------------------------------------ living with torch

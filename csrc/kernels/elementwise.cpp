@@ -159,18 +159,8 @@ void clamp_kernel(const Tensor& out, const Tensor& a, bool has_min, T lo, bool h
 
 // Runs a contiguous array function over [0, n), in chunks over a team sized by the work.
 void run_contiguous(const float* x, float* out, std::int64_t n, vector_math::ArrayFn fn) {
-  const int threads = threads_for(n, kTranscendentalGrain);
-  if (threads <= 1) {
-    fn(x, out, n);
-    return;
-  }
-  const std::int64_t chunk = ((n + threads - 1) / threads + 63) / 64 * 64;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int t = 0; t < threads; ++t) {
-    const std::int64_t begin = std::min<std::int64_t>(n, t * chunk);
-    const std::int64_t end = std::min<std::int64_t>(n, begin + chunk);
-    if (begin < end) fn(x + begin, out + begin, end - begin);
-  }
+  detail::parallel_chunks(threads_for(n, kTranscendentalGrain), n, 64,
+                          [&](std::int64_t begin, std::int64_t end) { fn(x + begin, out + begin, end - begin); });
 }
 
 // A 0-d tensor holding `value` in `dtype` (callers broadcast it with stride-0 views).

@@ -11,6 +11,7 @@
 
 #include "chainrule/config.h"
 #include "chainrule/tensor.h"
+#include "parallel.h"
 
 namespace chainrule::detail {
 
@@ -112,24 +113,13 @@ void run_range(const LoopPlan<N>& plan, std::int64_t begin, std::int64_t end, Bo
   }
 }
 
-// Splits the plan over a team sized by the work: one thread below the grain, no fork at all.
+// Splits the plan over a team sized by the work: one thread below the grain, no fork at all;
+// above it, chunks the threads take in turn (parallel_chunks).
 template <int N, typename Body>
 void run_plan(const LoopPlan<N>& plan, Body&& body, std::int64_t grain = kElementwiseGrain) {
   if (plan.numel == 0) return;
-  const int threads = threads_for(plan.numel, grain);
-  if (threads <= 1) {
-    run_range(plan, 0, plan.numel, body);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const std::int64_t team = omp_get_num_threads();
-    const std::int64_t id = omp_get_thread_num();
-    const std::int64_t chunk = (plan.numel + team - 1) / team;
-    const std::int64_t begin = std::min(plan.numel, id * chunk);
-    const std::int64_t end = std::min(plan.numel, begin + chunk);
-    if (begin < end) run_range(plan, begin, end, body);
-  }
+  parallel_chunks(threads_for(plan.numel, grain), plan.numel, 64,
+                  [&](std::int64_t begin, std::int64_t end) { run_range(plan, begin, end, body); });
 }
 
 }  // namespace chainrule::detail
