@@ -1,6 +1,7 @@
 """A 2-thread op while another process keeps a core busy (issue 5: threads must not collapse).
 
-Starts a CPU-bound neighbour process, then times an elementwise add of 1e5 elements and a
+Starts a CPU-bound neighbour process, then times an elementwise add of 1e5 elements (below the
+grain: one thread) and of 1e6 (split over the threads), a sigmoid of 1e6 and a
 128x784 @ 784x256 matmul on 1 and 2 threads, for chainrule and PyTorch (when installed).
 Prints medians and the 2-thread / 1-thread slowdown (the target for chainrule: at most 2x).
 
@@ -33,15 +34,16 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 200) -> float:
 
 
 def measure(lib: Any, set_threads: Callable[[int], None]) -> dict[str, tuple[float, float]]:
-    x = lib.rand(100_000)
+    x, y = lib.rand(100_000), lib.rand(1_000_000)
     a, b = lib.rand(128, 784), lib.rand(784, 256)
-    cases = {"add 1e5": lambda: x + x, "matmul 128x784x256": lambda: a @ b}
+    cases = {"add 1e5": lambda: x + x, "add 1e6": lambda: y + y, "sigmoid 1e6": lambda: y.sigmoid(),
+             "matmul 128x784x256": lambda: a @ b}
     out = {}
     for name, fn in cases.items():
         per_threads = []
         for threads in (1, 2):
             set_threads(threads)
-            per_threads.append(median_seconds(fn, 200 if "add" in name else 50))
+            per_threads.append(median_seconds(fn, 200 if "1e5" in name else 50))
         out[name] = (per_threads[0], per_threads[1])
     return out
 
