@@ -49,10 +49,29 @@ for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
         b = rng.standard_normal((k, n)).astype(dtype)
         check(f"{dtype.__name__} small strided A {m},{n},{k}", (cr.tensor(big_a)[::3, ::2] @ cr.tensor(b)).numpy(),
               big_a[::3, ::2].astype(np.float64) @ b.astype(np.float64), rtol * 10)
-    # batched with broadcast batch dims
+    # batched with broadcast batch dims; then batches large enough for the blocked GEMM, run
+    # one product per OpenMP thread (each packing into its own space)
     a = rng.standard_normal((3, 1, 40, 50)).astype(dtype)
     b = rng.standard_normal((4, 50, 30)).astype(dtype)
     check(f"{dtype.__name__} batched", (cr.tensor(a) @ cr.tensor(b)).numpy(), a.astype(np.float64) @ b, rtol * 10)
+    a = rng.standard_normal((4, 200, 200)).astype(dtype)
+    b = rng.standard_normal((4, 200, 200)).astype(dtype)
+    check(f"{dtype.__name__} batched blocked", (cr.tensor(a) @ cr.tensor(b)).numpy(),
+          a.astype(np.float64) @ b, rtol * 10)
+    # the team's paths (2 threads from 2 x 4M multiply-adds): C split by columns (few rows),
+    # B wider than one NC block with k in two blocks, k in three blocks
+    for m, n, k in [(8, 4096, 512), (16, 1100, 2048), (64, 200, 2100)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        check(f"{dtype.__name__} team {m}x{k}@{k}x{n}", (cr.tensor(a) @ cr.tensor(b)).numpy(),
+              a.astype(np.float64) @ b, rtol * 10)
+    # a B whose packed copy would pass 64 MiB: C made in slabs of columns. B is one column
+    # expanded (stride 0), so every column of C is a @ v.
+    a = rng.standard_normal((8, 1024)).astype(dtype)
+    v = rng.standard_normal((1024, 1)).astype(dtype)
+    got = (cr.tensor(a) @ cr.tensor(v).expand(1024, 17000)).numpy()
+    want = np.repeat(a.astype(np.float64) @ v, 17000, axis=1)
+    check(f"{dtype.__name__} slabs of B", got, want, rtol * 10)
 
 # elementwise and reductions on odd sizes and misaligned views
 for n in (1, 3, 15, 16, 17, 1023, 40001, 100003):
@@ -100,6 +119,8 @@ with np.errstate(all="ignore"):
                 exact(f"{name} {dtype.__name__} {n}", fn(cx).numpy(), ref(x))
                 exact(f"{name} {dtype.__name__} {n} misaligned", fn(txa).numpy(), ref(xa))
 
+wide = rng.standard_normal((70, 4500)).astype(np.float32)  # column sums past one 2048-column strip
+check("sum axis 0, 4500 columns", cr.tensor(wide).sum(0).numpy(), wide.astype(np.float64).sum(0), 1e-5)
 m = rng.standard_normal((513, 1027)).astype(np.float32)
 for axis in (0, 1):
     check(f"sum axis {axis}", cr.tensor(m).sum(axis).numpy(), m.astype(np.float64).sum(axis), 1e-5)

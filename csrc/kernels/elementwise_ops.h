@@ -1,16 +1,25 @@
 // The elementwise functors: one small struct per op with `apply`, shared by elementwise.cpp
-// (every dtype, any strides, compiled for any x86-64) and vector_math.inc (contiguous float32
-// and float64 runs, compiled once per ISA). An op with a vector slot (kSlot >= 0) has an
-// ISA-compiled loop in vector_math::Functions; the others (comparisons, pow, transcendental
+// (every dtype, any strides, compiled for any x86-64) and elementwise_simd.inc (contiguous
+// float32 and float64 runs, compiled once per ISA). An op with a vector slot (kSlot >= 0) has an
+// ISA-compiled loop in elementwise_simd::Functions; the others (comparisons, pow, transcendental
 // functions with their own paths) run the portable loop.
+//
+// Everything here has internal linkage (an unnamed namespace): each translation unit keeps its
+// own copy, compiled with its own ISA flags. With external linkage a build that did not inline
+// them (-O0) could have the linker keep the AVX-512 copy for the portable loop too.
 #pragma once
 #include <cmath>
-
-#include "numeric.h"
+#include <type_traits>
 
 namespace chainrule::elementwise_ops {
+namespace {
 
-using detail::is_nan;
+// NaN test that also compiles (as false) for integer and bool element types.
+template <typename T>
+inline bool is_nan(T x) {
+  if constexpr (std::is_floating_point_v<T>) return std::isnan(x);
+  return false;
+}
 
 // ---- binary functors: R apply(T a, T b) ----
 #define CHAINRULE_BINARY(Name, Slot, R, expr)                          \
@@ -62,4 +71,5 @@ CHAINRULE_UNARY(LogicalNotF, -1, bool, !x)
 #undef CHAINRULE_UNARY
 constexpr int kUnarySlots = 5;
 
+}  // namespace
 }  // namespace chainrule::elementwise_ops

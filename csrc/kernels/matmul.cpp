@@ -1,9 +1,8 @@
 // matmul: shape checks, batch broadcasting and 1-D promotion as numpy.matmul, then a
-// Goto/BLIS-style GEMM: B is packed into kc x NC panels, A into MC x kc blocks, both straight
-// from any strides (so a transposed operand costs nothing extra), and the micro-kernel of the
-// CPU's ISA runs over MR x NR tiles. Tiny products skip packing and threads altogether.
-#include <omp.h>
-
+// Goto/BLIS-style GEMM: all of B is packed first (kc x NR panels per KC-row block, shared by the
+// team), A into MC x kc blocks by each thread for its own tiles, both straight from any strides
+// (so a transposed operand costs nothing extra), and the micro-kernel of the CPU's ISA runs over
+// MR x NR tiles. Tiny products skip packing and threads altogether.
 #include <algorithm>
 #include <atomic>
 #include <exception>
@@ -93,28 +92,46 @@ gemm::MicroKernel<T> active_kernel() {
 }
 
 // Packing space kept between calls on one thread, so that a large product does not fault in
-// fresh pages for its packed operands every time: at most kKeptScratchBytes per thread are kept
-// (larger requests get a buffer of their own, freed at the end of the call).
+// fresh pages for its packed operands every time: one buffer of at most kKeptScratchBytes per
+// thread that has run a GEMM (the calling thread; OpenMP's workers too when they run the
+// products of a batch). Larger requests, and a second Scratch alive on the same thread, get a
+// buffer of their own, freed with the Scratch.
 constexpr std::size_t kKeptScratchBytes = std::size_t{32} << 20;
+
+struct KeptScratch {
+  Buffer<unsigned char> buffer{0};
+  std::size_t bytes = 0;
+  bool in_use = false;
+};
+
+KeptScratch& kept_scratch() {  // one per thread, for float and double products alike
+  thread_local KeptScratch instance;
+  return instance;
+}
 
 template <typename T>
 class Scratch {
  public:
   explicit Scratch(std::int64_t count) {
     const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(T);
-    thread_local Buffer<unsigned char> kept(0);
-    thread_local std::size_t kept_bytes = 0;
-    if (bytes > kKeptScratchBytes) {
+    if (bytes > kKeptScratchBytes || kept_scratch().in_use) {
       own_.emplace(count);
       data_ = own_->data.get();
       return;
     }
-    if (bytes > kept_bytes) {
-      kept = Buffer<unsigned char>(static_cast<std::int64_t>(bytes));
-      kept_bytes = bytes;
+    KeptScratch& mine = kept_scratch();
+    if (bytes > mine.bytes) {
+      mine.buffer = Buffer<unsigned char>(static_cast<std::int64_t>(bytes));
+      mine.bytes = bytes;
     }
-    data_ = reinterpret_cast<T*>(kept.data.get());
+    mine.in_use = true;
+    data_ = reinterpret_cast<T*>(mine.buffer.data.get());
   }
+  ~Scratch() {
+    if (!own_) kept_scratch().in_use = false;
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
   T* get() const { return data_; }
 
  private:
@@ -177,14 +194,26 @@ Blocking blocking_for(std::int64_t k, std::int64_t element_bytes, int nr, int mr
 }
 
 // The whole GEMM: the team first packs all of B together (panels handed out one at a time),
-// then takes tiles of C from a shared counter, each packing only its own rows of A. No barrier:
-// a thread the OS descheduled (a busy neighbour on a shared machine) or one still waking up
-// delays only the panel or tile it holds while the others take the rest.
+// then takes tiles of C from a shared counter, each packing only its own rows of A. Between the
+// two, a thread waits for the panels still being packed, not for the other threads: one still
+// waking up (30-50 us here) holds back nothing, though one the OS descheduled in the middle of a
+// panel (a busy neighbour) holds back the whole team until it finishes that panel.
 template <typename T>
 void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, T* c,
                   std::int64_t ldc, int threads) {
   const gemm::MicroKernel<T> kernel = active_kernel<T>();
   const int mr = kernel.mr, nr = kernel.nr;
+  // Packing all of B costs a copy of it: past kMaxPackedBBytes, C is made in slabs of columns,
+  // each a GEMM of its own (A is packed again for each slab).
+  constexpr std::int64_t kMaxPackedBBytes = std::int64_t{64} << 20;
+  const std::int64_t slab = std::max<std::int64_t>(nr, kMaxPackedBBytes / (k * std::int64_t{sizeof(T)}) / nr * nr);
+  if (n > slab) {
+    for (std::int64_t j0 = 0; j0 < n; j0 += slab) {
+      const Operand<T> b_slab{b.data + j0 * b.cs, b.rs, b.cs};
+      gemm_blocked(m, std::min(slab, n - j0), k, a, b_slab, c + j0, ldc, threads);
+    }
+    return;
+  }
   const Blocking blocking = blocking_for(k, sizeof(T), nr, mr);
   const std::int64_t KC = blocking.kc, MC = blocking.mc, NC = blocking.nc;
   const std::int64_t panels = (n + nr - 1) / nr, n_padded = panels * nr;
@@ -208,7 +237,7 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   Scratch<T> scratch(b_size + a_size * team);
   T* const b_packed = scratch.get();
   std::atomic<std::int64_t> next_panel{0}, next_tile{0}, panels_packed{0};
-  parallel_region(team, [&] {
+  parallel_region(team, [&](int thread) {
     for (std::int64_t job = next_panel++; job < panels * k_blocks; job = next_panel++) {
       const std::int64_t pc = job / panels * KC, jp = job % panels;
       const std::int64_t kc = std::min(KC, k - pc);
@@ -219,7 +248,7 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
     // Wait for the panels other threads are still packing; not for threads that have not
     // started (an OpenMP barrier would wait for a sleeping thread to wake: 30-50 us here).
     while (panels_packed.load(std::memory_order_acquire) < panels * k_blocks) std::this_thread::yield();
-    T* a_packed = b_packed + b_size + a_size * omp_get_thread_num();
+    T* a_packed = b_packed + b_size + a_size * thread;
     for (std::int64_t t = next_tile++; t < tiles; t = next_tile++) {
       const std::int64_t start = t * tile;
       const std::int64_t length = std::min(tile, extent - start);

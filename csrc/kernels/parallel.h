@@ -24,16 +24,17 @@ void parallel_for(int threads, std::int64_t count, Body&& body) {
   for (std::int64_t i = 0; i < count; ++i) body(i);
 }
 
-// body() once on each thread of a team of `threads` (with omp_get_thread_num() telling them
-// apart); called directly when threads <= 1.
+// body(thread) once on each thread of a team of `threads`, thread = 0, 1, ... (the team's own
+// numbering; body(0) is called directly when threads <= 1, even from inside another team,
+// where omp_get_thread_num() would give the outer team's number).
 template <typename Body>
 void parallel_region(int threads, Body&& body) {
   if (threads <= 1) {
-    body();
+    body(0);
     return;
   }
 #pragma omp parallel num_threads(threads)
-  body();
+  body(omp_get_thread_num());
 }
 
 // body(begin, end) over [0, count) in chunks, on a team of at most `threads`. Each thread owns
