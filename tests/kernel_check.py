@@ -49,6 +49,16 @@ for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
         b = rng.standard_normal((k, n)).astype(dtype)
         check(f"{dtype.__name__} small strided A {m},{n},{k}", (cr.tensor(big_a)[::3, ::2] @ cr.tensor(b)).numpy(),
               big_a[::3, ::2].astype(np.float64) @ b.astype(np.float64), rtol * 10)
+    # A and B read in place up to k = 512: tiles walking down the rows (A the smaller operand)
+    # or along them (B the smaller), edge rows, A transposed, on the team
+    for m, n, k, transposed in [(300, 384, 512, False), (1000, 64, 100, False), (256, 256, 256, True),
+                                (37, 4096, 200, False)]:
+        a = rng.standard_normal((k, m) if transposed else (m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        ta = cr.tensor(a).T if transposed else cr.tensor(a)
+        na = a.T if transposed else a
+        check(f"{dtype.__name__} in place {m}x{k}@{k}x{n}{' a.T' if transposed else ''}", (ta @ cr.tensor(b)).numpy(),
+              na.astype(np.float64) @ b, rtol * 10)
     # batched with broadcast batch dims; then batches large enough for the blocked GEMM, run
     # one product per OpenMP thread (each packing into its own space)
     a = rng.standard_normal((3, 1, 40, 50)).astype(dtype)

@@ -19,6 +19,7 @@
 #include "parallel.h"
 
 namespace chainrule {
+using detail::parallel_chunks;
 using detail::parallel_for;
 using detail::parallel_region;
 namespace gemm {
@@ -54,7 +55,7 @@ struct Operand {
 
 constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loop
 constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
-constexpr std::int64_t kUnpackedBytes = 128 * 1024;  // A and B this small: no packing
+constexpr std::int64_t kUnpackedMaxK = 512;  // A and B read in place up to this k
 
 template <typename T>
 struct Buffer {
@@ -296,17 +297,30 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
         });
         return;
       }
-      if (b.cs == 1 && n % kernel.nr == 0 && (m * k + k * n) * std::int64_t{sizeof(T)} <= kUnpackedBytes &&
-          k <= 512) {
-        // Small operands (they fit in L2): tiles straight from A and B, no packing.
-        const std::int64_t row_blocks = (m + kernel.mr - 1) / kernel.mr, col_blocks = n / kernel.nr;
-        parallel_for(std::min<std::int64_t>(threads, row_blocks * col_blocks), row_blocks * col_blocks,
-                     [&](std::int64_t tile) {
-          const std::int64_t i0 = (tile % row_blocks) * kernel.mr, j0 = (tile / row_blocks) * kernel.nr;
-          kernel.unpacked(k, a.data + i0 * a.rs, a.rs, a.cs, b.data + j0, b.rs, c + i0 * ldc + j0, ldc,
-                          std::min<std::int64_t>(kernel.mr, m - i0), kernel.nr, false);
-        });
-        return;
+      if (b.cs == 1 && n % kernel.nr == 0 && k <= kUnpackedMaxK) {
+        // Tiles straight from A and B, no packing, when one pass over k makes each tile of C
+        // and the operand read again for every tile column (or row) fits in L2: the smaller
+        // one, so consecutive tiles walk down the rows (B's strip stays put, A is read again)
+        // or along them. From n = 192 to 512 this ran 3-6% faster than packing on one thread
+        // (n = 256: 249-260 against 239-245 GFLOP/s); with 2 MiB of A read again (1024x512 @
+        // 512x1024) it ran 6% slower.
+        const std::int64_t a_bytes = m * k * std::int64_t{sizeof(T)}, b_bytes = k * n * std::int64_t{sizeof(T)};
+        if (std::min(a_bytes, b_bytes) <= cache_sizes().l2) {
+          const bool down_rows = a_bytes <= b_bytes;
+          const std::int64_t row_blocks = (m + kernel.mr - 1) / kernel.mr, col_blocks = n / kernel.nr;
+          const std::int64_t tiles = row_blocks * col_blocks;
+          parallel_chunks(static_cast<int>(std::min<std::int64_t>(threads, tiles)), tiles, 1,
+                          [&](std::int64_t begin, std::int64_t end) {
+            for (std::int64_t tile = begin; tile < end; ++tile) {
+              const std::int64_t row = down_rows ? tile % row_blocks : tile / col_blocks;
+              const std::int64_t col = down_rows ? tile / row_blocks : tile % col_blocks;
+              const std::int64_t i0 = row * kernel.mr, j0 = col * kernel.nr;
+              kernel.unpacked(k, a.data + i0 * a.rs, a.rs, a.cs, b.data + j0, b.rs, c + i0 * ldc + j0, ldc,
+                              std::min<std::int64_t>(kernel.mr, m - i0), kernel.nr, false);
+            }
+          });
+          return;
+        }
       }
       if (n <= kernel.narrow_nr && n < kernel.nr) {
         gemm_narrow(m, n, k, a, b, c, ldc, threads, kernel);
