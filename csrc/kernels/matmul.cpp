@@ -25,21 +25,11 @@ using detail::parallel_region;
 namespace gemm {
 
 MicroKernel<float> micro_kernel_f32(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512: return avx512::kernel_f32();
-    case Isa::Avx2: return avx2::kernel_f32();
-    case Isa::Generic: break;
-  }
-  return generic::kernel_f32();
+  return call_for_isa(isa, generic::kernel_f32, avx2::kernel_f32, avx512::kernel_f32);
 }
 
 MicroKernel<double> micro_kernel_f64(Isa isa) {
-  switch (isa) {
-    case Isa::Avx512: return avx512::kernel_f64();
-    case Isa::Avx2: return avx2::kernel_f64();
-    case Isa::Generic: break;
-  }
-  return generic::kernel_f64();
+  return call_for_isa(isa, generic::kernel_f64, avx2::kernel_f64, avx512::kernel_f64);
 }
 
 }  // namespace gemm

@@ -3,8 +3,6 @@
 // contiguous with each other in every operand are merged, so most calls become one flat loop.
 // The body sees one innermost row at a time: body(pointers, byte strides, count).
 #pragma once
-#include <omp.h>
-
 #include <array>
 #include <cstdint>
 #include <vector>

@@ -6,14 +6,8 @@
 namespace chainrule::vector_math {
 
 const Functions& functions() {
-  static const Functions chosen = [] {
-    switch (active_isa()) {
-      case Isa::Avx512: return avx512::functions();
-      case Isa::Avx2: return avx2::functions();
-      case Isa::Generic: break;
-    }
-    return generic::functions();
-  }();
+  static const Functions chosen =
+      call_for_isa(active_isa(), generic::functions, avx2::functions, avx512::functions);
   return chosen;
 }
 

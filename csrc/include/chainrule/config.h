@@ -13,6 +13,18 @@ Isa active_isa();
 const char* isa_name(Isa isa);
 bool cpu_supports(Isa isa);
 
+// Calls the variant for `isa` of a function compiled once per ISA (generic, avx2, avx512, each
+// in its own file with its own flags) and returns its result.
+template <typename Generic, typename Avx2, typename Avx512>
+auto call_for_isa(Isa isa, Generic generic, Avx2 avx2, Avx512 avx512) {
+  switch (isa) {
+    case Isa::Avx512: return avx512();
+    case Isa::Avx2: return avx2();
+    case Isa::Generic: break;
+  }
+  return generic();
+}
+
 // The data cache sizes of the CPU in bytes (per core for L1 and L2), read once from Linux's sysfs
 // (else sysconf, else 32 KiB / 256 KiB / 8 MiB): the GEMM sizes its blocks from them.
 struct CacheSizes {
