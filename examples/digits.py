@@ -3,7 +3,8 @@
 64 -> 128 ReLU -> 10, cross-entropy, Adam (lr 1e-3), batch 32, 20 epochs; the pixels are
 standardised with the training set's statistics and the data split 80/20 with a fixed seed.
 
-Run: pip install scikit-learn tqdm && python examples/digits.py [--epochs 20] [--seed 0]
+Run: pip install ".[examples]" && python examples/digits.py [--epochs 20] [--seed 0]
+(scikit-learn provides the data; tqdm, if installed, draws progress bars.)
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from typing import Any
 import numpy as np
 
 import chainrule as cr
+from chainrule.utils.extras import progress, require
 
 
 def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    datasets = require("sklearn.datasets", package="scikit-learn")
+    train_test_split = require("sklearn.model_selection", package="scikit-learn").train_test_split
 
-    digits = load_digits()
+    digits = datasets.load_digits()
     x = digits.data.astype(np.float32)
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=seed,
@@ -31,10 +33,8 @@ def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 
 
 def train(epochs: int = 20, seed: int = 0, lr: float = 1e-3, batch_size: int = 32,
-          progress: bool = True, verbose: bool = True) -> dict[str, Any]:
+          show_progress: bool = True, verbose: bool = True) -> dict[str, Any]:
     """Trains the MLP; returns the final test accuracy and seconds per epoch."""
-    from tqdm import tqdm
-
     cr.manual_seed(seed)
     x_train, x_test, y_train, y_test = load_data(seed)
     loader = cr.utils.data.DataLoader(
@@ -51,7 +51,7 @@ def train(epochs: int = 20, seed: int = 0, lr: float = 1e-3, batch_size: int = 3
         start = time.perf_counter()
         model.train()
         total, batches = 0.0, 0
-        for xb, yb in tqdm(loader, desc=f"epoch {epoch:2d}", leave=False, disable=not progress):
+        for xb, yb in progress(loader, desc=f"epoch {epoch:2d}", enabled=show_progress):
             optimizer.zero_grad()
             loss = loss_fn(model(xb), yb)
             loss.backward()
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args()
-    train(args.epochs, args.seed, args.lr, args.batch_size, progress=not args.no_progress)
+    train(args.epochs, args.seed, args.lr, args.batch_size, show_progress=not args.no_progress)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import chainrule as cr
+from chainrule.utils.extras import require
 
 
 def build_parameters(hidden: int) -> list[cr.Tensor]:
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--logdir", metavar="DIR",
                         help="write TensorBoard logs (cost, W1/W2 histograms) to DIR")
     args = parser.parse_args()
+    if args.logdir:  # one line saying what to install, before training, instead of a traceback
+        require("tensorboardX", install='pip install ".[tensorboard]" (or pip install tensorboardX)')
     train(args.hidden, args.lr, args.steps, args.seed, args.optimizer,
           graph=args.graph, logdir=args.logdir)
 

@@ -10,3 +10,10 @@ def _seeded():
     cr.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, the oracle of the comparison tests; they skip (never fail) without it."""
+    return pytest.importorskip(
+        "torch", reason="PyTorch is not installed (pip install torch==2.13.0 to compare with it)")

@@ -34,9 +34,8 @@ def _env():
 
 def test_digits_reaches_96_percent_test_accuracy():
     pytest.importorskip("sklearn")
-    pytest.importorskip("tqdm")
     digits = _load("digits")
-    result = digits.train(progress=False, verbose=False)
+    result = digits.train(show_progress=False, verbose=False)
     assert set(result) >= {"accuracy", "seconds_per_epoch"}
     assert 0.0 <= result["accuracy"] <= 1.0
     assert result["accuracy"] >= 0.96, result
@@ -45,10 +44,9 @@ def test_digits_reaches_96_percent_test_accuracy():
 
 def test_digits_is_reproducible_for_a_seed():
     pytest.importorskip("sklearn")
-    pytest.importorskip("tqdm")
     digits = _load("digits")
-    a = digits.train(epochs=2, progress=False, verbose=False)
-    b = digits.train(epochs=2, progress=False, verbose=False)
+    a = digits.train(epochs=2, show_progress=False, verbose=False)
+    b = digits.train(epochs=2, show_progress=False, verbose=False)
     assert a["accuracy"] == b["accuracy"]
 
 
@@ -79,3 +77,45 @@ def test_xor_script_with_adam_option():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Accuracy: 1.0" in proc.stdout, proc.stdout[-2000:]
+
+
+def _run_example_without(blocked: list[str], script: str, *args: str):
+    """Runs examples/<script> in a fresh interpreter where importing `blocked` fails, as on a
+    machine where they are not installed."""
+    code = ("import runpy, sys\n"
+            f"for name in {blocked!r}: sys.modules[name] = None\n"
+            f"sys.argv = [{script!r}, *{list(args)!r}]\n"
+            f"runpy.run_path({str(EXAMPLES / script)!r}, run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_digits_without_scikit_learn_says_what_to_install_in_one_line():
+    proc = _run_example_without(["sklearn"], "digits.py")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "scikit-learn" in proc.stderr and '.[examples]' in proc.stderr
+
+
+def test_xor_logdir_without_tensorboardx_says_what_to_install_in_one_line(tmp_path):
+    proc = _run_example_without(["tensorboardX"], "xor.py", "--logdir", str(tmp_path / "runs"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "tensorboardX" in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "runs").exists()  # it stopped before training
+
+
+def test_digits_without_tqdm_prints_plain_epoch_lines():
+    pytest.importorskip("sklearn")
+    proc = _run_example_without(["tqdm"], "digits.py", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split()[:2] for line in lines[:2]] == [["epoch", "1"], ["epoch", "2"]]
+    assert lines[-1].startswith("test accuracy")
+
+
+def test_progress_falls_back_to_the_plain_iterable_without_tqdm(monkeypatch):
+    from chainrule.utils.extras import progress
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    assert list(progress(range(4), desc="x")) == [0, 1, 2, 3]
+    assert list(progress(range(2), enabled=False)) == [0, 1]

@@ -123,10 +123,9 @@ def test_unconsumed_capsule_frees_its_tensor():
 
 
 # ------------------------------------------------------------------ DLPack with PyTorch
-torch = pytest.importorskip("torch")
 
 
-def test_torch_reads_a_tensor_through_dlpack_without_copy():
+def test_torch_reads_a_tensor_through_dlpack_without_copy(torch):
     t = cr.tensor(_filled())
     x = torch.from_dlpack(t)
     x[2, 2] = -5.0
@@ -136,7 +135,7 @@ def test_torch_reads_a_tensor_through_dlpack_without_copy():
     assert x[2, 2].item() == -5.0 and x.sum().item() == pytest.approx(66 - 10 - 5)
 
 
-def test_from_dlpack_of_torch_shares_memory_and_outlives_it():
+def test_from_dlpack_of_torch_shares_memory_and_outlives_it(torch):
     x = torch.arange(12, dtype=torch.float64).reshape(3, 4).t()
     t = cr.from_dlpack(x)
     assert t.dtype == cr.float64 and t.shape == (4, 3)
@@ -148,7 +147,7 @@ def test_from_dlpack_of_torch_shares_memory_and_outlives_it():
     assert t[0, 0].item() == 77.0
 
 
-def test_gradients_flow_through_a_tensor_taken_from_torch():
+def test_gradients_flow_through_a_tensor_taken_from_torch(torch):
     w = cr.from_dlpack(torch.ones(3)).requires_grad_()
     (w * w).sum().backward()
     np.testing.assert_array_equal(w.grad.numpy(), [2.0, 2.0, 2.0])
