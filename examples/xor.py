@@ -9,9 +9,10 @@
 Run: python examples/xor.py [--hidden 2] [--lr 0.1] [--steps 10001] [--seed 0] [--optimizer sgd]
                            [--graph xor.svg] [--logdir runs/xor]
 
---graph draws the graph of the cost (its ops, the weights with their values and gradients) with
-Graphviz; --logdir writes the cost and the weight histograms for TensorBoard
-(`tensorboard --logdir runs`), as in the lecture's TensorBoard lab.
+--graph draws the graph of the cost (its ops, the inputs X and Y, the constants, the weights with
+their values and gradients) with Graphviz; --logdir writes the cost, the weight histograms and
+the same graph for TensorBoard (`tensorboard --logdir runs`: Scalars, Histograms and Graphs), as
+in the lecture's TensorBoard lab.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
 
     With `graph`, draws the graph of the last training step's cost into that file (see
     save_graph); with `logdir`, logs the cost every 100 steps and histograms of W1 and W2
-    every 1000 steps for TensorBoard (needs tensorboardX).
+    every 1000 steps for TensorBoard, and the graph of the last step's cost at the end (needs
+    tensorboardX).
     """
     cr.manual_seed(seed)
     X = cr.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -81,10 +83,14 @@ def train(hidden: int = 2, lr: float = 0.1, steps: int = 10001, seed: int = 0,
                 writer.add_histogram("W1", W1, step)
                 writer.add_histogram("W2", W2, step)
     seconds = time.perf_counter() - start
+    names = {"X": X, "Y": Y, "W1": W1, "b1": b1, "W2": W2, "b2": b2}
+    if cost is not None:
+        names["cost"] = cost
     if writer is not None:
+        if cost is not None:
+            writer.add_graph(cost, names=names)  # TensorBoard's Graphs tab
         writer.close()
     if graph is not None and cost is not None:
-        names = {"W1": W1, "b1": b1, "W2": W2, "b2": b2, "cost": cost}
         written = save_graph(cost, graph, names)
         if verbose:
             print(f"graph of the cost written to {written}")
@@ -127,7 +133,7 @@ def main() -> None:
     parser.add_argument("--graph", metavar="PATH",
                         help="draw the graph of the cost into PATH (e.g. xor.svg or xor.png)")
     parser.add_argument("--logdir", metavar="DIR",
-                        help="write TensorBoard logs (cost, W1/W2 histograms) to DIR")
+                        help="write TensorBoard logs (cost, W1/W2 histograms, the graph) to DIR")
     args = parser.parse_args()
     if args.logdir:  # one line saying what to install, before training, instead of a traceback
         require("tensorboardX", install='pip install ".[tensorboard]" (or pip install tensorboardX)')

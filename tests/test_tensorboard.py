@@ -234,3 +234,26 @@ def test_xor_without_logdir_writes_nothing(tmp_path, monkeypatch):
     xor = _load_xor()
     xor.train(steps=3, verbose=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_xor_logdir_writes_the_graph(tbx, tmp_path):
+    # The lecture's TensorBoard slide: the whole graph of the cost, inputs and constants too.
+    xor = _load_xor()
+    xor.train(hidden=2, steps=3, seed=0, verbose=False, logdir=tmp_path)
+    [graph] = graph_defs(read_events(tmp_path))
+    nodes = _nodes(graph)
+    assert nodes["X"].op == "Placeholder" and nodes["Y"].op == "Placeholder"
+    assert _shape(nodes["X"]) == [4, 2] and _shape(nodes["Y"]) == [4, 1]
+    assert nodes["W1"].op == "Parameter" and _shape(nodes["W1"]) == [2, 2]
+    assert nodes["cost"].op == "Output"
+    matmuls = [n for n in graph.node if n.op == "MatMul"]
+    first, second = sorted((list(n.input) for n in matmuls), key=lambda i: i[1])
+    assert first == ["X", "W1"]  # both operands, the input X too
+    assert second[1] == "W2" and nodes[second[0]].op == "Sigmoid"
+    consts = [n for n in graph.node if n.op == "Const"]
+    values = sorted(tuple(c.attr["value"].tensor.float_val) or
+                    tuple(c.attr["value"].tensor.int64_val) for c in consts)
+    assert values == [(1,), (1.0, 0.0, 0.0, 1.0)]  # the 1 of 1 - h, and 1 - Y
+    assert all(name in nodes for node in graph.node for name in node.input)
+    ops = {n.op for n in graph.node}
+    assert {"MatMul", "Add", "Sigmoid", "Log", "Mul", "Sub", "Mean", "Neg"} <= ops

@@ -143,14 +143,62 @@ def test_shapes_and_dtypes_on_edges():
 def test_constants_shared_leaves_and_shared_ops():
     x = cr.tensor([1.0, 2.0], requires_grad=True)
     nodes, edges = parse_dot(cr.viz.to_dot(x * 3.0 + cr.ones(2)))
-    assert [lines[0] for lines, _ in nodes.values()] == ["output", "Add", "Mul", "leaf"]
+    # constants are drawn where the op that uses them is: a tensor with its values, a number
+    # as itself
+    assert [lines for lines, _ in nodes.values()] == [
+        ["output", "(2,) float32", "value: [4, 7]"], ["Add"],
+        ["constant", "(2,) float32", "value: [1, 1]"], ["Mul"], ["3"],
+        ["leaf", "(2,) float32", "value: [1, 2]"]]
+    assert sorted((s, t) for s, t, _ in edges) == [("n1", "n0"), ("n2", "n1"), ("n3", "n1"),
+                                                   ("n4", "n3"), ("n5", "n3")]
     nodes, edges = parse_dot(cr.viz.to_dot(x * x))
     assert [(s, t) for s, t, _ in edges] == [("n1", "n0"), ("n2", "n1"), ("n2", "n1")]
     a = x * 2.0
     nodes, edges = parse_dot(cr.viz.to_dot(a + a))  # the Mul node is drawn once, used twice
-    assert [lines[0] for lines, _ in nodes.values()] == ["output", "Add", "Mul", "leaf"]
+    assert [lines[0] for lines, _ in nodes.values()] == ["output", "Add", "Mul", "2", "leaf"]
     assert sorted((s, t) for s, t, _ in edges) == [("n1", "n0"), ("n2", "n1"), ("n2", "n1"),
-                                                   ("n3", "n2")]
+                                                   ("n3", "n2"), ("n4", "n2")]
+    c = cr.tensor([5.0, 6.0])
+    nodes, edges = parse_dot(cr.viz.to_dot(x * c + c, names={"c": c}))  # c drawn once
+    assert [lines[0] for lines, _ in nodes.values()] == ["output", "Add", "c", "Mul", "leaf"]
+    assert nodes["n2"][0] == ["c", "(2,) float32", "value: [5, 6]"]
+    assert sorted((s, t) for s, t, _ in edges) == [("n1", "n0"), ("n2", "n1"), ("n2", "n3"),
+                                                   ("n3", "n1"), ("n4", "n3")]
+
+
+def test_matmul_shows_both_operands():
+    # The lecture's first layer: X takes no gradient, yet MatMul has two operands on the page.
+    X = cr.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    W1 = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    nodes, edges = parse_dot(cr.viz.to_dot(X @ W1, names={"X": X, "W1": W1}))
+    ids = by_first_line(nodes)
+    assert nodes[ids["X"]][0] == ["X", "(4, 2) float32", "value: [[0, 0], [0, 1], [1, 0], [1, 1]]"]
+    assert {(s, t) for s, t, _ in edges} == {(ids["X"], ids["MatMul"]), (ids["W1"], ids["MatMul"]),
+                                             (ids["MatMul"], ids["output"])}
+    nodes, _ = cr.viz.walk_graph(X @ W1, names={"X": X})
+    assert [(n.kind, n.name) for n in nodes] == [("output", "output"), ("op", "MatMul"),
+                                                 ("input", "X"), ("leaf", "leaf")]
+
+
+def test_large_constants_are_named_while_alive_and_never_kept():
+    import gc
+    import weakref
+
+    w = cr.ones(3, requires_grad=True)
+    batch = cr.ones(100, 3)
+    y = (batch * w).sum()
+    nodes, _ = cr.viz.walk_graph(y, names={"batch": batch})
+    [node] = [n for n in nodes if n.kind != "op" and n.name == "batch"]
+    assert node.kind == "input" and node.shape == (100, 3)
+    lines = parse_dot(cr.viz.to_dot(y, names={"batch": batch}))[0]
+    assert ["batch", "(100, 3) float32"] in [label for label, _ in lines.values()]  # no values
+    alive = weakref.ref(batch)
+    del batch, nodes, node
+    gc.collect()
+    assert alive() is None  # the graph did not keep the batch
+    nodes, _ = cr.viz.walk_graph(y)
+    [node] = [n for n in nodes if n.kind == "constant"]
+    assert node.tensor is None and node.shape == (100, 3) and node.dtype == cr.float32
 
 
 def test_a_leaf_or_a_tensor_without_graph_is_one_node():
@@ -165,7 +213,7 @@ def test_labels_are_escaped():
     x = cr.tensor(1.0, requires_grad=True)
     dot = cr.viz.to_dot(x * 2.0, names={'say "hi"\\': x})
     assert 'label="say \\"hi\\"\\\\\\n' in dot
-    assert len(parse_dot(dot)[0]) == 3
+    assert len(parse_dot(dot)[0]) == 4  # x, Mul, the number 2, the output
 
 
 def test_bad_arguments():
@@ -183,9 +231,10 @@ def test_ten_thousand_op_chain():
         y = y * 1.0
     dot = cr.viz.to_dot(y)
     nodes, edges = parse_dot(dot)
-    assert len(nodes) == 10_002 and len(edges) == 10_001
+    assert len(nodes) == 20_002 and len(edges) == 20_001  # each Mul with its constant 1.0
     assert sum(lines[0] == "Mul" for lines, _ in nodes.values()) == 10_000
-    assert nodes["n10001"][0][0] == "leaf"
+    assert sum(lines[0] == "1" for lines, _ in nodes.values()) == 10_000
+    assert nodes["n20001"][0][0] == "leaf"
 
 
 # ------------------------------------------------------------------ render
@@ -271,8 +320,34 @@ def test_xor_graph_option(tmp_path):
         assert "<svg" in text
     else:
         text = target.with_suffix(".dot").read_text()
-    for name in ("W1", "b1", "W2", "b2", "cost", "MatMul", "Sigmoid", "Log", "Mean"):
+    for name in ("X", "Y", "W1", "b1", "W2", "b2", "cost", "MatMul", "Sigmoid", "Log", "Mean"):
         assert name in text
+
+
+def test_xor_graph_reads_on_a_page(tmp_path):
+    # The whole XOR graph (inputs, constants, weights, 15 ops) laid out top to bottom: taller
+    # than wide and narrow enough for a page (it was 3422 x 288 px left to right).
+    _needs_graphviz()
+    xor = _load_xor()
+    target = tmp_path / "xor.png"
+    xor.train(steps=20, verbose=False, graph=target)
+    header = target.read_bytes()[:24]
+    width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+    assert width < 1400 and height > width, (width, height)
+
+
+def test_xor_graph_draws_inputs_and_constants(tmp_path):
+    xor = _load_xor()
+    xor.train(steps=3, verbose=False, graph=tmp_path / "xor.dot")  # .dot: the text itself
+    nodes, edges = parse_dot((tmp_path / "xor.dot").read_text())
+    ids = by_first_line(nodes)
+    assert nodes[ids["X"]][0][2] == "value: [[0, 0], [0, 1], [1, 0], [1, 1]]"
+    assert nodes[ids["Y"]][0][2] == "value: [[0], [1], [1], [0]]"
+    assert nodes[ids["constant"]][0][2] == "value: [[1], [0], [0], [1]]"  # 1 - Y
+    assert "1" in ids  # the 1 of 1 - hypothesis
+    into_matmul = [s for s, t, _ in edges if nodes[t][0][0] == "MatMul"]
+    assert len(into_matmul) == 4  # both products have both operands
+    assert ids["X"] in into_matmul and ids["W1"] in into_matmul
 
 
 def test_xor_graph_falls_back_to_dot_text(tmp_path, monkeypatch, capsys):

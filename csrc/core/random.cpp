@@ -3,26 +3,74 @@
 #include <cmath>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <utility>
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
 
 namespace chainrule {
-namespace {
 
-constexpr std::uint64_t kDefaultSeed = 67280421310721ULL;  // PyTorch's default CPU seed
+void Generator::manual_seed(std::uint64_t seed) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  engine_.seed(seed);
+  seed_ = seed;
+}
 
-struct Generator {
-  std::mutex mutex;
-  std::mt19937_64 engine{kDefaultSeed};
-  std::uint64_t seed = kDefaultSeed;
-};
+std::uint64_t Generator::initial_seed() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return seed_;
+}
 
-Generator& generator() {
+std::uint64_t Generator::seed() {
+  std::random_device entropy;
+  const std::uint64_t seed = (static_cast<std::uint64_t>(entropy()) << 32) ^ entropy();
+  manual_seed(seed);
+  return seed;
+}
+
+// The standard library writes a Mersenne Twister's state as its words and position in
+// decimal; read them back as numbers so the state travels as a plain int64 tensor.
+std::vector<std::uint64_t> Generator::get_state() const {
+  std::ostringstream text;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    text << engine_;
+  }
+  std::vector<std::uint64_t> state;
+  std::istringstream numbers(text.str());
+  for (std::uint64_t word; numbers >> word;) state.push_back(word);
+  state.push_back(initial_seed());
+  return state;
+}
+
+void Generator::set_state(const std::vector<std::uint64_t>& state) {
+  constexpr std::size_t kWords = std::mt19937_64::state_size + 1;  // the words and the position
+  if (state.size() != kWords + 1) {
+    fail<ValueError>("Generator.set_state: expected a state of ", kWords + 1, " values (from get_state), got ",
+                     state.size());
+  }
+  std::ostringstream text;
+  for (std::size_t i = 0; i < kWords; ++i) text << state[i] << ' ';
+  std::mt19937_64 restored;
+  std::istringstream in(text.str());
+  in >> restored;
+  if (in.fail() || state[kWords - 1] > std::mt19937_64::state_size) {
+    fail<ValueError>("Generator.set_state: the state is not one that get_state returned");
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  engine_ = restored;
+  seed_ = state[kWords];
+}
+
+Generator& default_generator() {
   static Generator g;
   return g;
 }
+
+namespace {
+
+Generator& or_default(Generator* generator) { return generator != nullptr ? *generator : default_generator(); }
 
 // 53 random bits as a double in [0, 1).
 double uniform_double(std::mt19937_64& engine) {
@@ -34,20 +82,13 @@ float uniform_float(std::mt19937_64& engine) {
 }
 
 template <typename T, typename Draw>
-void fill_with(const Tensor& t, Draw draw) {
-  // Draws run in a fixed element order under the lock, so a seed gives the same numbers
-  // whatever the thread count.
-  Generator& g = generator();
-  std::lock_guard<std::mutex> lock(g.mutex);
-  if (t.is_contiguous()) {
-    T* data = t.data_as<T>();
-    for (std::int64_t i = 0; i < t.numel(); ++i) data[i] = draw(g.engine);
-    return;
-  }
-  Tensor tmp = Tensor::empty(t.shape(), t.dtype());
-  T* data = tmp.data_as<T>();
-  for (std::int64_t i = 0; i < t.numel(); ++i) data[i] = draw(g.engine);
-  copy_(t, tmp);
+void fill_with(const Tensor& t, Generator& generator, Draw draw) {
+  const Tensor target = t.is_contiguous() ? t : Tensor::empty(t.shape(), t.dtype());
+  T* data = target.data_as<T>();
+  generator.locked([&](std::mt19937_64& engine) {
+    for (std::int64_t i = 0; i < target.numel(); ++i) data[i] = draw(engine);
+  });
+  if (!t.is_contiguous()) copy_(t, target);
 }
 
 void require_float(DType dtype, const char* op) {
@@ -56,27 +97,22 @@ void require_float(DType dtype, const char* op) {
 
 }  // namespace
 
-void manual_seed(std::uint64_t seed) {
-  Generator& g = generator();
-  std::lock_guard<std::mutex> lock(g.mutex);
-  g.engine.seed(seed);
-  g.seed = seed;
-}
+void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
 
-std::uint64_t initial_seed() { return generator().seed; }
+std::uint64_t initial_seed() { return default_generator().initial_seed(); }
 
-void uniform_(const Tensor& t, double low, double high) {
+void uniform_(const Tensor& t, double low, double high, Generator* generator) {
   require_float(t.dtype(), "uniform_");
   if (t.dtype() == DType::Float32) {
     const float lo = static_cast<float>(low), span = static_cast<float>(high - low);
-    fill_with<float>(t, [=](std::mt19937_64& e) { return lo + span * uniform_float(e); });
+    fill_with<float>(t, or_default(generator), [=](std::mt19937_64& e) { return lo + span * uniform_float(e); });
   } else {
-    fill_with<double>(t, [=](std::mt19937_64& e) { return low + (high - low) * uniform_double(e); });
+    fill_with<double>(t, or_default(generator), [=](std::mt19937_64& e) { return low + (high - low) * uniform_double(e); });
   }
   t.bump_version();
 }
 
-void normal_(const Tensor& t, double mean, double std) {
+void normal_(const Tensor& t, double mean, double std, Generator* generator) {
   require_float(t.dtype(), "normal_");
   if (std < 0) fail<ValueError>("normal_: std must be non-negative, got ", std);
   // Box-Muller, one value per pair of uniforms; the second of the pair is kept for the next draw.
@@ -93,32 +129,32 @@ void normal_(const Tensor& t, double mean, double std) {
     return mean + std * radius * std::cos(2.0 * M_PI * u2);
   };
   if (t.dtype() == DType::Float32) {
-    fill_with<float>(t, [&](std::mt19937_64& e) { return static_cast<float>(draw_normal(e)); });
+    fill_with<float>(t, or_default(generator), [&](std::mt19937_64& e) { return static_cast<float>(draw_normal(e)); });
   } else {
-    fill_with<double>(t, draw_normal);
+    fill_with<double>(t, or_default(generator), draw_normal);
   }
   t.bump_version();
 }
 
-Tensor rand(const Shape& shape, DType dtype) {
+Tensor rand(const Shape& shape, DType dtype, Generator* generator) {
   require_float(dtype, "rand");
   Tensor t = Tensor::empty(shape, dtype);
-  uniform_(t, 0.0, 1.0);
+  uniform_(t, 0.0, 1.0, generator);
   return t;
 }
 
-Tensor randn(const Shape& shape, DType dtype) {
+Tensor randn(const Shape& shape, DType dtype, Generator* generator) {
   require_float(dtype, "randn");
   Tensor t = Tensor::empty(shape, dtype);
-  normal_(t, 0.0, 1.0);
+  normal_(t, 0.0, 1.0, generator);
   return t;
 }
 
-Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape) {
+Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape, Generator* generator) {
   if (low >= high) fail<ValueError>("randint: expected low < high, got low=", low, " and high=", high);
   Tensor t = Tensor::empty(shape, DType::Int64);
   const std::uint64_t span = static_cast<std::uint64_t>(high) - static_cast<std::uint64_t>(low);
-  fill_with<std::int64_t>(t, [=](std::mt19937_64& e) {
+  fill_with<std::int64_t>(t, or_default(generator), [=](std::mt19937_64& e) {
     // Rejection sampling: no modulo bias.
     const std::uint64_t limit = span == 0 ? 0 : (~std::uint64_t{0} / span) * span;
     std::uint64_t x = e();
@@ -128,17 +164,17 @@ Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape) {
   return t;
 }
 
-Tensor randperm(std::int64_t n) {
+Tensor randperm(std::int64_t n, Generator* generator) {
   if (n < 0) fail<ValueError>("randperm: n must be non-negative, got ", n);
   Tensor t = Tensor::empty({n}, DType::Int64);
   std::int64_t* data = t.data_as<std::int64_t>();
   for (std::int64_t i = 0; i < n; ++i) data[i] = i;
-  Generator& g = generator();
-  std::lock_guard<std::mutex> lock(g.mutex);
-  for (std::int64_t i = n - 1; i > 0; --i) {
-    const std::uint64_t j = g.engine() % static_cast<std::uint64_t>(i + 1);
-    std::swap(data[i], data[j]);
-  }
+  or_default(generator).locked([&](std::mt19937_64& engine) {
+    for (std::int64_t i = n - 1; i > 0; --i) {
+      const std::uint64_t j = engine() % static_cast<std::uint64_t>(i + 1);
+      std::swap(data[i], data[j]);
+    }
+  });
   return t;
 }
 

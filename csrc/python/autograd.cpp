@@ -126,11 +126,33 @@ PyObject* new_node(PyTypeObject* type, NativeOp op) {
   return obj;
 }
 
-void set_edge(NodeState& state, std::size_t i, PyObject* arg, const Tensor* array) {
-  if (!is_tensor(arg) || !as_tensor(arg)->requires_grad) return;
-  TensorObject* t = as_tensor(arg);
+void set_edge(NodeState& state, std::size_t i, PyObject* arg, const Tensor* array, bool number_operand) {
   Edge& edge = state.edges[i];
+  if (!is_tensor(arg)) {
+    if (number_operand && (PyFloat_Check(arg) || PyLong_Check(arg))) {
+      edge.constant = true;
+      edge.shape = {};
+      edge.dtype = PyFloat_Check(arg) ? DType::Float64 : (PyBool_Check(arg) ? DType::Bool : DType::Int64);
+      Py_INCREF(arg);
+      edge.value = arg;
+    }
+    return;
+  }
   const Tensor& used = array != nullptr ? *array : tensor_array(arg);
+  if (!as_tensor(arg)->requires_grad) {
+    edge.constant = true;
+    edge.shape = used.shape();
+    edge.dtype = used.dtype();
+    if (used.numel() <= kConstantValues) {
+      Py_INCREF(arg);
+      edge.value = arg;
+    } else {
+      edge.value = PyWeakref_NewRef(arg, nullptr);  // names it while the caller keeps it
+      if (edge.value == nullptr) PyErr_Clear();     // drawing is no reason to fail an op
+    }
+    return;
+  }
+  TensorObject* t = as_tensor(arg);
   PyObject* target = is_set(t->grad_fn) ? t->grad_fn : arg;
   Py_INCREF(target);
   edge.target = target;
@@ -343,7 +365,10 @@ int node_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(n->hooks);
   Py_VISIT(n->retained);
   if (n->state != nullptr) {
-    for (const Edge& edge : n->state->edges) Py_VISIT(edge.target);
+    for (const Edge& edge : n->state->edges) {
+      Py_VISIT(edge.target);
+      Py_VISIT(edge.value);
+    }
   }
   Py_VISIT(Py_TYPE(self));
   return 0;
@@ -355,7 +380,10 @@ int node_clear(PyObject* self) {
   Py_CLEAR(n->hooks);
   Py_CLEAR(n->retained);
   if (n->state != nullptr) {
-    for (Edge& edge : n->state->edges) Py_CLEAR(edge.target);
+    for (Edge& edge : n->state->edges) {
+      Py_CLEAR(edge.target);
+      Py_CLEAR(edge.value);
+    }
   }
   return 0;
 }
@@ -417,6 +445,32 @@ PyObject* node_edges(PyObject* self, void*) {
   return out;
 }
 
+// node.constants: one entry per input, (value, shape, dtype) for an input that takes no
+// gradient (value: the number or small tensor, or a weak reference to a large tensor), None
+// otherwise. For drawing only.
+PyObject* node_constants(PyObject* self, void*) {
+  const NodeState* state = as_node(self)->state;
+  const std::size_t count = state == nullptr ? 0 : state->edges.size();
+  PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(count));
+  if (out == nullptr) return nullptr;
+  for (std::size_t i = 0; i < count; ++i) {
+    const Edge& edge = state->edges[i];
+    PyObject* item = Py_None;
+    if (!edge.constant) {
+      Py_INCREF(Py_None);
+    } else {
+      item = Py_BuildValue("(ONN)", edge.value != nullptr ? edge.value : Py_None, shape_tuple(edge.shape),
+                           dtype_object(edge.dtype));
+      if (item == nullptr) {
+        Py_DECREF(out);
+        return nullptr;
+      }
+    }
+    PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), item);
+  }
+  return out;
+}
+
 PyMethodDef node_methods[] = {
     {"name", node_name, METH_NOARGS, "name($self, /)\n--\n\nThe node's name, e.g. 'MulBackward'."},
     {nullptr, nullptr, 0, nullptr},
@@ -438,6 +492,10 @@ PyGetSetDef node_getset[] = {
     {"edges", node_edges, nullptr,
      const_cast<char*>("one (target, shape, dtype) per input: where its gradient goes, with the shape "
                        "and dtype it must have there; None for an input that takes no gradient"),
+     nullptr},
+    {"constants", node_constants, nullptr,
+     const_cast<char*>("one (value, shape, dtype) per input that takes no gradient (value None when "
+                       "large), None for the others: what chainrule.viz draws as constants"),
      nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };

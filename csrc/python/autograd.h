@@ -32,12 +32,19 @@ struct TensorObject {
 
 // Where an input's gradient goes: its node, or the leaf Tensor itself; and the shape and dtype
 // the gradient must have there (the engine sums and casts to them, in one place).
+// An input that takes no gradient (X, Y, the 1 of 1 - h) is remembered only for drawing the
+// graph (chainrule.viz): its shape and dtype, and the object itself when it is a Python number
+// or a tensor of at most kConstantValues elements; a larger tensor only by a weak reference, so
+// that a graph never keeps a batch alive.
 struct Edge {
   PyObject* target = nullptr;  // owned; nullptr: this input takes no gradient
   Shape shape;
   DType dtype = DType::Float32;
   bool to_node = false;
+  bool constant = false;         // target == nullptr and the input was a tensor or a number
+  PyObject* value = nullptr;     // owned: the constant, or a weak reference to a large one
 };
+constexpr std::int64_t kConstantValues = 64;
 
 // Built-in ops whose forward and backward are C++ (native_ops.cpp); Python is for Function
 // subclasses defined in ops.py or by users.
@@ -97,7 +104,10 @@ PyObject* new_tensor(Tensor t, PyObject* node);
 PyObject* new_node(PyTypeObject* type, NativeOp op);
 // Sets edges[i] from the i-th argument when it is a Tensor that requires grad; `array` is the
 // array the op used (nullptr: read it from the Tensor).
-void set_edge(NodeState& state, std::size_t i, PyObject* arg, const Tensor* array = nullptr);
+// number_operand: a Python number in `arg` is an operand (a native op's 2 in x * 2), not a
+// dim or an option.
+void set_edge(NodeState& state, std::size_t i, PyObject* arg, const Tensor* array = nullptr,
+              bool number_operand = false);
 
 bool grad_enabled();
 // chainrule.autograd.function.Function: the type of native ops' nodes.

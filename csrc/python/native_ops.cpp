@@ -75,7 +75,7 @@ PyObject* finish(Tensor out, const Recording& recording, std::initializer_list<P
   state.edges.resize(inputs.size());
   auto array = arrays.begin();
   std::size_t i = 0;
-  for (PyObject* x : inputs) set_edge(state, i++, x, *array++);
+  for (PyObject* x : inputs) set_edge(state, i++, x, *array++, /*number_operand=*/true);
   save(state.native, out);
   for (const Tensor& a : state.native.arrays) state.versions.push_back(a.version());
   return new_tensor(std::move(out), recording.node());

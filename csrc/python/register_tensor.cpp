@@ -215,14 +215,39 @@ void register_tensor(py::module_& m) {
   m.def("arange_int64", &arange_int64);
   m.def("eye", &eye);
 
+  // A generator's state travels as int64 values (the uint64 words, bit for bit).
+  py::class_<Generator>(m, "Generator")
+      .def(py::init<std::uint64_t>(), py::arg("seed") = Generator::kDefaultSeed)
+      .def("manual_seed", &Generator::manual_seed)
+      .def("initial_seed", &Generator::initial_seed)
+      .def("seed", &Generator::seed)
+      .def("get_state", [](const Generator& g) {
+        const std::vector<std::uint64_t> words = g.get_state();
+        Tensor out = Tensor::empty({static_cast<std::int64_t>(words.size())}, DType::Int64);
+        std::memcpy(out.data_as<std::int64_t>(), words.data(), words.size() * sizeof(std::uint64_t));
+        return out;
+      })
+      .def("set_state", [](Generator& g, const Tensor& state) {
+        if (state.dtype() != DType::Int64 || state.ndim() != 1) {
+          fail<TypeError>("Generator.set_state: expected a 1-D int64 tensor from get_state, got ", state.dtype(),
+                          " of ", state.ndim(), " dims");
+        }
+        const Tensor words = state.contiguous();
+        std::vector<std::uint64_t> values(static_cast<std::size_t>(words.numel()));
+        std::memcpy(values.data(), words.data_as<std::int64_t>(), values.size() * sizeof(std::uint64_t));
+        g.set_state(values);
+      });
+  m.def("default_generator", &default_generator, py::return_value_policy::reference);
+
   m.def("manual_seed", &manual_seed);
   m.def("initial_seed", &initial_seed);
-  m.def("rand", &rand);
-  m.def("randn", &randn);
-  m.def("randint", &randint);
-  m.def("randperm", &randperm);
-  m.def("uniform_", &uniform_);
-  m.def("normal_", &normal_);
+  // generator None: the default generator.
+  m.def("rand", &rand, py::arg("shape"), py::arg("dtype"), py::arg("generator") = nullptr);
+  m.def("randn", &randn, py::arg("shape"), py::arg("dtype"), py::arg("generator") = nullptr);
+  m.def("randint", &randint, py::arg("low"), py::arg("high"), py::arg("shape"), py::arg("generator") = nullptr);
+  m.def("randperm", &randperm, py::arg("n"), py::arg("generator") = nullptr);
+  m.def("uniform_", &uniform_, py::arg("t"), py::arg("low"), py::arg("high"), py::arg("generator") = nullptr);
+  m.def("normal_", &normal_, py::arg("t"), py::arg("mean"), py::arg("std"), py::arg("generator") = nullptr);
 }
 
 }  // namespace chainrule::python

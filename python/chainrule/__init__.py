@@ -31,11 +31,16 @@ finally:
     if _set_spin_count:
         del _os.environ["GOMP_SPINCOUNT"]
 from chainrule._dtype import bool, dtype, float32, float64, int64  # noqa: A004
-from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from chainrule.autograd.grad_mode import (
+    enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled,
+)
 from chainrule.tensor import Tensor
+from chainrule.random import (
+    Generator, default_generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state,
+)
 from chainrule.creation import (
-    arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like, initial_seed, linspace,
-    manual_seed, ones, ones_like, rand, randint, randn, randperm, tensor, zeros, zeros_like,
+    arange, as_tensor, empty, empty_like, eye, from_dlpack, from_numpy, full, full_like, linspace,
+    ones, ones_like, rand, randint, randn, randperm, tensor, zeros, zeros_like,
 )
 from chainrule.functions import (  # noqa: A004
     abs, add, amax, amin, argmax, argmin, cat, clamp, cos, index_select, stack, detach, div, eq, exp, flatten, ge, gt,
@@ -43,7 +48,7 @@ from chainrule.functions import (  # noqa: A004
     numel, permute, pow, relu, reshape, sigmoid, sin, softmax, sqrt, square, squeeze, sub, sum,
     tanh, transpose, unsqueeze, where,
 )
-from chainrule import autograd, nn, optim, utils  # noqa: E402
+from chainrule import autograd, nn, optim, random, utils  # noqa: E402
 from chainrule.serialization import load, save  # noqa: E402
 
 __version__ = _core.__version__
@@ -86,7 +91,9 @@ from chainrule import viz  # noqa: E402
 # checker sees only what is listed here). tests/test_typing.py keeps it in step with the module.
 __all__ = [
     "Tensor", "dtype", "bool", "float32", "float64", "int64", "float", "double", "long",
-    "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled",
+    "enable_grad", "inference_mode", "is_grad_enabled", "is_inference_mode_enabled", "no_grad",
+    "set_grad_enabled",
+    "Generator", "default_generator", "get_rng_state", "seed", "set_rng_state",
     "arange", "as_tensor", "empty", "empty_like", "eye", "from_dlpack", "from_numpy", "full",
     "full_like", "initial_seed", "linspace", "manual_seed", "ones", "ones_like", "rand",
     "randint", "randn", "randperm", "tensor", "zeros", "zeros_like",
@@ -95,6 +102,6 @@ __all__ = [
     "le", "log", "log_softmax", "lt", "matmul", "max", "maximum", "mean", "min", "minimum", "mul",
     "ne", "neg", "numel", "permute", "pow", "relu", "reshape", "sigmoid", "sin", "softmax", "sqrt",
     "square", "squeeze", "sub", "sum", "tanh", "transpose", "unsqueeze", "where",
-    "autograd", "nn", "optim", "utils", "viz", "load", "save",
+    "autograd", "nn", "optim", "random", "utils", "viz", "load", "save",
     "set_num_threads", "get_num_threads", "show_config",
 ]

@@ -8,6 +8,7 @@ import numpy as np
 from chainrule import _core
 from chainrule._dtype import bool as bool_
 from chainrule._dtype import dtype_of_numpy, float32, int64, to_dtype
+from chainrule.random import Generator, native
 from chainrule.tensor import Tensor, _shape, _sizes, _wrap, check_device
 
 C = _core
@@ -252,23 +253,6 @@ def linspace(start: float, end: float, steps: int, dtype: Any = None,
     return tensor(values, dtype=float32 if dtype is None else dtype, requires_grad=requires_grad)
 
 
-def manual_seed(seed: int) -> None:
-    """Seeds the one generator behind all of chainrule's randomness.
-
-    >>> import chainrule as cr
-    >>> cr.manual_seed(0); a = cr.rand(3)
-    >>> cr.manual_seed(0); bool((a == cr.rand(3)).all())
-    True
-    """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"manual_seed: expected an int seed, got {seed!r}")
-    C.manual_seed(int(seed) % 2**64)
-
-
-def initial_seed() -> int:
-    return C.initial_seed()
-
-
 def _float_dtype(dtype: Any, op: str) -> Any:
     target = float32 if dtype is None else to_dtype(dtype)
     if not target.is_floating_point:
@@ -276,20 +260,25 @@ def _float_dtype(dtype: Any, op: str) -> Any:
     return target
 
 
-def rand(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
-    """Uniform random values in [0, 1), float32 by default."""
+def rand(*size: Any, generator: Generator | None = None, dtype: Any = None,
+         requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Uniform random values in [0, 1), float32 by default, from `generator` (default: the
+    one `cr.manual_seed` seeds)."""
     check_device(device)
-    return _finish(_allocate("rand", C.rand, _sizes(size, "rand"), _float_dtype(dtype, "rand")), requires_grad)
+    return _finish(_allocate("rand", C.rand, _sizes(size, "rand"), _float_dtype(dtype, "rand"),
+                             native(generator, "rand")), requires_grad)
 
 
-def randn(*size: Any, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
-    """Standard normal random values, float32 by default."""
+def randn(*size: Any, generator: Generator | None = None, dtype: Any = None,
+          requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Standard normal random values, float32 by default, from `generator`."""
     check_device(device)
-    return _finish(_allocate("randn", C.randn, _sizes(size, "randn"), _float_dtype(dtype, "randn")), requires_grad)
+    return _finish(_allocate("randn", C.randn, _sizes(size, "randn"), _float_dtype(dtype, "randn"),
+                             native(generator, "randn")), requires_grad)
 
 
-def randint(low: int, high: Any = None, size: Any = None, dtype: Any = None,
-            device: Any = None) -> Tensor:
+def randint(low: int, high: Any = None, size: Any = None, *, generator: Generator | None = None,
+            dtype: Any = None, device: Any = None) -> Tensor:
     """Random int64 values in [low, high): `cr.randint(0, 10, (3,))` or `cr.randint(10, (3,))`."""
     check_device(device)
     if size is None:
@@ -304,10 +293,13 @@ def randint(low: int, high: Any = None, size: Any = None, dtype: Any = None,
         if not -(2**63) <= value < 2**63:
             raise ValueError(f"randint: {value} does not fit in int64")
     size = size if isinstance(size, (tuple, list)) else (size,)
-    out = _wrap(C.randint(int(low), int(high), _sizes(size, "randint")))
+    out = _wrap(C.randint(int(low), int(high), _sizes(size, "randint"), native(generator, "randint")))
     return out if dtype is None else out.to(dtype)
 
 
-def randperm(n: int) -> Tensor:
-    """A random permutation of 0 .. n-1 (int64)."""
-    return _wrap(C.randperm(_sizes((n,), "randperm")[0]))
+def randperm(n: int, *, generator: Generator | None = None, dtype: Any = None,
+             device: Any = None) -> Tensor:
+    """A random permutation of 0 .. n-1 (int64), from `generator`."""
+    check_device(device)
+    out = _wrap(C.randperm(_sizes((n,), "randperm")[0], native(generator, "randperm")))
+    return out if dtype is None else out.to(dtype)

@@ -564,14 +564,18 @@ class Tensor(C.TensorBase):
         C.copy_(self._data, _tensor_operand(src, "copy_")._data)
         return self
 
-    def uniform_(self, low: float = 0.0, high: float = 1.0) -> Tensor:
+    def uniform_(self, low: float = 0.0, high: float = 1.0, *, generator: Any = None) -> Tensor:
+        from chainrule.random import native  # chainrule.random needs this module first
+
         _check_inplace(self, "uniform_")
-        C.uniform_(self._data, float(low), float(high))
+        C.uniform_(self._data, float(low), float(high), native(generator, "uniform_"))
         return self
 
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
+        from chainrule.random import native
+
         _check_inplace(self, "normal_")
-        C.normal_(self._data, float(mean), float(std))
+        C.normal_(self._data, float(mean), float(std), native(generator, "normal_"))
         return self
 
     # ------------------------------------------------------------ autograd

@@ -38,10 +38,15 @@ class GraphvizNotFoundError(RuntimeError):
 
 @dataclass
 class GraphNode:
-    """One node of a walked graph: an op ("op") or a tensor ("leaf" or "output").
+    """One node of a walked graph: an op ("op"), a tensor that takes gradients ("leaf"), the
+    output ("output"), or an input that takes none: a tensor named in `names` ("input", like
+    the lecture's X and Y) or anything else ("constant": a tensor, or a Python number as the
+    1 of 1 - h).
 
-    `tensor` is set for tensor nodes; `name` is the op's name ("Mul") or the tensor's name
-    (from `names`, else "leaf" / "output").
+    `tensor` is set for tensor nodes, `value` for number constants; `name` is the op's name
+    ("Mul") or the tensor's name (from `names`, else its kind). The graph holds a constant
+    tensor of more than 64 elements only weakly: once it is gone, its node has shape and dtype
+    but no tensor.
     """
 
     id: str
@@ -50,6 +55,16 @@ class GraphNode:
     shape: tuple[int, ...] | None = None
     dtype: Any = None
     tensor: Tensor | None = None
+    value: Any = None
+
+
+class _Constant:
+    """The key of a number constant's node (numbers are shared objects: 1 is always 1)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 @dataclass
@@ -109,6 +124,22 @@ def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
         ids[id(t)] = node_id
         nodes.append(GraphNode(node_id, kind, tensor_names.get(id(t), kind), t.shape, t.dtype, t))
 
+    def add_constant_node(value: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A node for an input that takes no gradient: a tensor (drawn once however often it is
+        used; "input" when `names` names it) or a Python number (one node per use)."""
+        if isinstance(value, Tensor):
+            if id(value) not in ids:
+                add_tensor_node(value, "input" if id(value) in tensor_names else "constant")
+            return value
+        node_id = f"n{len(nodes)}"
+        key = _Constant(value)
+        ids[id(key)] = node_id
+        nodes.append(GraphNode(node_id, "constant", "constant", tuple(shape), dtype,
+                               value=value))
+        keep.append(key)
+        return key
+
+    keep: list[Any] = []  # the number constants' keys, alive until the edges are made
     add_tensor_node(tensor, "output")
     stack: list[Any] = []
     if tensor.grad_fn is not None:
@@ -124,7 +155,17 @@ def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
         node_id = f"n{len(nodes)}"
         ids[id(item)] = node_id
         nodes.append(GraphNode(node_id, "op", op_name(item)))
-        inputs = [edge for edge in item.edges if edge is not None]
+        constants = getattr(item, "constants", ())
+        inputs = []
+        for slot, edge in enumerate(item.edges):
+            if edge is not None:
+                inputs.append(edge)
+            elif slot < len(constants) and constants[slot] is not None:
+                value, shape, dtype = constants[slot]
+                if isinstance(value, weakref.ref):  # a large tensor, named while it lives
+                    value = value()
+                source = add_constant_node(value, shape, dtype)
+                pending.append((source, item, shape, dtype))
         for target, shape, dtype in inputs:
             pending.append((target, item, shape, dtype))
         # reversed, so that the first input is walked (and numbered) first
@@ -137,8 +178,8 @@ def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
             name, known = op_outputs.get(id(source), (None, None))
             if known is None and isinstance(source.retained, weakref.ref):
                 known = source.retained()  # retain_grad() keeps a weak reference to the output
-        if target is tensor:
-            known = None  # the output's node shows it already
+        if target is tensor or not isinstance(source, Function):
+            known = None  # the output's node, or the input's own, shows it already
         edges.append(GraphEdge(ids[id(source)], ids[id(target)], tuple(shape), dtype, name,
                                known))
     return nodes, edges
@@ -169,7 +210,10 @@ def to_dot(tensor: Tensor, show_values: bool = True, max_elements: int = 8,
     nodes, edges = walk_graph(tensor, names)
     lines = [
         "digraph chainrule {",
-        "  rankdir=LR;",
+        # Top to bottom, inputs first, as the lecture reads a network: a deep chain then grows
+        # down a page instead of across it (the XOR graph: 1071 x 1352 px, was 3422 x 288).
+        "  rankdir=TB;",
+        "  ranksep=0.3; nodesep=0.3;",
         '  node [fontname="Helvetica", fontsize=11];',
         '  edge [fontname="Helvetica", fontsize=9];',
     ]
@@ -178,16 +222,21 @@ def to_dot(tensor: Tensor, show_values: bool = True, max_elements: int = 8,
             lines.append(f'  {node.id} [label="{_escape(node.name)}", shape=ellipse, '
                          'style=filled, fillcolor=lightgray];')
             continue
+        if node.kind == "constant" and node.tensor is None and node.value is not None:
+            # a Python number: its value is all there is to say
+            lines.append(f'  {node.id} [label="{_escape(_format_number(node.value))}", '
+                         'shape=box, style="rounded,filled", fillcolor=white];')
+            continue
         label = [node.name, _shape_and_dtype(node.shape, node.dtype)]
         if show_values and node.tensor is not None:
             label += _values(node.tensor, max_elements)
-        color = "darkolivegreen1" if node.kind == "output" else "lightblue"
+        color = _COLORS[node.kind]
         lines.append(f'  {node.id} [label="{_join(label)}", shape=box, style=filled, '
                      f'fillcolor={color}];')
     kinds = {node.id: node.kind for node in nodes}
     for edge in edges:
-        # into the output and out of a leaf, the tensor's own box shows shape and values
-        if kinds[edge.target] == "output" or kinds[edge.source] == "leaf":
+        # into the output and out of a tensor's box, the box shows shape and values
+        if kinds[edge.target] == "output" or kinds[edge.source] != "op":
             lines.append(f"  {edge.source} -> {edge.target};")
             continue
         label = [_shape_and_dtype(edge.shape, edge.dtype)]
@@ -244,6 +293,14 @@ def render(tensor: Tensor, path: str | Path, format: str | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(drawn)
     return path
+
+
+_COLORS = {"output": "darkolivegreen1", "leaf": "lightblue", "input": "khaki1",
+           "constant": "white"}
+
+
+def _format_number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _escape(text: str) -> str:

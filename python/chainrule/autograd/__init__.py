@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from chainrule.autograd.function import Function
-from chainrule.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from chainrule.autograd.grad_mode import (
+    enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled,
+)
 
-__all__ = ["Function", "enable_grad", "is_grad_enabled", "no_grad", "set_grad_enabled", "grad",
+__all__ = ["Function", "enable_grad", "inference_mode", "is_grad_enabled",
+           "is_inference_mode_enabled", "no_grad", "set_grad_enabled", "grad",
            "backward", "gradcheck", "GradcheckError"]
 
 

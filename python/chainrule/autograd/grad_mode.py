@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable, TypeVar
 
 from chainrule import _core
@@ -87,3 +88,57 @@ class enable_grad(_GradModeScope):
 
     def __init__(self) -> None:
         super().__init__(True)
+
+
+_inference = threading.local()  # the inference-mode depth of this thread
+
+
+def is_inference_mode_enabled() -> bool:
+    """True inside `cr.inference_mode()`."""
+    return getattr(_inference, "depth", 0) > 0
+
+
+class inference_mode(_GradModeScope):
+    """`no_grad` for code that will never need gradients (evaluation, serving): records no
+    graph inside, as a `with` block or a decorator (`@cr.inference_mode()` or
+    `@cr.inference_mode`). `inference_mode(False)` changes nothing, as in PyTorch.
+
+    PyTorch also marks the results as inference tensors that autograd refuses later; chainrule
+    has no such mark, so results are ordinary tensors that do not require grad.
+
+    >>> import chainrule as cr
+    >>> w = cr.ones(2, requires_grad=True)
+    >>> with cr.inference_mode():
+    ...     y = w * 2
+    >>> y.requires_grad, cr.is_inference_mode_enabled()
+    (False, False)
+    """
+
+    def __new__(cls, mode: Any = True) -> Any:
+        if isinstance(mode, bool):
+            return super().__new__(cls)
+        return cls()(mode)  # used bare as a decorator: @cr.inference_mode
+
+    def __init__(self, mode: bool = True) -> None:
+        super().__init__(False)
+        self.enabled = mode
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            super().__enter__()
+            _inference.depth = getattr(_inference, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            _inference.depth -= 1
+            super().__exit__()
+
+    def __call__(self, fn: F) -> F:
+        enabled = self.enabled
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with inference_mode(enabled):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]

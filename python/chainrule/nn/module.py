@@ -4,9 +4,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterator
 
+from chainrule._dtype import float32, float64
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.nn.parameter import Parameter
 from chainrule.tensor import Tensor
+from chainrule.utils.hooks import RemovableHandle
 
 
 class Module:
@@ -28,12 +30,82 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+        # id -> (hook, with_kwargs); see register_forward_pre_hook / register_forward_hook
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    # ---------------------------------------------------------------- forward hooks
+    def _call_with_hooks(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # PyTorch's rules: a pre-hook's non-None result replaces the positional inputs (a
+        # non-tuple becomes a 1-tuple), or with_kwargs both (args, kwargs); a forward hook's
+        # non-None result replaces the output. Hooks run in registration order, over a copy
+        # of the dict, so a hook may remove itself.
+        for hook, with_kwargs in list(self._forward_pre_hooks.values()):
+            if with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result!r}")
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(self._forward_hooks.values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    def _add_hook(self, hooks: OrderedDict[int, Any], hook: Any, prepend: bool,
+                  with_kwargs: bool) -> RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = (hook, with_kwargs)
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_pre_hook(self, hook: Any, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """Calls `hook(module, args)` before each forward; a result other than None replaces
+        the inputs. With `with_kwargs`, `hook(module, args, kwargs)` returns None or
+        `(args, kwargs)`. Returns a handle whose `remove()` unregisters it.
+
+        >>> import chainrule as cr
+        >>> layer = cr.nn.Identity()
+        >>> handle = layer.register_forward_pre_hook(lambda m, args: args[0] * 10)
+        >>> layer(cr.tensor(2.0)).item()
+        20.0
+        >>> handle.remove(); layer(cr.tensor(2.0)).item()
+        2.0
+        """
+        return self._add_hook(self._forward_pre_hooks, hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook: Any, *, prepend: bool = False,
+                              with_kwargs: bool = False) -> RemovableHandle:
+        """Calls `hook(module, args, output)` after each forward (`hook(module, args, kwargs,
+        output)` with `with_kwargs`); a result other than None replaces the output.
+
+        >>> import chainrule as cr
+        >>> seen = []
+        >>> layer = cr.nn.ReLU()
+        >>> handle = layer.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+        >>> _ = layer(cr.zeros(2, 3)); seen
+        [(2, 3)]
+        """
+        return self._add_hook(self._forward_hooks, hook, prepend, with_kwargs)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if "_parameters" not in self.__dict__:
@@ -124,6 +196,68 @@ class Module:
             for name, b in module._buffers.items():
                 if b is not None:
                     yield (f"{module_name}.{name}" if module_name else name), b
+
+    # ---------------------------------------------------------------- dtype and device
+    def _convert(self, dtype: Any) -> Module:
+        # Floating-point parameters, their grads and buffers take the dtype; integer and bool
+        # buffers keep theirs (as in PyTorch). The Parameter objects stay the same, so an
+        # optimizer made before still holds them.
+        for module in self.modules():
+            for registry in (module._parameters, module._buffers):
+                for t in registry.values():
+                    if t is None or not t.dtype.is_floating_point or t.dtype == dtype:
+                        continue
+                    t._data = t._data.to(dtype)
+                    if t.grad is not None:
+                        t.grad = t.grad.detach().to(dtype)
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Casts the floating-point parameters and buffers to a dtype, in place, and returns
+        self: `model.to(cr.float64)`, `model.to("cpu")` (the only device), `model.to("cpu",
+        cr.float64)`, `model.to(tensor)` (its dtype), `model.to(dtype=...)`.
+
+        >>> import chainrule as cr
+        >>> cr.nn.Linear(2, 1).to(cr.float64).weight.dtype
+        chainrule.float64
+        """
+        from chainrule._dtype import dtype as dtype_class
+        from chainrule._dtype import to_dtype
+        from chainrule.tensor import check_device
+
+        target = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        kwargs.pop("non_blocking", None)
+        if kwargs:
+            raise TypeError(f"Module.to: unexpected arguments {sorted(kwargs)}")
+        for arg in args:
+            if isinstance(arg, Tensor):
+                target = arg.dtype
+            elif isinstance(arg, dtype_class):
+                target = arg
+            elif isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
+                device = arg
+            else:
+                target = arg
+        check_device(device)
+        if target is None:
+            return self
+        target = to_dtype(target)
+        if not target.is_floating_point:
+            raise TypeError(f"Module.to: only floating point dtypes are accepted, got "
+                            f"{target.name}")
+        return self._convert(target)
+
+    def float(self) -> Module:
+        """Casts the floating-point parameters and buffers to float32; returns self."""
+        return self.to(float32)
+
+    def double(self) -> Module:
+        """Casts the floating-point parameters and buffers to float64; returns self."""
+        return self.to(float64)
+
+    def cpu(self) -> Module:
+        return self
 
     # ---------------------------------------------------------------- modes and grads
     def train(self, mode: bool = True) -> Module:

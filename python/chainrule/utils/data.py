@@ -1,10 +1,20 @@
-"""Datasets and a DataLoader that batches them, shuffling with chainrule's generator."""
+"""Datasets, samplers and a DataLoader that batches them (in worker processes if asked),
+shuffling with chainrule's generators."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 from chainrule import _core
+from chainrule.random import Generator
 from chainrule.tensor import Tensor, _wrap
+from chainrule.utils._workers import WorkerInfo, get_worker_info
+
+__all__ = ["BatchSampler", "DataLoader", "Dataset", "RandomSampler", "Sampler",
+           "SequentialSampler", "TensorDataset", "WorkerInfo", "default_collate",
+           "get_worker_info"]
 
 
 class Dataset:
@@ -61,9 +71,131 @@ def default_collate(samples: Sequence[Any]) -> Any:
     raise TypeError(f"default_collate: cannot batch samples of type {type(first).__name__}")
 
 
+class Sampler:
+    """Yields dataset indices; a DataLoader batches what its sampler yields."""
+
+    def __iter__(self) -> Iterator[int]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+class SequentialSampler(Sampler):
+    """0, 1, ..., len(data_source) - 1."""
+
+    def __init__(self, data_source: Any) -> None:
+        self.data_source = data_source
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self.data_source)))
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+
+class RandomSampler(Sampler):
+    """A random order of the indices, drawn anew for each pass, as PyTorch's RandomSampler.
+
+    Without a `generator`, each pass draws a seed from chainrule's default generator (so
+    `cr.manual_seed` decides the orders) and permutes with a generator of its own; with one,
+    it permutes with that. `replacement=True` draws `num_samples` indices independently.
+
+    >>> import chainrule as cr
+    >>> sampler = cr.utils.data.RandomSampler(range(5), generator=cr.Generator().manual_seed(0))
+    >>> sorted(sampler)
+    [0, 1, 2, 3, 4]
+    """
+
+    def __init__(self, data_source: Any, replacement: bool = False, num_samples: int | None = None,
+                 generator: Generator | None = None) -> None:
+        if not isinstance(replacement, bool):
+            raise TypeError(f"RandomSampler: replacement should be a boolean value, got "
+                            f"{replacement!r}")
+        if num_samples is not None and (not isinstance(num_samples, int) or num_samples <= 0):
+            raise ValueError(f"RandomSampler: num_samples should be a positive integer value, "
+                             f"but got num_samples={num_samples!r}")
+        self.data_source = data_source
+        self.replacement = replacement
+        self._num_samples = num_samples
+        self.generator = generator
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.data_source) if self._num_samples is None else self._num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        from chainrule.creation import randint, randperm
+
+        n = len(self.data_source)
+        generator = self.generator
+        if generator is None:
+            seed = int(randint(0, 2**63 - 1, ()).item())
+            generator = Generator().manual_seed(seed)
+        if self.replacement:
+            for start in range(0, self.num_samples, 32):
+                count = min(32, self.num_samples - start)
+                yield from randint(0, n, (count,), generator=generator).tolist()
+            return
+        for _ in range(self.num_samples // n):
+            yield from randperm(n, generator=generator).tolist()
+        yield from randperm(n, generator=generator).tolist()[:self.num_samples % n]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class BatchSampler(Sampler):
+    """Groups another sampler's indices into lists of `batch_size` (the last one shorter,
+    unless `drop_last`).
+
+    >>> import chainrule as cr
+    >>> list(cr.utils.data.BatchSampler(range(5), batch_size=2, drop_last=False))
+    [[0, 1], [2, 3], [4]]
+    """
+
+    def __init__(self, sampler: Any, batch_size: int, drop_last: bool) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size should be a positive integer value, but got "
+                             f"batch_size={batch_size!r}")
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batch: list[int] = []
+        for index in self.sampler:
+            batch.append(index)
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch and not self.drop_last:
+            yield batch
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def _fetch(dataset: Any, collate_fn: Any, indices: list[int]) -> Any:
+    """One batch: the samples at `indices`, collated."""
+    if isinstance(dataset, TensorDataset) and collate_fn is default_collate:
+        # One gather per tensor instead of one __getitem__ per sample.
+        rows = _wrap(_core.from_numpy(np.asarray(indices, dtype=np.int64)))
+        return tuple(t[rows] for t in dataset.tensors)
+    return collate_fn([dataset[i] for i in indices])
+
+
 class DataLoader:
-    """Iterates a dataset in batches; `shuffle` draws a new order from chainrule's generator
-    (seeded by cr.manual_seed) every epoch.
+    """Iterates a dataset in batches, with PyTorch's arguments.
+
+    `shuffle` draws a new order every epoch (from `generator`, or from the generator that
+    `cr.manual_seed` seeds); `sampler` or `batch_sampler` choose the indices instead.
+    `num_workers > 0` loads batches in that many worker processes (see
+    `chainrule.utils._workers`): the same batches in the same order as `num_workers=0`, up
+    to `prefetch_factor` batches ahead per worker, each worker seeded from the loader's
+    generator and then given `worker_init_fn(worker_id)`; `persistent_workers` keeps them
+    between epochs. `pin_memory` is accepted and ignored (there is only the CPU).
 
     >>> import chainrule as cr
     >>> loader = cr.utils.data.DataLoader(cr.utils.data.TensorDataset(cr.arange(5)), batch_size=2)
@@ -71,30 +203,95 @@ class DataLoader:
     [[0, 1], [2, 3], [4]]
     """
 
-    def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, collate_fn: Any = None) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    def __init__(self, dataset: Any, batch_size: int | None = 1, shuffle: bool | None = None,
+                 sampler: Any = None, batch_sampler: Any = None, num_workers: int = 0,
+                 collate_fn: Any = None, pin_memory: bool = False, drop_last: bool = False,
+                 timeout: float = 0, worker_init_fn: Any = None,
+                 multiprocessing_context: Any = None, generator: Generator | None = None, *,
+                 prefetch_factor: int | None = None, persistent_workers: bool = False,
+                 pin_memory_device: str = "") -> None:
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
+            raise ValueError("num_workers option should be non-negative; use num_workers=0 to "
+                             f"disable multiprocessing (got {num_workers!r})")
+        if timeout < 0:
+            raise ValueError(f"timeout option should be non-negative, got {timeout!r}")
+        if num_workers == 0 and prefetch_factor is not None:
+            raise ValueError("prefetch_factor option could only be specified in multiprocessing; "
+                             "let num_workers > 0 to enable multiprocessing, otherwise set "
+                             "prefetch_factor to None.")
+        if prefetch_factor is not None and (not isinstance(prefetch_factor, int)
+                                            or prefetch_factor < 1):
+            raise ValueError(f"prefetch_factor should be a positive int, got {prefetch_factor!r}")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers option needs num_workers > 0")
+        if generator is not None and not isinstance(generator, Generator):
+            raise TypeError(f"DataLoader: generator must be a chainrule.Generator, got "
+                            f"{type(generator).__name__}")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
+        if batch_sampler is not None:
+            if batch_size != 1 or shuffle or sampler is not None or drop_last:
+                raise ValueError("batch_sampler option is mutually exclusive with batch_size, "
+                                 "shuffle, sampler, and drop_last")
+            batch_size = None
+        elif not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        if sampler is None:
+            sampler = (RandomSampler(dataset, generator=generator) if shuffle
+                       else SequentialSampler(dataset))
+        if batch_sampler is None:
+            batch_sampler = BatchSampler(sampler, batch_size, drop_last)  # type: ignore[arg-type]
         self.dataset = dataset
         self.batch_size = batch_size
-        self.shuffle = shuffle
+        self.shuffle = bool(shuffle)
         self.drop_last = drop_last
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
         self.collate_fn = collate_fn or default_collate
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory  # nothing to pin: CPU memory is all there is
+        self.pin_memory_device = pin_memory_device
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.multiprocessing_context = multiprocessing_context
+        self.generator = generator
+        self.prefetch_factor = 2 if prefetch_factor is None and num_workers > 0 else prefetch_factor
+        self.persistent_workers = persistent_workers
+        self._iterator: Any = None
 
     def __len__(self) -> int:
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return len(self.batch_sampler)
+
+    def _batch_indices(self) -> Iterator[list[int]]:
+        return iter(self.batch_sampler)
+
+    def _fetcher(self) -> Any:
+        return functools.partial(_fetch, self.dataset, self.collate_fn)
 
     def __iter__(self) -> Iterator[Any]:
-        n = len(self.dataset)
-        order = _core.randperm(n) if self.shuffle else _core.arange(0, n, 1, _core.DType.int64)
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
-            if self.drop_last and stop - start < self.batch_size:
-                break
-            rows = order.slice(0, start, stop, 1)
-            if isinstance(self.dataset, TensorDataset) and self.collate_fn is default_collate:
-                # One gather per tensor instead of one __getitem__ per sample.
-                yield tuple(t[_wrap(rows)] for t in self.dataset.tensors)
-            else:
-                yield self.collate_fn([self.dataset[int(i)] for i in rows.numpy()])
+        # A base seed for the workers is drawn from the loader's generator for every iterator,
+        # with or without workers, as PyTorch does: so the sampler's draws that follow, and
+        # hence the batches, are the same whatever num_workers is.
+        if self.num_workers > 0 and self.persistent_workers and self._iterator is not None:
+            self._iterator.reset()
+            return self._iterator
+        base_seed = _draw_base_seed(self.generator)
+        if self.num_workers == 0:
+            return self._single_process()
+        from chainrule.utils._workers import MultiProcessIterator
+
+        iterator = MultiProcessIterator(self, base_seed)
+        if self.persistent_workers:
+            self._iterator = iterator
+        return iterator
+
+    def _single_process(self) -> Iterator[Any]:
+        fetch = self._fetcher()
+        for indices in self._batch_indices():
+            yield fetch(indices)
+
+
+def _draw_base_seed(generator: Generator | None) -> int:
+    from chainrule.creation import randint
+
+    return int(randint(0, 2**63 - 1, (), generator=generator).item())

@@ -121,8 +121,9 @@ class SummaryWriter:
         list) with grad mode on and records the graph of its output (the first tensor, when it
         returns several). A `Module`'s parameters get their names (`0.weight`), and `names`
         names more tensors. Ops are nodes named after their op ("Mul_n2"); each node carries
-        its output's shape and dtype. Only tensors that require grad and the ops on their paths
-        are in the graph (constants are not recorded).
+        its output's shape and dtype. Tensors that require grad are "Parameter" nodes, named
+        inputs that do not (the lecture's X and Y) "Placeholder" nodes, and other inputs
+        "Const" nodes, with their values (as TensorFlow's `value` attribute) when small.
 
         >>> writer.add_graph(model, cr.zeros(4, 2))  # doctest: +SKIP
         """
@@ -198,8 +199,9 @@ def _graph_def(output: Tensor, names: Mapping[str, Tensor]) -> Any:
     tf_names: dict[str, str] = {}
     taken: set[str] = set()
     for node in nodes:
-        named = node.kind != "op" and node.name not in ("leaf", "output")
-        name = _tf_name(node.name if named else f"{node.name}_{node.id}")
+        named = node.kind != "op" and node.name not in ("leaf", "output", "constant")
+        default = "Const" if node.kind == "constant" else node.name
+        name = _tf_name(node.name if named else f"{default}_{node.id}")
         while name in taken:
             name = f"{name}_{node.id}"
         taken.add(name)
@@ -222,12 +224,46 @@ def _graph_def(output: Tensor, names: Mapping[str, Tensor]) -> Any:
         return {"_output_shapes": shape_attr,
                 "dtype": attr_value_pb2.AttrValue(type=types_pb2.DataType.Value(dtype_name))}
 
-    op_types = {"leaf": "Parameter", "output": "Output"}
-    node_defs = [
-        node_def_pb2.NodeDef(name=tf_names[node.id], op=op_types.get(node.kind, node.name),
-                             input=inputs[node.id], attr=attrs(node.id))
-        for node in nodes]
+    op_types = {"leaf": "Parameter", "output": "Output", "input": "Placeholder",
+                "constant": "Const"}
+    node_defs = []
+    for node in nodes:
+        attr = attrs(node.id)
+        if node.kind == "constant":
+            value = _tensor_proto(node)
+            if value is not None:
+                attr["value"] = attr_value_pb2.AttrValue(tensor=value)
+        node_defs.append(node_def_pb2.NodeDef(name=tf_names[node.id],
+                                              op=op_types.get(node.kind, node.name),
+                                              input=inputs[node.id], attr=attr))
     return graph_pb2.GraphDef(node=node_defs, versions=versions_pb2.VersionDef(producer=22))
+
+
+def _tensor_proto(node: Any) -> Any:
+    """A constant's value as a TensorFlow TensorProto (None when the graph did not keep it)."""
+    from tensorboardX.proto import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    if node.tensor is not None:
+        values = node.tensor.detach().numpy()
+    elif node.value is not None:
+        values = np.asarray(node.value)
+    else:
+        return None
+    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in values.shape]
+    proto = tensor_pb2.TensorProto(tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims))
+    flat = values.reshape(-1)
+    if values.dtype.kind == "f":
+        proto.dtype = types_pb2.DataType.Value("DT_DOUBLE" if values.dtype == np.float64
+                                               else "DT_FLOAT")
+        (proto.double_val if values.dtype == np.float64 else proto.float_val).extend(
+            float(v) for v in flat)
+    elif values.dtype.kind == "b":
+        proto.dtype = types_pb2.DataType.Value("DT_BOOL")
+        proto.bool_val.extend(bool(v) for v in flat)
+    else:
+        proto.dtype = types_pb2.DataType.Value("DT_INT64")
+        proto.int64_val.extend(int(v) for v in flat)
+    return proto
 
 
 def _tf_name(name: str) -> str:
