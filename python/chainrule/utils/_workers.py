@@ -178,7 +178,11 @@ class MultiProcessIterator:
         self.workers: list[Any] = []
         self.index_queues: list[Any] = []
         self.result_queue: Any = None
-        self.loader = loader
+        # What the loader says, copied: holding the loader would make a cycle (a persistent
+        # loader holds its iterator), and the garbage collector may close the queues of a
+        # cycle before this object's __del__ could tell the workers to stop.
+        self.batch_sampler = loader.batch_sampler
+        self.persistent = loader.persistent_workers
         self.num_workers = loader.num_workers
         self.prefetch_factor = loader.prefetch_factor
         self.timeout = loader.timeout
@@ -205,7 +209,7 @@ class MultiProcessIterator:
 
     def reset(self, first: bool = False) -> None:
         """Starts an epoch: a fresh pass over the sampler, and the first batches handed out."""
-        self.batches = iter(self.loader._batch_indices())
+        self.batches = iter(self.batch_sampler)
         self.next_to_send = 0      # batch number the next task gets
         self.next_to_yield = 0     # batch number the caller gets next
         self.waiting: dict[int, Any] = {}   # batch number -> result that came early
@@ -264,7 +268,7 @@ class MultiProcessIterator:
             raise StopIteration
         while self.next_to_yield not in self.waiting:
             if self.outstanding == 0:
-                if not self.loader.persistent_workers:
+                if not self.persistent:
                     self.shutdown()
                 raise StopIteration
             batch_number, data = self._get()

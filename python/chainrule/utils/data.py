@@ -262,9 +262,6 @@ class DataLoader:
     def __len__(self) -> int:
         return len(self.batch_sampler)
 
-    def _batch_indices(self) -> Iterator[list[int]]:
-        return iter(self.batch_sampler)
-
     def _fetcher(self) -> Any:
         return functools.partial(_fetch, self.dataset, self.collate_fn)
 
@@ -287,7 +284,7 @@ class DataLoader:
 
     def _single_process(self) -> Iterator[Any]:
         fetch = self._fetcher()
-        for indices in self._batch_indices():
+        for indices in self.batch_sampler:
             yield fetch(indices)
 
 
