@@ -25,6 +25,8 @@ def test_repaired_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
         pytest.skip("auditwheel repairs Linux wheels")
     if shutil.which("bash") is None:
         pytest.skip("tools/check_wheel.sh needs bash")
+    if os.environ.get("CI") == "true":
+        pytest.skip(".ci/run runs tools/check_wheel.sh itself, right after the tests")
     wheelhouse = tmp_path / "wheelhouse"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["PYTHON"] = sys.executable
