@@ -146,24 +146,24 @@ def test_constants_shared_leaves_and_shared_ops():
     # constants are drawn where the op that uses them is: a tensor with its values, a number
     # as itself
     assert [lines for lines, _ in nodes.values()] == [
-        ["output", "(2,) float32", "value: [4, 7]"], ["Add"],
-        ["constant", "(2,) float32", "value: [1, 1]"], ["Mul"], ["3"],
-        ["leaf", "(2,) float32", "value: [1, 2]"]]
-    assert sorted((s, t) for s, t, _ in edges) == [("n1", "n0"), ("n2", "n1"), ("n3", "n1"),
-                                                   ("n4", "n3"), ("n5", "n3")]
+        ["output", "(2,) float32", "value: [4, 7]"], ["Add"], ["Mul"],
+        ["leaf", "(2,) float32", "value: [1, 2]"], ["3"],
+        ["constant", "(2,) float32", "value: [1, 1]"]]
+    assert sorted((s, t) for s, t, _ in edges) == [("n1", "n0"), ("n2", "n1"), ("n3", "n2"),
+                                                   ("n4", "n2"), ("n5", "n1")]
     nodes, edges = parse_dot(cr.viz.to_dot(x * x))
     assert [(s, t) for s, t, _ in edges] == [("n1", "n0"), ("n2", "n1"), ("n2", "n1")]
     a = x * 2.0
     nodes, edges = parse_dot(cr.viz.to_dot(a + a))  # the Mul node is drawn once, used twice
-    assert [lines[0] for lines, _ in nodes.values()] == ["output", "Add", "Mul", "2", "leaf"]
+    assert [lines[0] for lines, _ in nodes.values()] == ["output", "Add", "Mul", "leaf", "2"]
     assert sorted((s, t) for s, t, _ in edges) == [("n1", "n0"), ("n2", "n1"), ("n2", "n1"),
                                                    ("n3", "n2"), ("n4", "n2")]
     c = cr.tensor([5.0, 6.0])
     nodes, edges = parse_dot(cr.viz.to_dot(x * c + c, names={"c": c}))  # c drawn once
-    assert [lines[0] for lines, _ in nodes.values()] == ["output", "Add", "c", "Mul", "leaf"]
-    assert nodes["n2"][0] == ["c", "(2,) float32", "value: [5, 6]"]
-    assert sorted((s, t) for s, t, _ in edges) == [("n1", "n0"), ("n2", "n1"), ("n2", "n3"),
-                                                   ("n3", "n1"), ("n4", "n3")]
+    assert [lines[0] for lines, _ in nodes.values()] == ["output", "Add", "Mul", "leaf", "c"]
+    assert nodes["n4"][0] == ["c", "(2,) float32", "value: [5, 6]"]
+    assert sorted((s, t) for s, t, _ in edges) == [("n1", "n0"), ("n2", "n1"), ("n3", "n2"),
+                                                   ("n4", "n1"), ("n4", "n2")]
 
 
 def test_matmul_shows_both_operands():
@@ -177,7 +177,7 @@ def test_matmul_shows_both_operands():
                                              (ids["MatMul"], ids["output"])}
     nodes, _ = cr.viz.walk_graph(X @ W1, names={"X": X})
     assert [(n.kind, n.name) for n in nodes] == [("output", "output"), ("op", "MatMul"),
-                                                 ("input", "X"), ("leaf", "leaf")]
+                                                 ("input", "X"), ("leaf", "leaf")]  # X first
 
 
 def test_large_constants_are_named_while_alive_and_never_kept():
@@ -234,7 +234,7 @@ def test_ten_thousand_op_chain():
     assert len(nodes) == 20_002 and len(edges) == 20_001  # each Mul with its constant 1.0
     assert sum(lines[0] == "Mul" for lines, _ in nodes.values()) == 10_000
     assert sum(lines[0] == "1" for lines, _ in nodes.values()) == 10_000
-    assert nodes["n20001"][0][0] == "leaf"
+    assert nodes["n10001"][0][0] == "leaf"  # depth first: the chain, then its constants
 
 
 # ------------------------------------------------------------------ render

@@ -1,8 +1,9 @@
 """Drawing the graph that produced a tensor, as the lecture draws f = w*x + b.
 
-`to_dot` returns Graphviz DOT text: one box per tensor (the leaves that require grad and the
-final output, with shape, dtype and, when small, values and gradients) and one ellipse per op
-("Mul", "Add", ...). Graph nodes never hold the tensors they produced (that would make cycles),
+`to_dot` returns Graphviz DOT text: one box per tensor (the leaves that require grad, the
+inputs and constants that take no gradient, like the lecture's X and Y and the 1 of 1 - h, and
+the final output, with shape, dtype and, when small, values and gradients) and one ellipse per
+op ("Mul", "Add", ...), laid out top to bottom. Graph nodes never hold the tensors they produced (that would make cycles),
 so an intermediate result appears as the edge between two ops, labelled with the shape and dtype
 the edge recorded; its values show only when you pass the tensor in `names` or called
 `retain_grad()` on it. `render` lays the text out with Graphviz into an SVG or PNG file.
@@ -59,12 +60,13 @@ class GraphNode:
 
 
 class _Constant:
-    """The key of a number constant's node (numbers are shared objects: 1 is always 1)."""
+    """An input that took no gradient, as the walk meets it: one per use, since numbers are
+    shared objects (1 is always 1); a tensor's uses share its one node."""
 
-    __slots__ = ("value",)
+    __slots__ = ("dtype", "shape", "value")
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    def __init__(self, value: Any, shape: tuple[int, ...], dtype: Any) -> None:
+        self.value, self.shape, self.dtype = value, shape, dtype
 
 
 @dataclass
@@ -92,16 +94,16 @@ def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
     """The nodes and edges of the graph that produced `tensor`, ids n0, n1, ... in walk order.
 
     The walk is depth first from the output, inputs in argument order, with an explicit stack
-    (no recursion, so a chain of any depth works). Inputs that take no gradient (constants,
-    tensors that do not require grad) leave no trace in the graph and so do not appear.
+    (no recursion, so a chain of any depth works). Inputs that take no gradient are nodes too
+    ("input" when `names` names them, else "constant"), from what the graph recorded of them.
 
     >>> import chainrule as cr
     >>> w = cr.tensor(-2.0, requires_grad=True)
     >>> nodes, edges = cr.viz.walk_graph(w * 5.0)
-    >>> [(n.id, n.kind, n.name) for n in nodes]
-    [('n0', 'output', 'output'), ('n1', 'op', 'Mul'), ('n2', 'leaf', 'leaf')]
+    >>> [(n.id, n.kind) for n in nodes]
+    [('n0', 'output'), ('n1', 'op'), ('n2', 'leaf'), ('n3', 'constant')]
     >>> [(e.source, e.target) for e in edges]
-    [('n1', 'n0'), ('n2', 'n1')]
+    [('n1', 'n0'), ('n2', 'n1'), ('n3', 'n1')]
     """
     if not isinstance(tensor, Tensor):
         raise TypeError(f"walk_graph: expected a chainrule Tensor, got {type(tensor).__name__}")
@@ -124,22 +126,19 @@ def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
         ids[id(t)] = node_id
         nodes.append(GraphNode(node_id, kind, tensor_names.get(id(t), kind), t.shape, t.dtype, t))
 
-    def add_constant_node(value: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    def add_constant_node(constant: _Constant) -> None:
         """A node for an input that takes no gradient: a tensor (drawn once however often it is
         used; "input" when `names` names it) or a Python number (one node per use)."""
+        value = constant.value
         if isinstance(value, Tensor):
             if id(value) not in ids:
                 add_tensor_node(value, "input" if id(value) in tensor_names else "constant")
-            return value
-        node_id = f"n{len(nodes)}"
-        key = _Constant(value)
-        ids[id(key)] = node_id
-        nodes.append(GraphNode(node_id, "constant", "constant", tuple(shape), dtype,
-                               value=value))
-        keep.append(key)
-        return key
+            ids[id(constant)] = ids[id(value)]
+            return
+        ids[id(constant)] = f"n{len(nodes)}"
+        nodes.append(GraphNode(ids[id(constant)], "constant", "constant", constant.shape,
+                               constant.dtype, value=value))
 
-    keep: list[Any] = []  # the number constants' keys, alive until the edges are made
     add_tensor_node(tensor, "output")
     stack: list[Any] = []
     if tensor.grad_fn is not None:
@@ -151,6 +150,9 @@ def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
             continue
         if isinstance(item, Tensor):
             add_tensor_node(item, "leaf")
+            continue
+        if isinstance(item, _Constant):
+            add_constant_node(item)
             continue
         node_id = f"n{len(nodes)}"
         ids[id(item)] = node_id
@@ -164,8 +166,7 @@ def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
                 value, shape, dtype = constants[slot]
                 if isinstance(value, weakref.ref):  # a large tensor, named while it lives
                     value = value()
-                source = add_constant_node(value, shape, dtype)
-                pending.append((source, item, shape, dtype))
+                inputs.append((_Constant(value, tuple(shape), dtype), shape, dtype))
         for target, shape, dtype in inputs:
             pending.append((target, item, shape, dtype))
         # reversed, so that the first input is walked (and numbered) first
