@@ -6,12 +6,16 @@ import multiprocessing
 import os
 import time
 
+import chainrule as cr
 import numpy as np
 import pytest
-
-import chainrule as cr
 from chainrule.utils.data import (
-    BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset, get_worker_info,
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+    get_worker_info,
 )
 
 

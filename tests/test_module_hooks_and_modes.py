@@ -1,10 +1,9 @@
 """Module.to/double/float, forward hooks and pre-hooks, and cr.inference_mode, against PyTorch."""
 from __future__ import annotations
 
+import chainrule as cr
 import numpy as np
 import pytest
-
-import chainrule as cr
 from chainrule import nn
 
 
@@ -135,24 +134,29 @@ def test_module_to_keeps_integer_buffers():
 def test_inference_mode_as_pytorch():
     torch = pytest.importorskip("torch")
     for lib in (cr, torch):
-        w = lib.ones(2, requires_grad=True)
-        with lib.inference_mode():
-            assert lib.is_inference_mode_enabled() and not lib.is_grad_enabled()
-            assert not (w * 2).requires_grad
-        assert not lib.is_inference_mode_enabled() and lib.is_grad_enabled()
-        with lib.inference_mode(False):
-            assert (w * 2).requires_grad and not lib.is_inference_mode_enabled()
+        check_inference_mode(lib)
 
-        @lib.inference_mode()
-        def called():
-            return (w * 2).requires_grad, lib.is_inference_mode_enabled()
 
-        @lib.inference_mode
-        def bare():
-            return (w * 2).requires_grad
+def check_inference_mode(lib) -> None:
+    """The same checks on chainrule and on PyTorch."""
+    w = lib.ones(2, requires_grad=True)
+    with lib.inference_mode():
+        assert lib.is_inference_mode_enabled() and not lib.is_grad_enabled()
+        assert not (w * 2).requires_grad
+    assert not lib.is_inference_mode_enabled() and lib.is_grad_enabled()
+    with lib.inference_mode(False):
+        assert (w * 2).requires_grad and not lib.is_inference_mode_enabled()
 
-        assert called() == (False, True) and bare() is False
-        assert (w * 2).requires_grad
-        with lib.no_grad(), lib.inference_mode():
-            pass
-        assert lib.is_grad_enabled()
+    @lib.inference_mode()
+    def called():
+        return (w * 2).requires_grad, lib.is_inference_mode_enabled()
+
+    @lib.inference_mode
+    def bare():
+        return (w * 2).requires_grad
+
+    assert called() == (False, True) and bare() is False
+    assert (w * 2).requires_grad
+    with lib.no_grad(), lib.inference_mode():
+        pass
+    assert lib.is_grad_enabled()

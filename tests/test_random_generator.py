@@ -1,10 +1,9 @@
 """cr.Generator: seeded streams of their own, usable by every random function and nn.init."""
 from __future__ import annotations
 
+import chainrule as cr
 import numpy as np
 import pytest
-
-import chainrule as cr
 
 
 def draws(generator: cr.Generator | None) -> list[list[float]]:
