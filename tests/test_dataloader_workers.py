@@ -84,9 +84,7 @@ def test_the_loaders_generator_decides_the_order():
     assert len(with_replacement) == 50 and set(with_replacement) <= {0, 1, 2}
 
 
-def test_worker_assignment_and_info_match_pytorch():
-    torch = pytest.importorskip("torch")
-
+def test_worker_assignment_and_info_match_pytorch(torch):
     class TorchSquares(torch.utils.data.Dataset):
         def __len__(self):
             return 11
@@ -233,14 +231,19 @@ def test_argument_checks_as_pytorch():
         DataLoader(data, generator=np.random.default_rng())
 
 
-def test_samplers_match_pytorch():
-    torch = pytest.importorskip("torch")
+def test_samplers_match_pytorch(torch):
     for drop_last in (False, True):
         ours = list(BatchSampler(SequentialSampler(range(10)), 3, drop_last))
         theirs = list(torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(range(10)),
                                                     3, drop_last))
         assert ours == theirs
         assert len(BatchSampler(range(10), 3, drop_last)) == len(theirs)
+
+
+def test_samplers_and_batch_samplers():
+    assert list(BatchSampler(range(7), 3, False)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(BatchSampler(range(7), 3, True)) == [[0, 1, 2], [3, 4, 5]]
+    assert list(SequentialSampler(range(4))) == [0, 1, 2, 3]
     loader = DataLoader(TensorDataset(cr.arange(7)),
                         batch_sampler=BatchSampler(range(7), 4, drop_last=False))
     assert [b[0].tolist() for b in loader] == [[0, 1, 2, 3], [4, 5, 6]] and len(loader) == 2

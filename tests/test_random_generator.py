@@ -95,8 +95,7 @@ def test_init_and_in_place_fills_take_a_generator():
     assert u.tolist() == cr.empty(3).normal_(1.0, 0.5, generator=cr.Generator().manual_seed(2)).tolist()
 
 
-def test_the_same_signatures_as_pytorch():
-    torch = pytest.importorskip("torch")
+def test_the_same_signatures_as_pytorch(torch):
     import inspect
 
     # generator= is a keyword of the same functions in both libraries
