@@ -229,6 +229,8 @@ def test_argument_checks_as_pytorch():
         DataLoader(data, timeout=-1)
     with pytest.raises(TypeError, match="Generator"):
         DataLoader(data, generator=np.random.default_rng())
+    with pytest.raises(ValueError, match="num_samples"):
+        DataLoader(TensorDataset(cr.zeros(0, 2)), shuffle=True)  # as PyTorch's RandomSampler
 
 
 def test_samplers_match_pytorch(torch):
