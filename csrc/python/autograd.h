@@ -1,6 +1,8 @@
-// The autograd objects in C: chainrule.Tensor's base (the array plus what autograd needs) and
-// the graph node's base, so that recording an op and running backward take no Python code
-// beyond the op's own forward and backward (and none at all for the native ops).
+// The graph's types in C: chainrule.Tensor's base (the array plus what autograd needs) and the
+// graph node's base, so that recording an op and running backward take no Python code beyond
+// the op's own forward and backward (and none at all for the native ops). Their Python types
+// are in tensor_type.cpp and node_type.cpp; `apply` (apply.cpp) records Python ops, the native
+// ops record themselves (native_*.cpp), and engine.cpp runs backward over what both recorded.
 //
 // Ownership follows DESIGN.md's rule 4: a node never holds the Tensor it produced; its edges
 // own references to the nodes (or leaf Tensors) its inputs came from, and saved arrays are
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "native_op.h"
 
 namespace chainrule::python {
 
@@ -46,24 +49,6 @@ struct Edge {
 };
 constexpr std::int64_t kConstantValues = 64;
 
-// Built-in ops whose forward and backward are C++ (native_ops.cpp); Python is for Function
-// subclasses defined in ops.py or by users.
-enum class NativeOp : std::int8_t {
-  Python, Add, Sub, Mul, Div, Neg, Exp, Log, Sigmoid, Tanh, Relu, Sum, Mean, MatMul, Linear,
-  CrossEntropy,
-};
-
-// What a native op saves for its backward (copied out before a long kernel runs without the GIL).
-struct NativeSaved {
-  NativeOp op = NativeOp::Python;
-  std::vector<Tensor> arrays;
-  std::vector<std::int64_t> dims;  // Sum/Mean: the reduced dims (empty: all)
-  Shape input_shape;               // Sum/Mean: the input's shape
-  Scalar scalar;                   // Mul/Div with a Python number
-  std::int8_t scalar_side = -1;    // which input (0 or 1) was that number; -1: none
-  bool has_bias = false;           // Linear
-};
-
 // What a node keeps beyond its Python attributes.
 struct NodeState {
   std::vector<Edge> edges;
@@ -92,6 +77,30 @@ inline TensorObject* as_tensor(PyObject* o) { return reinterpret_cast<TensorObje
 inline NodeObject* as_node(PyObject* o) { return reinterpret_cast<NodeObject*>(o); }
 inline bool is_set(PyObject* o) { return o != nullptr && o != Py_None; }
 
+// The object fields Python may set, each checked: the engine trusts their types.
+template <std::size_t Offset>
+inline PyObject* get_field(PyObject* self, void*) {
+  PyObject* value = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + Offset);
+  if (value == nullptr) value = Py_None;
+  Py_INCREF(value);
+  return value;
+}
+
+template <std::size_t Offset>
+inline int set_checked_field(PyObject* self, PyObject* value, bool (*accepts)(PyObject*), const char* what) {
+  if (value != nullptr && value != Py_None && !accepts(value)) {
+    PyErr_Format(PyExc_TypeError, "expected %s or None, got %s", what, Py_TYPE(value)->tp_name);
+    return -1;
+  }
+  PyObject** field = reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + Offset);
+  Py_XINCREF(value);
+  Py_XSETREF(*field, value);
+  return 0;
+}
+
+inline bool is_list(PyObject* o) { return PyList_Check(o); }
+inline bool is_weakref(PyObject* o) { return PyWeakref_CheckRef(o); }
+
 // The array of a chainrule.Tensor; TypeError when it has none yet.
 const Tensor& tensor_array(PyObject* tensor);
 // The core array inside a _core.Tensor object (TypeError for anything else).
@@ -109,27 +118,43 @@ PyObject* new_node(PyTypeObject* type, NativeOp op);
 void set_edge(NodeState& state, std::size_t i, PyObject* arg, const Tensor* array = nullptr,
               bool number_operand = false);
 
+// Grad mode: per thread, as in PyTorch (apply.cpp).
 bool grad_enabled();
-// chainrule.autograd.function.Function: the type of native ops' nodes.
+// chainrule.autograd.function.Function: the type of native ops' nodes (apply.cpp).
 PyTypeObject* native_node_type();
 // Python's operator_fallback(name, a, b): operators with operands the native path does not take.
 PyObject* operator_fallback();
-// Turns a C++ exception being handled into the Python exception API.md names.
+// _core.DTYPES[dtype], a new reference (tensor_type.cpp).
+PyObject* dtype_object(DType dtype);
+PyObject* shape_tuple(const Shape& shape);
+// A new chainrule.Tensor around an array, outside any graph (for hooks and results).
+py::object wrap(const Tensor& t);
+// t._data of a chainrule.Tensor: its _core.Tensor object, made on the first read.
+PyObject* tensor_get_data(PyObject* self, void*);
+// The node's saved arrays after checking that they were not freed or changed in place since
+// (RuntimeError naming the op and the versions otherwise) (node_type.cpp).
+void check_saved(NodeObject* node);
+// Frees a native op's saved arrays (a later backward through it raises).
+void release_native_saved(NodeObject* node);
+
+// The Python exception for a chainrule:: error (true), or false for any other exception.
+bool set_core_error(const std::exception_ptr& error);
+// Turns the C++ exception being handled into the Python exception API.md names (errors.cpp).
 void set_python_error();
 
-void register_autograd(py::module_& m);
+// Each concern registers its part of _core (module.cpp calls them in this order).
+void register_tensor_type(py::module_& m);
+void register_node_type(py::module_& m);
+void register_apply(py::module_& m);
+void register_engine(py::module_& m);
 void register_native_ops(py::module_& m);
-// Native ops' backward: one gradient per input (an undefined Tensor where none), in the output's
-// shape; it touches no Python object, so it may run without the GIL.
-// `needed` has bit i set when input i takes a gradient.
-std::vector<Tensor> native_backward(const NativeSaved& saved, const Tensor& grad, unsigned needed);
-// chainrule.Tensor's operators + - * / @ and unary -.
+void register_optimizer_steps(py::module_& m);
+// chainrule.Tensor's operators + - * / @ and unary -: the native ops' forward entries.
 PyObject* tensor_add(PyObject* a, PyObject* b);
 PyObject* tensor_sub(PyObject* a, PyObject* b);
 PyObject* tensor_mul(PyObject* a, PyObject* b);
 PyObject* tensor_div(PyObject* a, PyObject* b);
 PyObject* tensor_matmul(PyObject* a, PyObject* b);
 PyObject* tensor_neg(PyObject* a);
-const char* native_op_name(NativeOp op);
 
 }  // namespace chainrule::python

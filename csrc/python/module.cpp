@@ -1,5 +1,6 @@
-// chainrule._core: the C++ core as a Python module. Core errors become the Python
-// exceptions API.md names; std::bad_alloc becomes MemoryError (pybind11's default).
+// chainrule._core: the C++ core as a Python module, registered area by area (register_*.cpp
+// for the arrays and their ops; the autograd types, `apply`, the engine, the native ops and the
+// optimizer steps each in their own file).
 #include <omp.h>
 
 #include "autograd.h"
@@ -18,27 +19,20 @@ using namespace chainrule;
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "chainrule's C++ tensor core";
+  // chainrule's typed errors become ValueError, TypeError, ... (errors.cpp); pybind11 maps the rest.
   py::register_exception_translator([](std::exception_ptr error) {
-    try {
-      if (error) std::rethrow_exception(error);
-    } catch (const chainrule::ValueError& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
-    } catch (const chainrule::TypeError& e) {
-      PyErr_SetString(PyExc_TypeError, e.what());
-    } catch (const chainrule::IndexError& e) {
-      PyErr_SetString(PyExc_IndexError, e.what());
-    } catch (const chainrule::RuntimeError& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-    } catch (const chainrule::MemoryError& e) {
-      PyErr_SetString(PyExc_MemoryError, e.what());
-    }
+    if (error && !python::set_core_error(error)) std::rethrow_exception(error);
   });
 
   python::register_tensor(m);
   python::register_ops(m);
   python::register_interop(m);
-  python::register_autograd(m);
+  python::register_tensor_type(m);
+  python::register_node_type(m);
+  python::register_apply(m);
+  python::register_engine(m);
   python::register_native_ops(m);
+  python::register_optimizer_steps(m);
 
   m.attr("__version__") = CHAINRULE_VERSION;
   m.attr("compiler") = CHAINRULE_COMPILER;

@@ -15,7 +15,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['DTYPES', 'DType', 'Generator', 'Node', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cache_sizes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'default_generator', 'div', 'div_', 'empty', 'eq', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'le', 'linear', 'log', 'logical_not', 'lt', 'manual_seed', 'matmul', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sgd_step_', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where']
+__all__: list[str] = ['DTYPES', 'DType', 'Generator', 'NATIVE_OPS', 'Node', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cache_sizes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'default_generator', 'div', 'div_', 'empty', 'eq', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'le', 'linear', 'log', 'logical_not', 'lt', 'manual_seed', 'matmul', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sgd_step_', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where', 'wrap']
 class DType:
     """
     Members:
@@ -189,6 +189,14 @@ class Node:
     def name(self) -> str:
         """
         The node's name, e.g. 'MulBackward'.
+        """
+    def native_saved(self) -> tuple[tuple[Tensor, ...], list[int], list[int], typing.Any, int, builtins.bool]:
+        """
+        What a native op saved: (arrays, dims, input_shape, scalar, scalar_side, has_bias).
+        """
+    def release_native_saved(self) -> None:
+        """
+        Frees what a native op saved (after a backward without retain_graph).
         """
 def abs(arg0: Tensor) -> Tensor:
     ...
@@ -396,7 +404,11 @@ def uniform_(t: Tensor, low: typing.SupportsFloat | typing.SupportsIndex, high: 
     ...
 def where(arg0: Tensor, arg1: Tensor, arg2: Tensor) -> Tensor:
     ...
+def wrap(array: Tensor) -> typing.Any:
+    """A chainrule.Tensor around an array, outside any graph."""
+    ...
 __version__: str
+NATIVE_OPS: tuple[str, ...]  # the native ops' names, one op-table entry each
 DTYPES: tuple[DType, DType, DType, DType]  # bool, int64, float32, float64: what Tensor.dtype returns
 compiler: str
 openmp_version: int
