@@ -1,30 +1,50 @@
-"""The backward pass: PyTorch's engine in miniature (the walk itself is C++, in
-`csrc/python/autograd.cpp`; the argument checks are here).
+"""Which engine runs backward, and the argument checks both share.
 
-1. Walk the graph from the outputs (iteratively: a chain of 10,000 ops must not recurse) and
-   count, for every node, how many edges lead into it.
-2. Run nodes in topological order (a node runs once all its incoming gradients are summed),
-   each applying the chain rule: its backward turns the gradient of its output into
-   gradients of its inputs. Each input gradient is summed down to the input's shape and cast
-   to its dtype there, in one place (`sum_to`), so no op handles broadcasting.
-3. Leaves collect their total gradient into `.grad` (summed over every path, and over calls).
+Two engines, one meaning (DESIGN.md, rule 10): the C++ engine (csrc/python/engine.cpp, the
+default) and the plain-Python reference engine (reference.py, the teaching text and the test
+oracle), chosen with CHAINRULE_ENGINE=python (or "cpp") in the environment; the same gradients
+come out of both, bit for bit. The walk itself is described in reference.py.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import os
+from collections.abc import Sequence
+from typing import Any
 
 from chainrule import _core
-from chainrule.tensor import Tensor
+from chainrule.autograd import reference
 
 C = _core
+ENGINES = {"cpp": C.run_backward, "python": reference.run_backward}
 
 
-def _root_grad(output: Tensor, gradient: Any) -> _core.Tensor | None:
+def _engine_from_environment() -> str:
+    name = os.environ.get("CHAINRULE_ENGINE", "cpp").lower()
+    if name not in ENGINES:
+        raise ValueError(f"CHAINRULE_ENGINE={name!r}: expected one of {sorted(ENGINES)}")
+    return name
+
+
+name = _engine_from_environment()
+run = ENGINES[name]
+"""run(roots, grads, retain_graph, inputs=None): the chosen engine (Tensor.backward calls it)."""
+
+
+def set_engine(engine: str) -> str:
+    """Chooses the engine for later backward calls; returns the previous one's name."""
+    global name, run
+    if engine not in ENGINES:
+        raise ValueError(f"set_engine: expected one of {sorted(ENGINES)}, got {engine!r}")
+    previous, name, run = name, engine, ENGINES[engine]
+    return previous
+
+
+def _root_grad(output: Any, gradient: Any) -> _core.Tensor | None:
     """The upstream gradient of an output as an array; None asks the engine for ones (it checks
     that the output has one element)."""
     if gradient is None:
         return None
-    if not isinstance(gradient, Tensor):
+    if not isinstance(gradient, C.TensorBase):
         raise TypeError(f"backward: gradient must be a Tensor, got {type(gradient).__name__}")
     if gradient.shape != output.shape:
         raise ValueError(f"backward: gradient has shape {gradient.shape} but the output has shape "
@@ -32,14 +52,14 @@ def _root_grad(output: Tensor, gradient: Any) -> _core.Tensor | None:
     return gradient._data.to(output.dtype)
 
 
-def run_backward(outputs: Sequence[Tensor], gradients: Sequence[Any], retain_graph: bool,
-                 inputs: Sequence[Tensor] | None = None) -> tuple[Any, ...] | None:
+def run_backward(outputs: Sequence[Any], gradients: Sequence[Any], retain_graph: bool,
+                 inputs: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
     """Backpropagates from outputs. With `inputs`, returns their gradients instead of
-    accumulating into `.grad` (autograd.grad). The checks are here; the walk is in C."""
+    accumulating into `.grad` (autograd.grad)."""
     roots = []
     root_grads = []
     for output, gradient in zip(outputs, gradients):
-        if not isinstance(output, Tensor):
+        if not isinstance(output, C.TensorBase):
             raise TypeError(f"backward: expected Tensor outputs, got {type(output).__name__}")
         if not output._requires_grad:
             raise RuntimeError(
@@ -49,10 +69,10 @@ def run_backward(outputs: Sequence[Tensor], gradients: Sequence[Any], retain_gra
         root_grads.append(_root_grad(output, gradient))
     if inputs is not None:
         for i, t in enumerate(inputs):
-            if not isinstance(t, Tensor):
+            if not isinstance(t, C.TensorBase):
                 raise TypeError(f"grad: expected Tensor inputs, got {type(t).__name__}")
             if not t._requires_grad:
                 raise RuntimeError(f"grad: input {i} of shape {t.shape} does not require grad")
-        return C.run_backward(tuple(roots), tuple(root_grads), retain_graph, tuple(inputs))
-    C.run_backward(tuple(roots), tuple(root_grads), retain_graph)
+        return run(tuple(roots), tuple(root_grads), retain_graph, tuple(inputs))
+    run(tuple(roots), tuple(root_grads), retain_graph)
     return None

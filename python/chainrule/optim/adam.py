@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from chainrule import _core
+from chainrule.creation import zeros_like
+from chainrule.optim import fused
 from chainrule.optim.optimizer import Optimizer
-from chainrule.tensor import _wrap
-
-C = _core
 
 
 class Adam(Optimizer):
@@ -33,22 +31,14 @@ class Adam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param, grad = p._data, p.grad._data
                 state = self.state.setdefault(p, {})
                 if not state:
                     state["step"] = 0
-                    state["exp_avg"] = _wrap(C.full(list(param.shape), 0, param.dtype))
-                    state["exp_avg_sq"] = _wrap(C.full(list(param.shape), 0, param.dtype))
+                    state["exp_avg"] = zeros_like(p)
+                    state["exp_avg_sq"] = zeros_like(p)
                 state["step"] += 1
-                step = state["step"]
-                exp_avg, exp_avg_sq = state["exp_avg"]._data, state["exp_avg_sq"]._data
-                # The whole update in one pass over the parameter, in PyTorch's order (a
-                # non-contiguous parameter is updated through a contiguous copy).
-                target = param if param.is_contiguous() else param.clone()
-                C.adam_step_(target, grad.contiguous(), exp_avg, exp_avg_sq, lr, beta1, beta2, eps,
-                             weight_decay, step, self.decoupled)
-                if target is not param:
-                    C.copy_(param, target)
+                fused.adam_step_(p, state["exp_avg"], state["exp_avg_sq"], lr, beta1, beta2, eps,
+                                 weight_decay, state["step"], self.decoupled)
 
 
 class AdamW(Adam):

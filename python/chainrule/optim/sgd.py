@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from chainrule import _core
+from chainrule.optim import fused
 from chainrule.optim.optimizer import Optimizer
 
-C = _core
 
 
 class SGD(Optimizer):
@@ -40,8 +39,8 @@ class SGD(Optimizer):
             buffers = None
             if group["momentum"] != 0:
                 buffers = [self.state.get(p, {}).get("momentum_buffer") for p in params]
-            C.sgd_step_(params, buffers, group["lr"], group["momentum"], group["dampening"],
-                        group["weight_decay"], group["nesterov"])
+            fused.sgd_step_(params, buffers, group["lr"], group["momentum"], group["dampening"],
+                             group["weight_decay"], group["nesterov"])
             if buffers is not None:
                 for p, buffer in zip(params, buffers):
                     if buffer is not None:

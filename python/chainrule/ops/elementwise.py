@@ -1,0 +1,318 @@
+"""Elementwise ops: arithmetic, the activations, and the other pointwise functions.
+
+Each entry reads as the lecture draws a gate: the forward, what it saves, and the backward as
+the upstream gradient `g` times the local derivative. The native ones (+ - * /, neg, exp, log,
+sigmoid, tanh, relu) run in C++ (csrc/python/native_elementwise.cpp); their formulas here are
+the same, kernel for kernel, and are what the reference engine runs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from chainrule import _core
+from chainrule.autograd.function import Function
+from chainrule.ops.table import Case, native, op
+
+C = _core
+Array = _core.Tensor
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, Array)
+
+
+# ---------------------------------------------------------------- native arithmetic
+@native("add", "Add", saves="nothing", cases=[Case("add", lambda a, b: a + b, [(3, 4), (3, 1)])],
+        names=("+", "Tensor.add", "cr.add"))
+def add_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d(a + b) = g, g (the engine sums each down to its input's shape)."""
+    return g, g
+
+
+@native("sub", "Sub", saves="nothing", cases=[Case("sub", lambda a, b: a - b, [(3, 1), (4,)])],
+        names=("-", "Tensor.sub", "cr.sub"))
+def sub_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d(a - b) = g, -g."""
+    return g, C.neg(g)
+
+
+@native("mul", "Mul", saves="both operands (a number operand as the scalar)",
+        cases=[Case("mul", lambda a, b: a * b, [(3, 4), (4,)]),
+               Case("mul_scalar", lambda a: 2.5 * a * 3, [(3, 4)])],
+        names=("*", "Tensor.mul", "cr.mul"))
+def mul_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d(a * b) = g * b, g * a."""
+    if saved.scalar_side == 1:
+        return C.mul(g, saved.scalar), None
+    if saved.scalar_side == 0:
+        return None, C.mul(g, saved.scalar)
+    a, b = saved.arrays
+    return C.mul(g, b), C.mul(g, a)
+
+
+@native("div", "Div", saves="b and the output (a number b as the scalar)",
+        cases=[Case("div", lambda a, b: a / b, [(3, 4), (4,)], ("any", "nonzero")),
+               Case("div_scalar", lambda a: 1.5 / a / 3, [(3, 4)], "nonzero")],
+        names=("/", "Tensor.div", "cr.div"))
+def div_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d(a / b) = g / b, -(g / b) * out (that is -g a / b^2)."""
+    if saved.scalar_side == 1:
+        return C.div(g, saved.scalar), None
+    b, out = saved.arrays
+    ga = C.div(g, b)
+    return ga, C.neg(C.mul(ga, out))
+
+
+@native("neg", "Neg", saves="nothing", cases=[Case("neg", lambda a: -a, [(3, 4)])],
+        names=("unary -", "Tensor.neg", "cr.neg"))
+def neg_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d(-a) = -g."""
+    return (C.neg(g),)
+
+
+# ---------------------------------------------------------------- native functions
+@native("exp", "Exp", saves="the output y", method=True, function=True,
+        cases=[Case("exp", lambda a: a.exp(), [(3, 4)])])
+def exp_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d e^x = g * y: e^x is its own derivative."""
+    (y,) = saved.arrays
+    return (C.mul(g, y),)
+
+
+@native("log", "Log", saves="the input x", method=True, function=True,
+        cases=[Case("log", lambda a: a.log(), [(3, 4)], "positive")])
+def log_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d log x = g / x."""
+    (x,) = saved.arrays
+    return (C.div(g, x),)
+
+
+@native("sigmoid", "Sigmoid", saves="the output y", method=True, function=True, functional=True,
+        cases=[Case("sigmoid", lambda a: a.sigmoid(), [(3, 4)])])
+def sigmoid_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """sigmoid(x) = 1 / (1 + e^-x); d sigmoid = g * y * (1 - y), the lecture's g(z)(1 - g(z)),
+    from the saved output (one fused kernel, as in C++)."""
+    (y,) = saved.arrays
+    return (C.sigmoid_backward(g, y),)
+
+
+@native("tanh", "Tanh", saves="the output y", method=True, function=True, functional=True,
+        cases=[Case("tanh", lambda a: a.tanh(), [(3, 4)])])
+def tanh_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d tanh = g * (1 - y^2) (one fused kernel)."""
+    (y,) = saved.arrays
+    return (C.tanh_backward(g, y),)
+
+
+@native("relu", "Relu", saves="the input x", method=True, function=True, functional=True,
+        cases=[Case("relu", lambda a: a.relu(), [(3, 4)], "nonzero")])
+def relu_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """d max(x, 0) = g where x > 0, else 0 (one fused kernel)."""
+    (x,) = saved.arrays
+    return (C.relu_backward(g, x),)
+
+
+# ---------------------------------------------------------------- Python binary ops
+@op("pow", saves="a, b and the output",
+    cases=[Case("pow", lambda a, b: a ** b, [(3, 1), (4,)], ("positive", "any")),
+           Case("pow_scalar", lambda a: a ** 2.5, [(3, 4)], "positive"),
+           Case("rpow_scalar", lambda a: 0.7 ** a, [(3, 4)])],
+    names=("**", "Tensor.pow", "cr.pow"))
+class Pow(Function):
+    """d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log a (0 where it is a limit)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Any, b: Any) -> Array:
+        out = C.pow(a, b)
+        ctx.a, ctx.b, ctx.out = a, b, out
+        ctx.save_for_backward(*[x for x in (a, b, out) if _is_array(x)])
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        ctx.saved_tensors  # noqa: B018  (the in-place and freed-graph checks)
+        a, b = ctx.a, ctx.b
+        ga = gb = None
+        zero = C.full((), 0, g.dtype)
+        if _is_array(a):
+            # d(a^b)/da = b * a^(b-1), taken as 0 where b == 0 (a^0 is constant, even at a = 0)
+            ga = C.mul(g, C.mul(b, C.pow(a, C.sub(b, 1) if _is_array(b) else b - 1)))
+            if _is_array(b):
+                ga = C.where(C.eq(b, 0), zero, ga)
+            elif b == 0:
+                ga = C.full(list(g.shape), 0, g.dtype)
+        if _is_array(b):
+            # d(a^b)/db = a^b * log(a), taken as 0 where a == 0 and b >= 0 (the limit from b's side)
+            log_a = C.log(a) if _is_array(a) else C.log(C.full((), a, b.dtype))
+            gb = C.mul(g, C.mul(ctx.out, log_a))
+            gb = C.where(C.mul(C.eq(a, 0) if _is_array(a) else C.full((), a == 0, C.DType.bool),
+                               C.ge(b, 0)), zero, gb)
+        return ga, gb
+
+
+def _split_by_winner(g: Array, a_wins: Array, tie: Array) -> tuple[Array, Array]:
+    # The gradient goes to the winner; a tie splits it evenly (as PyTorch does).
+    share_a = C.add(C.mul(a_wins, 1.0), C.mul(tie, 0.5))
+    ga = C.mul(g, share_a)
+    return ga, C.sub(g, ga)
+
+
+@op("maximum", saves="a and b", names=("cr.maximum", "Tensor.max(other)"),
+    cases=[Case("maximum", lambda a, b: a.max(b), [(3, 1), (4,)], ok="apart")])
+class Maximum(Function):
+    """The gradient goes to the larger input; a tie splits it."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, b: Array) -> Array:
+        ctx.save_for_backward(a, b)
+        return C.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, b = ctx.saved_tensors
+        return _split_by_winner(g, C.gt(a, b), C.eq(a, b))
+
+
+@op("minimum", saves="a and b", names=("cr.minimum", "Tensor.min(other)"),
+    cases=[Case("minimum", lambda a, b: a.min(b), [(3, 4), (3, 4)], ok="apart")])
+class Minimum(Function):
+    """The gradient goes to the smaller input; a tie splits it."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, b: Array) -> Array:
+        ctx.save_for_backward(a, b)
+        return C.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, b = ctx.saved_tensors
+        return _split_by_winner(g, C.lt(a, b), C.eq(a, b))
+
+
+def _where_case(a: Any, b: Any) -> Any:
+    import chainrule as cr  # cases run long after import; the condition is a constant of a
+
+    return cr.where((a > 0.0).detach(), a, b)
+
+
+@op("where", saves="the condition", names=("cr.where",),
+    cases=[Case("where", _where_case, [(3, 4), (3, 1)], ("nonzero", "any"))])
+class Where(Function):
+    """g flows to a where the condition holds, to b elsewhere."""
+
+    @staticmethod
+    def forward(ctx: Any, condition: Array, a: Array, b: Array) -> Array:
+        ctx.save_for_backward(condition)
+        return C.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (condition,) = ctx.saved_tensors
+        zero = C.full((), 0, g.dtype)
+        return None, C.where(condition, g, zero), C.where(condition, zero, g)
+
+
+# ---------------------------------------------------------------- Python unary ops
+@op("sqrt", saves="the output", method=True, function=True,
+    cases=[Case("sqrt", lambda a: a.sqrt(), [(3, 4)], "positive")])
+class Sqrt(Function):
+    """d sqrt(x) = g / (2 sqrt(x))."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        out = C.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (out,) = ctx.saved_tensors
+        return (C.div(g, C.mul(out, 2.0)),)
+
+
+@op("abs", saves="the input", method=True, function=True, names=("abs()",),
+    cases=[Case("abs", lambda a: abs(a), [(3, 4)], "nonzero")])
+class Abs(Function):
+    """d |x| = g * sign(x)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.abs(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.mul(g, C.sign(a)),)
+
+
+@op("sin", saves="the input", method=True, function=True,
+    cases=[Case("sin", lambda a: a.sin(), [(3, 4)])])
+class Sin(Function):
+    """d sin x = g * cos x."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.sin(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.mul(g, C.cos(a)),)
+
+
+@op("cos", saves="the input", method=True, function=True,
+    cases=[Case("cos", lambda a: a.cos(), [(3, 4)])])
+class Cos(Function):
+    """d cos x = -g * sin x."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.cos(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.neg(C.mul(g, C.sin(a))),)
+
+
+@op("square", saves="the input", method=True, function=True,
+    cases=[Case("square", lambda a: a.square(), [(3, 4)])])
+class Square(Function):
+    """d x^2 = g * 2x."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array) -> Array:
+        ctx.save_for_backward(a)
+        return C.square(a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        return (C.mul(g, C.mul(a, 2.0)),)
+
+
+@op("clamp", saves="the input and the bounds", names=("Tensor.clamp", "cr.clamp", "clip"),
+    cases=[Case("clamp", lambda a: a.clamp(-0.5, 0.5), [(3, 4)], "clamp"),
+           Case("clamp_min", lambda a: a.clamp(min=-0.5), [(3, 4)], "clamp")])
+class Clamp(Function):
+    """g passes where the input was inside [low, high], else 0."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, low: Any, high: Any) -> Array:
+        ctx.save_for_backward(a)
+        ctx.low, ctx.high = low, high
+        return C.clamp(a, low, high)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        inside = None
+        if ctx.low is not None:
+            inside = C.ge(a, ctx.low)
+        if ctx.high is not None:
+            below = C.le(a, ctx.high)
+            inside = below if inside is None else C.mul(inside, below)
+        return C.mul(g, inside), None, None

@@ -1,0 +1,98 @@
+"""Losses fused into one op each, so that their edges (h = 0 or 1, large logits) keep finite
+gradients: cross-entropy (native), binary cross-entropy with and without logits."""
+from __future__ import annotations
+
+from typing import Any
+
+from chainrule import _core
+from chainrule.autograd.function import Function
+from chainrule.ops.table import Case, native, op
+
+C = _core
+Array = _core.Tensor
+
+
+def _functional() -> Any:
+    from chainrule.nn import functional  # the cases call the public spelling, long after import
+
+    return functional
+
+
+def _cross_entropy_case(x: Any) -> Any:
+    import chainrule as cr
+
+    return _functional().cross_entropy(x, cr.tensor([1, 0, 3]), reduction="none")
+
+
+@native("cross_entropy", "CrossEntropy", saves="the logits and the target classes",
+        names=("F.cross_entropy", "nn.CrossEntropyLoss"),
+        cases=[Case("cross_entropy", _cross_entropy_case, [(3, 4)])])
+def cross_entropy_backward(saved: Any, g: Array) -> tuple[Any, ...]:
+    """Per sample i: d loss_i / d logits_i = g_i (softmax(logits_i) - one_hot(class_i)), one
+    fused kernel; the class indices take no gradient."""
+    logits, target = saved.arrays
+    return C.cross_entropy_backward(g, logits, target), None
+
+
+@op("binary_cross_entropy", saves="h and y", names=("F.binary_cross_entropy", "nn.BCELoss"),
+    cases=[Case("binary_cross_entropy", lambda h, y: _functional().binary_cross_entropy(h, y),
+                [(3, 4), (3, 4)], "probability")])
+class BinaryCrossEntropy(Function):
+    """-(y log h + (1 - y) log(1 - h)) elementwise, logs clamped at -100 (PyTorch's rule), as one
+    op so that h = 0 or 1 has a finite gradient: d/dh = g (h - y) / max(h (1 - h), 1e-12),
+    d/dy = g (log(1 - h) - log h)."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Array, y: Array) -> Array:
+        ctx.save_for_backward(h, y)
+        log_h = C.clamp(C.log(h), -100.0, None)
+        log_not_h = C.clamp(C.log(C.sub(1.0, h)), -100.0, None)
+        return C.neg(C.add(C.mul(y, log_h), C.mul(C.sub(1.0, y), log_not_h)))
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        h, y = ctx.saved_tensors
+        gh = C.div(C.mul(g, C.sub(h, y)), C.maximum(C.mul(h, C.sub(1.0, h)), C.full((), 1e-12, h.dtype)))
+        gy = C.mul(g, C.sub(C.clamp(C.log(C.sub(1.0, h)), -100.0, None), C.clamp(C.log(h), -100.0, None)))
+        return gh, gy
+
+
+def _bce_logits_case(x: Any, y: Any, pw: Any) -> Any:
+    return _functional().binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="sum")
+
+
+@op("binary_cross_entropy_with_logits", saves="x, y and pos_weight",
+    names=("F.binary_cross_entropy_with_logits", "nn.BCEWithLogitsLoss"),
+    cases=[Case("binary_cross_entropy_with_logits",
+                lambda x, y: _functional().binary_cross_entropy_with_logits(x, y), [(3, 4), (3, 4)],
+                ("any", "probability")),
+           Case("binary_cross_entropy_with_logits_pos_weight", _bce_logits_case,
+                [(3, 4), (3, 4), (4,)], ("any", "probability", "positive"))])
+class BinaryCrossEntropyWithLogits(Function):
+    """Sigmoid then binary cross-entropy, stably, as one op. With l = 1 + (pw - 1) y (l = 1
+    without pos_weight): loss = (1 - y) x + l softplus(-x), and d/dx = g (l sigmoid(x) - pw y),
+    exact at x = 0 too (piecewise forms like relu(x) would give a subgradient there)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Array, y: Array, pos_weight: Any) -> Array:
+        ctx.save_for_backward(*[a for a in (x, y, pos_weight) if a is not None])
+        ctx.has_pos_weight = pos_weight is not None
+        # softplus(-x) = log(1 + e^-|x|) + max(-x, 0), without overflow
+        softplus = C.add(C.log(C.add(C.exp(C.neg(C.abs(x))), 1.0)), C.relu(C.neg(x)))
+        ctx.softplus = softplus
+        scale = C.add(C.mul(C.sub(pos_weight, 1.0), y), 1.0) if pos_weight is not None else None
+        return C.add(C.mul(C.sub(1.0, y), x), softplus if scale is None else C.mul(scale, softplus))
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        saved = ctx.saved_tensors
+        x, y = saved[0], saved[1]
+        s = C.sigmoid(x)
+        if not ctx.has_pos_weight:
+            return C.mul(g, C.sub(s, y)), C.mul(g, C.neg(x)), None
+        pw = saved[2]
+        scale = C.add(C.mul(C.sub(pw, 1.0), y), 1.0)
+        gx = C.mul(g, C.sub(C.mul(scale, s), C.mul(pw, y)))
+        gy = C.mul(g, C.add(C.neg(x), C.mul(C.sub(pw, 1.0), ctx.softplus)))
+        gpw = C.mul(g, C.mul(y, ctx.softplus))
+        return gx, gy, gpw

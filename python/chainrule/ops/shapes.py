@@ -1,0 +1,187 @@
+"""Shapes and views: their backward moves the gradient back into the input's shape, and
+casts and copies pass it through unchanged (the engine casts it to the input's dtype)."""
+from __future__ import annotations
+
+from typing import Any
+
+from chainrule import _core
+from chainrule.autograd.function import Function
+from chainrule.ops.table import Case, op
+
+C = _core
+Array = _core.Tensor
+
+
+@op("reshape", saves="the input's shape",
+    names=("Tensor.reshape", "view", "flatten", "squeeze", "unsqueeze", "cr.reshape"),
+    cases=[Case("reshape", lambda a: a.reshape(4, 3), [(3, 4)]),
+           Case("view_squeeze_unsqueeze", lambda a: a.view(-1).unsqueeze(0).squeeze(), [(2, 3, 1)]),
+           Case("flatten_of_transposed", lambda a: a.flatten(), [(4, 3)], transposed=(0,))])
+class Reshape(Function):
+    """view, reshape, flatten, squeeze, unsqueeze: g takes the input's shape back."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, method: str, *args: Any) -> Array:
+        ctx.shape = a.shape
+        return getattr(a, method)(*args)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return (g.reshape(list(ctx.shape)),) + (None,) * 8
+
+
+@op("transpose", saves="the two dims", names=("Tensor.transpose", ".T", "cr.transpose"),
+    cases=[Case("transpose", lambda a: a.transpose(0, 2), [(2, 3, 4)]),
+           Case("T", lambda a, b: a.T * b, [(3, 4), (4, 3)])])
+class Transpose(Function):
+    """g transposed back."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, d0: int, d1: int) -> Array:
+        ctx.d0, ctx.d1 = d0, d1
+        return a.transpose(d0, d1)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g.transpose(ctx.d0, ctx.d1), None, None
+
+
+@op("permute", saves="the permutation", names=("Tensor.permute", "cr.permute"),
+    cases=[Case("permute", lambda a: a.permute(2, 0, 1), [(2, 3, 4)])])
+class Permute(Function):
+    """g permuted by the inverse permutation."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, dims: list[int]) -> Array:
+        out = a.permute(dims)
+        ctx.dims = [d % a.ndim for d in dims] if a.ndim else []
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        inverse = [0] * len(ctx.dims)
+        for i, d in enumerate(ctx.dims):
+            inverse[d] = i
+        return g.permute(inverse), None
+
+
+@op("expand", saves="nothing", names=("Tensor.expand", "expand_as"),
+    cases=[Case("expand", lambda a: a.expand(2, 3, 4), [(3, 1)])])
+class Expand(Function):
+    """g as it is: the engine sums the expanded dims back (sum_to)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, shape: list[int]) -> Array:
+        return a.expand(shape)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g, None
+
+
+@op("identity", saves="nothing", names=("Tensor.contiguous", "Tensor.clone"),
+    cases=[Case("contiguous", lambda a: a.contiguous(), [(4, 3)], transposed=(0,)),
+           Case("clone", lambda a: a.clone() * a, [(3, 4)])])
+class Identity(Function):
+    """contiguous() and clone(): a copy; g passes through unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, method: str) -> Array:
+        return getattr(a, method)()
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g, None
+
+
+@op("cast", saves="nothing", names=("Tensor.to", "float", "double"),
+    cases=[Case("cast", lambda a: a.float().double() * a, [(3, 4)], tolerance=(5e-2, 5e-2))])
+class Cast(Function):
+    """g passes through; the engine casts it back to the input's dtype."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, dtype: Any) -> Array:
+        return a.to(dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return g, None
+
+
+def apply_view_steps(a: Array, steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
+    for method, args in steps:
+        a = getattr(a, method)(*args)
+    return a
+
+
+@op("index", saves="the input's shape and the view steps", names=("t[ints, slices, None, ...]",),
+    cases=[Case("index", lambda a: a[0, ..., 1::2], [(2, 3, 4)]),
+           Case("index_overlapping", lambda a: a[0] * a[1:].sum(0) + a[:, 0].sum(), [(3, 4)])])
+class Index(Function):
+    """Basic indexing (ints, slices, None, ...) as a chain of views; g is scattered into zeros
+    of the input's shape through the same views."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
+        ctx.shape, ctx.dtype, ctx.steps = a.shape, a.dtype, steps
+        return apply_view_steps(a, steps)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        out = C.full(list(ctx.shape), 0, g.dtype)
+        C.copy_(apply_view_steps(out, ctx.steps), g)
+        return out, None
+
+
+def _index_select_case(a: Any) -> Any:
+    import chainrule as cr
+
+    return a[cr.tensor([1, 1, 0])] + a.index_select(1, cr.tensor([3, 0, 3, 1]))[:3, :]
+
+
+@op("index_select", saves="the index", names=("t[index tensor]", "Tensor.index_select", "cr.index_select"),
+    cases=[Case("index_select", _index_select_case, [(3, 4)])])
+class IndexSelect(Function):
+    """A gather along a dim by an int64 index; g is scattered back with index_add_ (an index
+    that repeats a position adds its gradients up)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, dim: int, index: Array) -> Array:
+        ctx.shape, ctx.dim = a.shape, dim
+        ctx.save_for_backward(index)
+        return C.index_select(a, dim, index)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (index,) = ctx.saved_tensors
+        out = C.full(list(ctx.shape), 0, g.dtype)
+        C.index_add_(out, ctx.dim, index, g)
+        return out, None, None
+
+
+def _cat_case(a: Any, b: Any) -> Any:
+    import chainrule as cr
+
+    return cr.cat([a, b, a], dim=1) + cr.stack([a, a], dim=-1).sum(-1).sum(1, keepdim=True)
+
+
+@op("cat", saves="the dim and each input's size along it", names=("cr.cat", "cr.stack"),
+    cases=[Case("cat", _cat_case, [(2, 3), (2, 1)])])
+class Cat(Function):
+    """Each input's gradient is its slice of g."""
+
+    @staticmethod
+    def forward(ctx: Any, dim: int, *arrays: Array) -> Array:
+        out = C.cat(list(arrays), dim)
+        dim = dim % out.ndim
+        ctx.dim, ctx.sizes = dim, [a.shape[dim] for a in arrays]
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        grads: list[Any] = [None]
+        offset = 0
+        for size in ctx.sizes:
+            grads.append(g.slice(ctx.dim, offset, offset + size, 1))
+            offset += size
+        return tuple(grads)

@@ -1,0 +1,123 @@
+"""The op table: one entry per differentiable op, from which the rest is derived.
+
+An entry holds the op's forward, what it saves, its backward (the local chain rule: the
+upstream gradient times the local derivative), its names (Tensor method, `cr.` function,
+`nn.functional`) and its gradient-check cases. For the hot ops, forward and backward run in
+C++ (`native`: the name of the unit in `csrc/python/native_*.cpp`); the entry's Python
+backward is then the same formula with the same kernels, which the reference engine runs and
+the tests hold to the native one bit for bit.
+
+From the table come: the Tensor methods, `cr.` and `nn.functional` functions of the simple ops
+(`install`, `functions`), their type-checker declarations (`chainrule.ops.stubs`), the
+gradcheck cases (tests/ops/), the reference engine's formulas for native nodes
+(`native_backward`), and what `cr.compile` will replay.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from chainrule import _core
+
+C = _core
+
+
+@dataclass(frozen=True)
+class Case:
+    """One gradient check: `fn` of float64 leaves of `shapes`, sampled from `domain` ("any",
+    "positive", "nonzero", "clamp", or one per input); `ok` names a condition the sample must
+    meet ("distinct": no ties, "apart": two inputs never close); `transposed` lists inputs made
+    as non-contiguous leaves; `tolerance` (rtol, atol) loosens the comparison for an op whose
+    forward rounds (a cast through float32)."""
+
+    name: str
+    fn: Callable[..., Any]
+    shapes: Sequence[tuple[int, ...]]
+    domain: Any = "any"
+    ok: str | None = None
+    transposed: Sequence[int] = ()
+    tolerance: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    saves: str                          # what the forward keeps for backward
+    backward: Callable[..., Any]        # (ctx, grad) -> one gradient per input
+    forward: Callable[..., Any]         # a Function subclass (Python op) or the _core entry
+    cases: tuple[Case, ...]
+    native: str | None = None           # the C++ unit ("Sigmoid"), for the hot ops
+    method: str | None = None           # Tensor method made from the table (None: written by hand)
+    function: str | None = None         # cr. function made from the table
+    functional: str | None = None       # nn.functional function made from the table
+    params: tuple[tuple[str, Any], ...] = ()  # arguments after the input, with defaults
+    doc: str = ""
+    names: tuple[str, ...] = field(default=())  # hand-written spellings of this op (for the docs)
+
+
+TABLE: dict[str, Op] = {}
+
+
+def _add(op: Op) -> None:
+    if op.name in TABLE:
+        raise ValueError(f"op table: {op.name} is defined twice")
+    TABLE[op.name] = op
+
+
+def op(name: str, *, saves: str, cases: Sequence[Case], method: bool = False, function: bool = False,
+       functional: bool = False, params: Sequence[tuple[str, Any]] = (),
+       names: Sequence[str] = ()) -> Callable[[type], type]:
+    """Registers a Function subclass (forward and backward side by side) as the op `name`.
+    method/function/functional: make `Tensor.name`, `cr.name`, `F.name` from the table."""
+
+    def register(cls: type) -> type:
+        _add(Op(name, saves, cls.backward, cls, tuple(cases), None, name if method else None,
+                name if function else None, name if functional else None, tuple(params),
+                (cls.__doc__ or "").strip(), tuple(names)))
+        return cls
+
+    return register
+
+
+def native(name: str, unit: str, *, saves: str, cases: Sequence[Case], method: bool = False,
+           function: bool = False, functional: bool = False,
+           names: Sequence[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Registers the Python form of a native op's backward, `backward(saved, grad)`; its forward
+    is `_core.grad_<name>` (C++ unit `unit`, which records the node itself)."""
+
+    def register(backward: Callable[..., Any]) -> Callable[..., Any]:
+        _add(Op(name, saves, backward, getattr(C, "grad_" + name), tuple(cases), unit,
+                name if method else None, name if function else None, name if functional else None,
+                (), (backward.__doc__ or "").strip(), tuple(names)))
+        return backward
+
+    return register
+
+
+class NativeSaved:
+    """What a native node saved, as its backward formula reads it (Node.native_saved())."""
+
+    __slots__ = ("arrays", "dims", "has_bias", "input_shape", "scalar", "scalar_side")
+
+    def __init__(self, node: Any) -> None:
+        (self.arrays, self.dims, self.input_shape, self.scalar, self.scalar_side,
+         self.has_bias) = node.native_saved()
+
+
+def native_backward(node: Any, grad: Any) -> tuple[Any, ...]:
+    """The backward of a node a native op recorded, by its table entry's Python formula."""
+    return _BY_UNIT[node.native_op].backward(NativeSaved(node), grad)
+
+
+_BY_UNIT: dict[str, Op] = {}
+
+
+def names(kind: str) -> list[str]:
+    """The names made from the table: kind "method", "function" or "functional"."""
+    return sorted(getattr(e, kind) for e in TABLE.values() if getattr(e, kind))
+
+
+def finish_table() -> None:
+    """Indexes the native entries by their C++ unit (after every entry is registered)."""
+    _BY_UNIT.update({entry.native: entry for entry in TABLE.values() if entry.native})
