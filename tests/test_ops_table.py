@@ -66,6 +66,26 @@ def test_declarations_for_type_checkers_are_up_to_date():
     assert stubs.out_of_date() == []
 
 
+def test_softplus_matches_pytorch_and_numpy():
+    x = np.linspace(-40.0, 40.0, 161)
+    for beta, threshold in ((1.0, 20.0), (0.5, 3.0), (3.0, 10.0)):
+        expected = np.where(beta * x > threshold, x, np.logaddexp(0.0, beta * x) / beta)
+        for dtype, tol in ((cr.float64, 1e-14), (cr.float32, 1e-6)):
+            got = cr.softplus(cr.tensor(x, dtype=dtype), beta=beta, threshold=threshold).numpy()
+            np.testing.assert_allclose(got, expected, rtol=tol, atol=1e-30)
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(x, requires_grad=True)
+    c = cr.tensor(x, dtype=cr.float64, requires_grad=True)
+    for out_t, out_c in ((torch.nn.functional.softplus(t, beta=2.0, threshold=5.0), F.softplus(c, 2.0, 5.0)),
+                         (torch.nn.functional.softplus(t), c.softplus()),
+                         (torch.nn.functional.softplus(t, 0.5), cr.softplus(c, beta=0.5))):
+        np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), rtol=1e-14, atol=1e-300)
+        out_t.sum().backward()
+        out_c.sum().backward()
+        np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-14, atol=1e-300)
+        t.grad, c.grad = None, None
+
+
 # ------------------------------------------------------------------ two engines, one meaning
 def _grads(case, dtype, engine_name: str) -> list[np.ndarray]:
     """The gradients of every input of `case` (a random upstream gradient), by one engine."""

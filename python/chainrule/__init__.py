@@ -121,6 +121,7 @@ if _TYPE_CHECKING:
     from chainrule.functions import relu as relu
     from chainrule.functions import sigmoid as sigmoid
     from chainrule.functions import sin as sin
+    from chainrule.functions import softplus as softplus
     from chainrule.functions import sqrt as sqrt
     from chainrule.functions import square as square
     from chainrule.functions import tanh as tanh

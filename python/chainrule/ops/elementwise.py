@@ -316,3 +316,35 @@ class Clamp(Function):
             below = C.le(a, ctx.high)
             inside = below if inside is None else C.mul(inside, below)
         return C.mul(g, inside), None, None
+
+
+def _log1p(u: Array) -> Array:
+    """log(1 + u), accurate for tiny u too (where 1 + u rounds to 1): log(w) u / (w - 1) with
+    w = 1 + u corrects the rounding of w (Goldberg's trick)."""
+    w = C.add(u, 1.0)
+    d = C.sub(w, 1.0)
+    return C.where(C.eq(d, 0), u, C.div(C.mul(C.log(w), u), d))
+
+
+@op("softplus", saves="the input", method=True, function=True, functional=True,
+    params=(("beta", 1.0), ("threshold", 20.0)),
+    cases=[Case("softplus", lambda a: a.softplus(), [(3, 4)]),
+           Case("softplus_beta", lambda a: a.softplus(beta=2.0, threshold=1.0), [(3, 4)], "clamp")])
+class Softplus(Function):
+    """softplus(x) = log(1 + e^(beta x)) / beta, and x itself where beta x > threshold (PyTorch's
+    rule); d softplus = g * sigmoid(beta x), and g where linear."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Array, beta: float, threshold: float) -> Array:
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        z = C.mul(x, beta)
+        # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large z
+        soft = C.add(C.relu(z), _log1p(C.exp(C.neg(C.abs(z)))))
+        return C.where(C.gt(z, threshold), x, C.div(soft, beta))
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (x,) = ctx.saved_tensors
+        z = C.mul(x, ctx.beta)
+        return C.where(C.gt(z, ctx.threshold), g, C.mul(g, C.sigmoid(z))), None, None
