@@ -13,7 +13,7 @@ TESTS = Path(__file__).resolve().parent
 # What a test module may import at its top: the standard library, the test extra's core, the
 # package under test and the suite's own helpers (optional.py holds the optional peers).
 ALLOWED = set(sys.stdlib_module_names) | {"numpy", "pytest", "hypothesis", "chainrule",
-                                           "conftest", "optional", "kernel_check"}
+                                           "conftest", "optional", "kernel_check", "test_gradients"}
 # Files whose every test is a comparison with one peer: skipping the whole file loses nothing.
 WHOLE_FILE_SKIP = {"test_parity_torch.py": "torch"}
 
