@@ -585,7 +585,7 @@ def test_gradcheck_accepts_single_tensor_input():
     assert cr.autograd.gradcheck(lambda a: a.log() * a, x) is True
 
 
-GRADCHECK_CASES = [c for c in CASES if not c.transposed]
+GRADCHECK_CASES = [c for c in CASES if not c.transposed and c.tolerance is None]
 
 
 @pytest.mark.parametrize("case", _params(GRADCHECK_CASES[::4]))

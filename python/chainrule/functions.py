@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from chainrule import _core, ops
+from chainrule.creation import as_tensor
 from chainrule.tensor import Tensor, _tensor_operand, apply, cat, maximum, minimum, stack  # noqa: F401
 
 
@@ -118,8 +119,6 @@ def log_softmax(input: Tensor, dim: int) -> Tensor:
 
 def where(condition: Tensor, input: Any, other: Any) -> Tensor:
     """Elements of input where condition is True, else of other (broadcasting)."""
-    from chainrule.creation import as_tensor
-
     condition = _t(condition, "where")
     a = input if isinstance(input, Tensor) else as_tensor(input)
     b = other if isinstance(other, Tensor) else as_tensor(other)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from chainrule import _core, ops
+from chainrule._convert import to_array
 from chainrule._dtype import float32, float64, int64, to_dtype
 from chainrule.autograd import engine as _engine
 from chainrule.autograd.function import NO_RECORD, Function
@@ -41,14 +42,13 @@ class Tensor(C.TensorBase):
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to our reflected ops
 
     def __init__(self, data: Any = (), dtype: Any = None, requires_grad: bool = False) -> None:
-        from chainrule.creation import tensor
-
-        made = tensor(data, dtype=float32 if dtype is None else dtype, requires_grad=requires_grad)
-        self._data = made._data
+        self._data = to_array(data, float32 if dtype is None else dtype)
         self.grad_fn = None
-        self._requires_grad = made._requires_grad
+        self._requires_grad = False
         self._grad = None
         self._hooks = None
+        if requires_grad:
+            self.requires_grad_(True)
 
     # ------------------------------------------------------------ attributes
     # shape, dtype, ndim and numel() are read from the array by the C base.
@@ -631,9 +631,7 @@ def _operand(value: Any) -> Any:
     if isinstance(value, (Tensor, int, float)):
         return value
     if isinstance(value, np.ndarray):
-        from chainrule.creation import tensor
-
-        return tensor(value)
+        return _wrap(to_array(value))
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"unsupported operand type {type(value).__name__} for a tensor op "
@@ -644,9 +642,7 @@ def _tensor_operand(value: Any, op: str) -> Tensor:
     if isinstance(value, Tensor):
         return value
     if isinstance(value, np.ndarray):
-        from chainrule.creation import tensor
-
-        return tensor(value)
+        return _wrap(to_array(value))
     raise TypeError(f"{op}: expected a Tensor, got {type(value).__name__}")
 
 
@@ -759,9 +755,7 @@ def _split_tensor_index(t: Tensor, index: Any) -> tuple[Any, Any]:
     (rows to gather along dim 0, the basic index applied after); (None, index) otherwise."""
     first, rest = (index[0], index[1:]) if isinstance(index, tuple) and index else (index, None)
     if isinstance(first, (list, np.ndarray)):
-        from chainrule.creation import tensor
-
-        first = tensor(first)
+        first = _wrap(to_array(first))
         if first.dtype not in (int64, C.DType.bool):
             raise IndexError(f"index lists and arrays must hold ints or bools, got {first.dtype.name}")
     if not isinstance(first, Tensor) or (first.ndim == 0 and first.dtype == int64):

@@ -11,7 +11,7 @@ counting alone (no cycles for the garbage collector).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from chainrule import _core
 
@@ -83,3 +83,25 @@ class _NoRecord:
 
 
 NO_RECORD = _NoRecord()
+
+
+# ---------------------------------------------------------------- native ops' nodes
+# A native op's node (recorded by C++) is a Function too, whose backward is C++. The op table
+# (chainrule/ops) registers the same formula in Python here, by the C++ unit's name, for the
+# reference engine; reading what the node saved goes through Node.native_saved().
+NATIVE_BACKWARD: dict[str, Callable[..., Any]] = {}
+
+
+class NativeSaved:
+    """What a native node saved, as its backward formula reads it."""
+
+    __slots__ = ("arrays", "dims", "input_shape", "scalar", "scalar_side", "has_bias")
+
+    def __init__(self, node: _core.Node) -> None:
+        (self.arrays, self.dims, self.input_shape, self.scalar, self.scalar_side,
+         self.has_bias) = node.native_saved()
+
+
+def native_backward(node: _core.Node, grad: _core.Tensor) -> Any:
+    """The backward of a node a native op recorded, by the op table's Python formula."""
+    return NATIVE_BACKWARD[node.native_op](NativeSaved(node), grad)

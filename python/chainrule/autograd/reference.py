@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import _core
-from chainrule.ops.table import native_backward
+from chainrule.autograd.function import native_backward
 
 C = _core
 

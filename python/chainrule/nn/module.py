@@ -6,6 +6,7 @@ from typing import Any, Iterator
 
 from chainrule._dtype import float32, float64
 from chainrule.autograd.grad_mode import no_grad
+from chainrule.creation import as_tensor
 from chainrule.nn.parameter import Parameter
 from chainrule.tensor import Tensor
 from chainrule.utils.hooks import RemovableHandle
@@ -301,8 +302,6 @@ class Module:
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
             raise RuntimeError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        from chainrule.creation import as_tensor
-
         pending = []
         for name, target in own.items():
             if name not in state_dict:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chainrule.creation import empty
 from chainrule.tensor import Tensor, _new
 
 
@@ -18,8 +19,6 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __new__(cls, data: Tensor | None = None, requires_grad: bool = True) -> Parameter:
-        from chainrule.creation import empty
-
         source = empty(0) if data is None else data
         p = _new(cls)
         p._data = source._data  # shares storage, as torch.nn.Parameter does

@@ -45,9 +45,7 @@ from chainrule.ops.shapes import (
     Transpose,
     apply_view_steps,
 )
-from chainrule.ops.table import TABLE, Case, Op, finish_table, names, native_backward
-
-finish_table()
+from chainrule.ops.table import TABLE, Case, Op, names
 
 __all__ = [
     "TABLE",

@@ -8,9 +8,9 @@ backward is then the same formula with the same kernels, which the reference eng
 the tests hold to the native one bit for bit.
 
 From the table come: the Tensor methods, `cr.` and `nn.functional` functions of the simple ops
-(`install`, `functions`), their type-checker declarations (`chainrule.ops.stubs`), the
-gradcheck cases (tests/ops/), the reference engine's formulas for native nodes
-(`native_backward`), and what `cr.compile` will replay.
+(`install_methods`, `functions`), their type-checker declarations (`chainrule.ops.stubs`), the
+gradcheck cases (tests/test_gradients.py, tests/test_ops_table.py), the reference engine's
+formulas for native nodes (`NATIVE_BACKWARD`), and what `cr.compile` will replay.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from chainrule import _core
+from chainrule.autograd.function import NATIVE_BACKWARD
 
 C = _core
 
@@ -90,27 +91,10 @@ def native(name: str, unit: str, *, saves: str, cases: Sequence[Case], method: b
         _add(Op(name, saves, backward, getattr(C, "grad_" + name), tuple(cases), unit,
                 name if method else None, name if function else None, name if functional else None,
                 (), (backward.__doc__ or "").strip(), tuple(names)))
+        NATIVE_BACKWARD[unit] = backward  # what the reference engine runs for the unit's nodes
         return backward
 
     return register
-
-
-class NativeSaved:
-    """What a native node saved, as its backward formula reads it (Node.native_saved())."""
-
-    __slots__ = ("arrays", "dims", "has_bias", "input_shape", "scalar", "scalar_side")
-
-    def __init__(self, node: Any) -> None:
-        (self.arrays, self.dims, self.input_shape, self.scalar, self.scalar_side,
-         self.has_bias) = node.native_saved()
-
-
-def native_backward(node: Any, grad: Any) -> tuple[Any, ...]:
-    """The backward of a node a native op recorded, by its table entry's Python formula."""
-    return _BY_UNIT[node.native_op].backward(NativeSaved(node), grad)
-
-
-_BY_UNIT: dict[str, Op] = {}
 
 
 def names(kind: str) -> list[str]:
@@ -118,6 +102,3 @@ def names(kind: str) -> list[str]:
     return sorted(getattr(e, kind) for e in TABLE.values() if getattr(e, kind))
 
 
-def finish_table() -> None:
-    """Indexes the native entries by their C++ unit (after every entry is registered)."""
-    _BY_UNIT.update({entry.native: entry for entry in TABLE.values() if entry.native})

@@ -40,9 +40,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 elif p.grad is not None:
-                    from chainrule import _core
-
-                    _core.fill_(p.grad._data, 0)
+                    p.grad.zero_()
 
     def step(self) -> None:
         raise NotImplementedError
