@@ -2,14 +2,9 @@
 // node; grad mode; and the Python classes the C layer makes its objects of.
 #include "autograd.h"
 
-#include <structmember.h>
-
-#include <algorithm>
-#include <new>
-#include <unordered_map>
+#include <vector>
 
 #include "chainrule/errors.h"
-#include "chainrule/ops.h"
 
 namespace chainrule::python {
 

@@ -7,10 +7,7 @@
 // leaves collect their total gradient into .grad.
 #include "autograd.h"
 
-#include <structmember.h>
-
 #include <algorithm>
-#include <new>
 #include <unordered_map>
 
 #include "chainrule/errors.h"

@@ -5,9 +5,7 @@
 
 #include <structmember.h>
 
-#include <algorithm>
 #include <new>
-#include <unordered_map>
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"

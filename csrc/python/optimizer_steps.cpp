@@ -2,12 +2,6 @@
 // them through chainrule/optim/fused.py, their one door to _core).
 #include "autograd.h"
 
-#include <structmember.h>
-
-#include <algorithm>
-#include <new>
-#include <unordered_map>
-
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
 
@@ -59,6 +53,12 @@ void sgd_step_list(const py::list& params, const py::object& buffers, double lr,
 void register_optimizer_steps(py::module_& m) {
   m.def("sgd_step_", &sgd_step_list, py::arg("params"), py::arg("buffers"), py::arg("lr"), py::arg("momentum"),
         py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"));
+  m.def("adam_step_", [](const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                         double lr, double beta1, double beta2, double eps, double weight_decay, std::int64_t step,
+                         bool decoupled) {
+    MaybeReleaseGil gil(param.numel());
+    adam_step_(param, grad, exp_avg, exp_avg_sq, AdamSettings{lr, beta1, beta2, eps, weight_decay, step, decoupled});
+  });
 }
 
 }  // namespace chainrule::python

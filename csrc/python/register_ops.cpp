@@ -157,12 +157,6 @@ void register_ops(py::module_& m) {
     MaybeReleaseGil gil(logits.numel());
     return cross_entropy_backward(grad, logits, target);
   });
-  m.def("adam_step_", [](const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                         double lr, double beta1, double beta2, double eps, double weight_decay, std::int64_t step,
-                         bool decoupled) {
-    MaybeReleaseGil gil(param.numel());
-    adam_step_(param, grad, exp_avg, exp_avg_sq, AdamSettings{lr, beta1, beta2, eps, weight_decay, step, decoupled});
-  });
   m.def("broadcast_shapes", [](const Shape& a, const Shape& b) { return broadcast_shapes(a, b, "broadcast_shapes"); });
 }
 
