@@ -5,6 +5,7 @@ requires grad and grad mode is on, one graph node holding that op's backward.
 """
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections import namedtuple
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -608,7 +609,9 @@ op) gets one edge per argument: where that input's gradient goes (its grad_fn, o
 itself), with the shape and dtype it must have there. In C (_core/autograd.cpp)."""
 
 
-_UNARY = frozenset(["neg", "exp", "log", "sigmoid", "tanh", "relu"])
+# The native ops of one operand, read from the op table (their _core entries take one argument).
+_UNARY = frozenset(name for name, entry in ops.TABLE.items()
+                   if entry.native and len(inspect.signature(entry.forward).parameters) == 1)
 
 
 def _operator_fallback(name: str, a: Any, b: Any) -> Tensor:
