@@ -49,6 +49,14 @@ PYBIND11_MODULE(_core, m) {
     const CacheSizes& sizes = cache_sizes();
     return std::make_tuple(sizes.l1, sizes.l2, sizes.l3);
   });
+  m.def("detected_cache_sizes", [] {
+    const CacheSizes& sizes = detected_cache_sizes();
+    return std::make_tuple(sizes.l1, sizes.l2, sizes.l3);
+  });
+  m.def("parse_cache_sizes", [](const std::string& spec) {
+    const CacheSizes sizes = parse_cache_sizes(spec, detected_cache_sizes());
+    return std::make_tuple(sizes.l1, sizes.l2, sizes.l3);
+  }, py::arg("spec"));
   m.def("active_isa", [] { return std::string(isa_name(active_isa())); });
   m.def("cpu_supports", [](const std::string& name) {
     for (const Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512}) {

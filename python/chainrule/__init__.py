@@ -30,6 +30,16 @@ try:
 finally:
     if _set_spin_count:
         del _os.environ["GOMP_SPINCOUNT"]
+
+# CHAINRULE_CACHE_SIZES (e.g. "l1d=32K,l2=512K,l3=32M") makes the GEMM block for other caches
+# than the CPU's; the core ignores a value that does not parse, and this says why.
+if _os.environ.get("CHAINRULE_CACHE_SIZES"):
+    try:
+        _core.parse_cache_sizes(_os.environ["CHAINRULE_CACHE_SIZES"])
+    except ValueError as _error:
+        import warnings as _warnings
+
+        _warnings.warn(f"{_error}; the GEMM uses the detected cache sizes instead", RuntimeWarning, stacklevel=2)
 from chainrule._dtype import bool, dtype, float32, float64, int64  # noqa: A004
 from chainrule.autograd.grad_mode import (
     enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled,
@@ -83,8 +93,16 @@ def show_config() -> None:
     print(f"  SIMD kernels:    {_core.active_isa()} (CPU supports: "
           f"{', '.join(i for i in ('generic', 'avx2', 'avx512') if _core.cpu_supports(i))}; "
           f"set CHAINRULE_ISA to choose)")
-    l1, l2, l3 = _core.cache_sizes()
-    print(f"  caches:          L1d {l1 >> 10} KiB, L2 {l2 >> 10} KiB, L3 {l3 >> 20} MiB (GEMM blocking)")
+    def sizes(caches: tuple[int, int, int]) -> str:
+        l1, l2, l3 = caches
+        return f"L1d {l1 >> 10} KiB, L2 {l2 >> 10} KiB, L3 {l3 / 2**20:g} MiB"
+
+    used, detected = _core.cache_sizes(), _core.detected_cache_sizes()
+    if used == detected:
+        print(f"  caches:          {sizes(used)} (GEMM blocking; set CHAINRULE_CACHE_SIZES to choose)")
+    else:
+        print(f"  caches:          {sizes(used)} (GEMM blocking, from CHAINRULE_CACHE_SIZES; "
+              f"the CPU's: {sizes(detected)})")
 from chainrule import viz  # noqa: E402
 
 # The public names, for `from chainrule import *` and for type checkers (py.typed: a strict
