@@ -48,6 +48,10 @@ struct MicroKernel {
   PackFn<T> pack_a;
   PackFn<T> pack_b;
   PackFn<T> pack_narrow_b;  // B into narrow_nr-wide panels
+  // Blocking: true sizes kc so that a kc x nr panel of B stays in L1 while the micro-kernel runs
+  // it against every panel of A (as BLIS does for AVX2); false lets kc grow to 1024, the panel
+  // then streaming from L2 with fewer passes over C (faster for the AVX-512 tile: matmul.cpp).
+  bool b_panel_in_l1;
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);

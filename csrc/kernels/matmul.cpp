@@ -165,21 +165,31 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
   }
 }
 
-// Cache blocking (BLIS's KC, MC, NC) from the cache sizes: a kc x NR micro-panel of B takes at
-// most an eighth of L2 and an MC x kc block of A a quarter, so both stay there while the
-// micro-kernel streams them; kc x NC of B takes at most a quarter of L3. A larger kc means
-// fewer passes over C (on this 1 MiB-L2 machine kc = 1024 rather than 256 took n=1024 from
-// 226 to 241 GFLOP/s on one thread). k is split into equal blocks, never a sliver at the end.
+// Cache blocking (BLIS's KC, MC, NC) from the cache sizes (CHAINRULE_CACHE_SIZES forces them).
+// Two rules for kc, the micro-kernel's choice (b_panel_in_l1):
+// - a kc x NR micro-panel of B in half of L1, where the micro-kernel reads it again for every
+//   panel of A, and an MC x kc block of A in half of L2 (as BLIS blocks for AVX2: kc = 256,
+//   mc = 252 on a Zen 3 core's 32 KiB / 512 KiB). AVX2 on this 48 KiB / 2 MiB machine: f64
+//   n = 1024 36 -> 43 GFLOP/s on one thread against the rule below (f32 2048: 88 -> 96).
+// - for the AVX-512 tile, kc up to 1024 with the panel of B in an eighth of L2 and the block of A
+//   in a quarter: fewer passes over C (n = 1024 on a 1 MiB-L2 Zen 5: 226 -> 241 GFLOP/s on one
+//   thread against kc = 256).
+// kc x NC of B takes at most a quarter of L3. k is split into equal blocks, never a sliver at the end.
 struct Blocking {
   std::int64_t kc, mc, nc;
 };
 
-Blocking blocking_for(std::int64_t k, std::int64_t element_bytes, int nr, int mr) {
+template <typename T>
+Blocking blocking_for(std::int64_t k, const gemm::MicroKernel<T>& kernel) {
   const CacheSizes& caches = cache_sizes();
-  const std::int64_t kc_max = std::clamp<std::int64_t>(caches.l2 / 8 / (nr * element_bytes), 128, 1024);
+  const std::int64_t element_bytes = sizeof(T), mr = kernel.mr, nr = kernel.nr;
+  const std::int64_t kc_max = kernel.b_panel_in_l1
+                                  ? std::clamp<std::int64_t>(caches.l1 / 2 / (nr * element_bytes), 64, 1024)
+                                  : std::clamp<std::int64_t>(caches.l2 / 8 / (nr * element_bytes), 128, 1024);
   const std::int64_t blocks = std::max<std::int64_t>(1, (k + kc_max - 1) / kc_max);
   const std::int64_t kc = std::max<std::int64_t>(1, (k + blocks - 1) / blocks);
-  const std::int64_t mc = std::max<std::int64_t>(1, caches.l2 / 4 / (kc * element_bytes) / mr) * mr;
+  const std::int64_t a_share = kernel.b_panel_in_l1 ? caches.l2 / 2 : caches.l2 / 4;
+  const std::int64_t mc = std::max<std::int64_t>(1, a_share / (kc * element_bytes) / mr) * mr;
   const std::int64_t nc = std::max<std::int64_t>(4, caches.l3 / 4 / (kc * element_bytes) / nr) * nr;
   return {kc, mc, nc};
 }
@@ -205,7 +215,7 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
     }
     return;
   }
-  const Blocking blocking = blocking_for(k, sizeof(T), nr, mr);
+  const Blocking blocking = blocking_for(k, kernel);
   const std::int64_t KC = blocking.kc, MC = blocking.mc, NC = blocking.nc;
   const std::int64_t panels = (n + nr - 1) / nr, n_padded = panels * nr;
   const std::int64_t k_blocks = (k + KC - 1) / KC;
