@@ -8,4 +8,6 @@ namespace chainrule::gemm::avx2 {
 MicroKernel<float> kernel_f32() { return make_kernel<float, 6, 2, 6, 2>(true); }
 MicroKernel<double> kernel_f64() { return make_kernel<double, 6, 2, 6, 2>(true); }
 
+float fma_chains(std::int64_t iterations) { return fma_chains_body(iterations); }
+
 }  // namespace chainrule::gemm::avx2

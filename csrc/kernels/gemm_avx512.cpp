@@ -10,4 +10,6 @@ namespace chainrule::gemm::avx512 {
 MicroKernel<float> kernel_f32() { return make_kernel<float, 8, 2, 8, 1>(false); }
 MicroKernel<double> kernel_f64() { return make_kernel<double, 8, 2, 8, 2>(false); }
 
+float fma_chains(std::int64_t iterations) { return fma_chains_body(iterations); }
+
 }  // namespace chainrule::gemm::avx512

@@ -8,4 +8,6 @@ namespace chainrule::gemm::generic {
 MicroKernel<float> kernel_f32() { return make_kernel<float, 4, 2, 2, 4>(true); }
 MicroKernel<double> kernel_f64() { return make_kernel<double, 4, 2, 2, 4>(true); }
 
+float fma_chains(std::int64_t iterations) { return fma_chains_body(iterations); }
+
 }  // namespace chainrule::gemm::generic

@@ -5,6 +5,7 @@
 // MR x NR tiles. Tiny products skip packing and threads altogether.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <cstdlib>
 #include <memory>
@@ -30,6 +31,30 @@ MicroKernel<float> micro_kernel_f32(Isa isa) {
 
 MicroKernel<double> micro_kernel_f64(Isa isa) {
   return call_for_isa(isa, generic::kernel_f64, avx2::kernel_f64, avx512::kernel_f64);
+}
+
+double fma_peak_gflops(Isa isa, double seconds) {
+  const int lanes = isa == Isa::Avx512 ? 16 : isa == Isa::Avx2 ? 8 : 4;
+  const double flops_per_iteration = 12.0 * lanes * 2;
+  auto time_one = [isa](std::int64_t iterations) {
+    const auto start = std::chrono::steady_clock::now();
+    volatile float sink = call_for_isa(isa, [&] { return generic::fma_chains(iterations); },
+                                       [&] { return avx2::fma_chains(iterations); },
+                                       [&] { return avx512::fma_chains(iterations); });
+    (void)sink;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  // Runs of about 2 ms, the best of those that fit in `seconds`: on a shared machine most such
+  // runs fit between two of the OS's time slices, where longer ones would be cut.
+  std::int64_t iterations = 1 << 10;
+  while (time_one(iterations) < 1e-3 && iterations < (std::int64_t{1} << 40)) iterations *= 2;
+  double best = 0, spent = 0;
+  for (int run = 0; run < 3 || spent < seconds; ++run) {
+    const double elapsed = time_one(iterations);
+    spent += elapsed;
+    best = std::max(best, flops_per_iteration * static_cast<double>(iterations) / elapsed / 1e9);
+  }
+  return best;
 }
 
 }  // namespace gemm

@@ -15,7 +15,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['DTYPES', 'DType', 'Generator', 'Node', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cache_sizes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'default_generator', 'div', 'div_', 'empty', 'eq', 'exp', 'eye', 'fill_', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'le', 'linear', 'log', 'logical_not', 'lt', 'manual_seed', 'matmul', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sgd_step_', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where']
+__all__: list[str] = ['DTYPES', 'DType', 'Generator', 'Node', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'broadcast_shapes', 'cache_sizes', 'cat', 'clamp', 'compiler', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'default_generator', 'detected_cache_sizes', 'div', 'div_', 'empty', 'eq', 'exp', 'eye', 'fill_', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'le', 'linear', 'log', 'logical_not', 'lt', 'manual_seed', 'matmul', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'parse_cache_sizes', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sgd_step_', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where']
 class DType:
     """
     Members:
@@ -236,6 +236,8 @@ def cross_entropy_loss(arg0: Tensor, arg1: Tensor) -> Tensor:
     ...
 def default_generator() -> Generator:
     ...
+def detected_cache_sizes() -> tuple[int, int, int]:
+    ...
 def div(arg0: typing.Any, arg1: typing.Any) -> Tensor:
     ...
 def div_(arg0: Tensor, arg1: typing.Any) -> None:
@@ -250,6 +252,10 @@ def eye(arg0: typing.SupportsInt | typing.SupportsIndex, arg1: typing.SupportsIn
     ...
 def fill_(arg0: Tensor, arg1: typing.Any) -> None:
     ...
+def fma_peak_gflops(isa: str, seconds: typing.SupportsFloat | typing.SupportsIndex = 0.3) -> float:
+    """
+    One core's float32 GFLOP/s running `isa`'s vector multiply-adds with no loads (the bench's yardstick).
+    """
 def from_dlpack_capsule(capsule: typing_extensions.CapsuleType) -> Tensor:
     ...
 def from_numpy(array: numpy.typing.NDArray[typing.Any]) -> Tensor:
@@ -333,6 +339,8 @@ def neg(arg0: Tensor) -> Tensor:
 def normal_(t: Tensor, mean: typing.SupportsFloat | typing.SupportsIndex, std: typing.SupportsFloat | typing.SupportsIndex, generator: Generator | None = None) -> None:
     ...
 def numpy_dtype(arg0: DType) -> numpy.dtype[typing.Any]:
+    ...
+def parse_cache_sizes(spec: str) -> tuple[int, int, int]:
     ...
 def pow(arg0: typing.Any, arg1: typing.Any) -> Tensor:
     ...
