@@ -5,7 +5,8 @@ Run: python bench/bench_kernels.py [--quick] [--repeat N] [--json out.json] [--i
 
 --isa runs the whole benchmark once per named ISA, each in a fresh interpreter with chainrule and
 the peers forced to it (CHAINRULE_ISA; OpenBLAS: OPENBLAS_CORETYPE; PyTorch: ATEN_CPU_CAPABILITY,
-MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA: these are read when the libraries load), and ends
+MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA; NumPy's own loops: NPY_DISABLE_CPU_FEATURES: these
+are read when the libraries load), and ends
 with the ISAs side by side. Matmul rows also give each library's share of the ISA's FMA peak,
 measured here (`_core.fma_peak_gflops`: one core, 12 independent multiply-add chains; float64
 peaks at half the float32 figure, two threads at twice one).
@@ -51,6 +52,22 @@ ISA_ENV = {
     "avx512": {"CHAINRULE_ISA": "avx512", "OPENBLAS_CORETYPE": "SkylakeX", "ATEN_CPU_CAPABILITY": "avx512",
                "MKL_ENABLE_INSTRUCTIONS": "AVX512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
 }
+
+
+def numpy_env(isa: str) -> dict[str, str]:
+    """NumPy's own SIMD loops (exp, add, sums) pick their kernels apart from OpenBLAS: the
+    dispatch targets above `isa` are switched off by NPY_DISABLE_CPU_FEATURES."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__ as targets
+    except ImportError:
+        return {}
+    if isa == "avx2":
+        above = [t for t in targets if "512" in t or t == "X86_V4"]
+    elif isa == "generic":
+        above = [t for t in targets if not t.startswith("SSE") and t not in ("X86_V2", "POPCNT")]
+    else:
+        above = []
+    return {"NPY_DISABLE_CPU_FEATURES": " ".join(above)} if above else {}
 
 
 def median_seconds(fn: Callable[[], Any], min_time: float) -> float:
@@ -199,6 +216,11 @@ def peer_kernels() -> str:
         for info in threadpoolctl.threadpool_info():
             if info.get("internal_api") == "openblas":
                 parts.append(f"NumPy's OpenBLAS {info.get('version')}: {info.get('architecture')}")
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+        parts.append(f"NumPy {np.__version__} loops: AVX-512 {'on' if features.get('AVX512_SKX') and features.get('X86_V4', True) else 'off'}")
+    except ImportError:
+        pass
     if torch is not None:
         parts.append(f"PyTorch {torch.__version__}: {torch.backends.cpu.get_cpu_capability()}")
     return "; ".join(parts) or "no peer details (install threadpoolctl)"
@@ -272,11 +294,12 @@ def main() -> None:
             if not _core.cpu_supports(isa):
                 print(f"\n### {isa}: this CPU does not run it; skipped", flush=True)
                 continue
-            print(f"\n### {isa}: " + " ".join(f"{k}={v}" for k, v in ISA_ENV[isa].items()), flush=True)
+            env = {**ISA_ENV[isa], **numpy_env(isa)}
+            print(f"\n### {isa}: " + " ".join(f"{k}={v!r}" for k, v in env.items()), flush=True)
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "results.json")
                 command = [sys.executable, __file__, "--child", "--isa", isa, "--repeat", str(args.repeat), "--json", out]
-                subprocess.run(command + (["--quick"] if args.quick else []), env={**os.environ, **ISA_ENV[isa]},
+                subprocess.run(command + (["--quick"] if args.quick else []), env={**os.environ, **env},
                                check=True)
                 with open(out) as f:
                     all_results[isa] = json.load(f)
