@@ -226,14 +226,27 @@ def peer_kernels() -> str:
     return "; ".join(parts) or "no peer details (install threadpoolctl)"
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def run_here(args: argparse.Namespace) -> dict[str, Any]:
     isa = _core.active_isa()
     min_time = 0.1 if args.quick else (0.4 if args.repeat == 1 else 0.25)
-    peak = _core.fma_peak_gflops(isa, 0.5)
+    # (a build from before the peak was exposed runs without the shares)
+    peak = _core.fma_peak_gflops(isa, 0.5) if hasattr(_core, "fma_peak_gflops") else 0.0
     results: dict[str, Any] = {"isa": isa, "fma_peak_gflops_f32": peak, "fma_peak_gflops_f64": peak / 2,
-                               "peers": peer_kernels(), "cache_sizes": list(_core.cache_sizes()),
+                               "peers": peer_kernels(), "cache_sizes": list(_core.cache_sizes()), "cpu": cpu_name(),
                                "load_before": os.getloadavg()[0]}
-    print(f"chainrule {cr.__version__}, kernels: {isa}; {results['peers']}", flush=True)
+    print(f"{results['cpu']}, {os.cpu_count()} CPUs; chainrule {cr.__version__}, kernels: {isa}, caches "
+          f"{results['cache_sizes']}; {results['peers']}", flush=True)
     print(f"FMA peak of one core under {isa}: {peak:.1f} GFLOP/s float32, {peak / 2:.1f} float64 (x2 on 2 threads); "
           f"load average {results['load_before']:.1f}. Ratios: chainrule / peer (above 1: chainrule is faster), "
           "% of the peak for matmul", flush=True)

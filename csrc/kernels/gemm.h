@@ -28,9 +28,9 @@ template <typename T>
 using DotKernelFn = void (*)(std::int64_t m, std::int64_t k, const T* a, std::int64_t rs, const T* b,
                              std::int64_t bs, T* c, std::int64_t ldc);
 
-// Packing for the micro-kernel: rows x kc of A (element (i, p) at a[i * rs + p * cs]) into an
-// MR-wide panel, or kc x cols of B (element (p, j) at b[p * rs + j * cs]) into an NR-wide one,
-// zero-padded to the full width.
+// Packing for the micro-kernel: rows x kc of A (element (i, p) at a[i * rs + p * cs], rows <= MR)
+// into an MR-wide panel, or kc x cols of B (element (p, j) at b[p * rs + j * cs]) into NR-wide
+// panels, one after another (kc * NR elements each), the last zero-padded to the full width.
 template <typename T>
 using PackFn = void (*)(std::int64_t kc, const T* src, std::int64_t rs, std::int64_t cs, std::int64_t width,
                         T* out);
