@@ -1,7 +1,7 @@
 """Kernel speed (issues 3 and 14): matmul GFLOP/s, elementwise and reduction GB/s, for chainrule,
 NumPy and PyTorch (when installed) in the same run, with ratios, on 1 and 2 threads.
 
-Run: python bench/bench_kernels.py [--quick] [--repeat N] [--json out.json] [--isa avx2,avx512]
+Run: python bench/bench_kernels.py [--quick] [--repeat N] [--cpu-time] [--json out.json] [--isa avx2,avx512]
 
 --isa runs the whole benchmark once per named ISA, each in a fresh interpreter with chainrule and
 the peers forced to it (CHAINRULE_ISA; OpenBLAS: OPENBLAS_CORETYPE; PyTorch: ATEN_CPU_CAPABILITY,
@@ -13,7 +13,9 @@ peaks at half the float32 figure, two threads at twice one).
 
 Figures are medians of repeated timings. --repeat N measures every case N times, the libraries
 taking turns, and prints the median and the spread (lowest to highest) of chainrule's ratio to
-the faster peer: these machines are shared, so compare ratios, not absolutes. NumPy's BLAS
+the faster peer: these machines are shared, so compare ratios, not absolutes. --cpu-time times
+the one-thread runs by the calling thread's CPU time, which leaves out the time other processes
+held the core (not their effect on the caches). NumPy's BLAS
 threads are set with threadpoolctl when it is installed (pip install threadpoolctl).
 """
 from __future__ import annotations
@@ -70,11 +72,12 @@ def numpy_env(isa: str) -> dict[str, str]:
     return {"NPY_DISABLE_CPU_FEATURES": " ".join(above)} if above else {}
 
 
-def median_seconds(fn: Callable[[], Any], min_time: float) -> float:
+def median_seconds(fn: Callable[[], Any], min_time: float, clock: Callable[[], float] = time.perf_counter) -> float:
     """Median seconds per call. Each library is timed in a block of its own, after 50 ms of
     untimed calls: the library timed before may leave threads spinning for a while (OpenBLAS's
     do, for tens of ms), and timing the libraries call by call in turns instead halved PyTorch's
-    2-thread figures."""
+    2-thread figures. clock: time.thread_time counts only the time the calling thread ran (the
+    one-thread figures with --cpu-time)."""
     warm_until = time.perf_counter() + 0.05
     fn()
     while time.perf_counter() < warm_until:
@@ -86,10 +89,10 @@ def median_seconds(fn: Callable[[], Any], min_time: float) -> float:
     times = []
     deadline = time.perf_counter() + min_time
     while len(times) < 5 or time.perf_counter() < deadline:
-        start = time.perf_counter()
+        start = clock()
         for _ in range(number):
             fn()
-        times.append((time.perf_counter() - start) / number)
+        times.append(max(clock() - start, 1e-9) / number)
         if len(times) >= 50:
             break
     return statistics.median(times)
@@ -110,16 +113,17 @@ def threads(n: int) -> Iterator[None]:
 class Runner:
     """Times each case's libraries `repeat` times in turns and prints one row per case."""
 
-    def __init__(self, min_time: float, repeat: int, peak_gflops: float, n_threads: int, results: dict[str, Any]):
+    def __init__(self, min_time: float, repeat: int, peak_gflops: float, n_threads: int, results: dict[str, Any],
+                 clock: Callable[[], float] = time.perf_counter):
         self.min_time, self.repeat, self.results = min_time, repeat, results
-        self.peak_gflops, self.n_threads = peak_gflops, n_threads
+        self.peak_gflops, self.n_threads, self.clock = peak_gflops, n_threads, clock
 
     def case(self, name: str, unit: str, work: float, fns: dict[str, Callable[[], Any]], peak: float = 0.0) -> None:
         """work: flops or bytes per call; peak: the figure's ceiling for a share of it (0: none)."""
         rounds: dict[str, list[float]] = {lib: [] for lib in fns}
         for _ in range(self.repeat):
             for lib, fn in fns.items():
-                rounds[lib].append(work / median_seconds(fn, self.min_time) / 1e9)
+                rounds[lib].append(work / median_seconds(fn, self.min_time, self.clock) / 1e9)
         figures = {lib: statistics.median(values) for lib, values in rounds.items()}
         peers = [lib for lib in fns if lib != "chainrule"]
         ratios = [rounds["chainrule"][r] / max(rounds[p][r] for p in peers) for r in range(self.repeat)]
@@ -252,8 +256,12 @@ def run_here(args: argparse.Namespace) -> dict[str, Any]:
           "% of the peak for matmul", flush=True)
     for n in (1, 2):
         results[f"{n} thread(s)"] = section = {}
-        print(f"\n{n} thread(s)", flush=True)
-        runner = Runner(min_time, args.repeat, peak, n, section)
+        print(f"\n{n} thread(s)" + (", timed by the thread's CPU time" if args.cpu_time and n == 1 else ""), flush=True)
+        # Each library computes on the calling thread when it has one thread (OpenBLAS and PyTorch
+        # too), so its CPU time leaves out the time other processes held the core.
+        cpu_time = args.cpu_time and n == 1
+        runner = Runner(min_time, args.repeat, peak, n, section, time.thread_time if cpu_time else time.perf_counter)
+        section["clock"] = "thread CPU time" if cpu_time else "wall"
         with threads(n):
             shapes = MATMUL_SHAPES if args.quick or args.isa else MATMUL_SHAPES + MATMUL_MORE
             bench_matmul(runner, np.float32, [s for s in shapes if not (args.quick and s[0] == "n=2048")])
@@ -273,7 +281,9 @@ def side_by_side(all_results: dict[str, dict[str, Any]]) -> None:
     print("  peaks: " + ", ".join(f"{isa} {r['fma_peak_gflops_f32']:.0f} GFLOP/s f32" for isa, r in all_results.items()))
     for section in ("1 thread(s)", "2 thread(s)"):
         print(f"\n{section:36s}" + "".join(f"{isa:>28s}" for isa in isas))
-        for name in all_results[isas[0]][section]:
+        for name, first in all_results[isas[0]][section].items():
+            if not isinstance(first, dict):
+                continue
             cells = []
             for isa in isas:
                 entry = all_results[isa][section].get(name)
@@ -295,6 +305,8 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--isa", default=None,
                         help="comma-separated ISAs (generic, avx2, avx512): one run each, every library forced to it")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time the one-thread runs by the calling thread's CPU time (for a busy machine)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.repeat is None:
@@ -312,6 +324,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 out = os.path.join(tmp, "results.json")
                 command = [sys.executable, __file__, "--child", "--isa", isa, "--repeat", str(args.repeat), "--json", out]
+                command += ["--cpu-time"] if args.cpu_time else []
                 subprocess.run(command + (["--quick"] if args.quick else []), env={**os.environ, **env},
                                check=True)
                 with open(out) as f:
