@@ -53,6 +53,14 @@ struct MicroKernel {
 MicroKernel<float> micro_kernel_f32(Isa isa);
 MicroKernel<double> micro_kernel_f64(Isa isa);
 
+// C (m x n, rows ldc apart) = A (m x k) * B (k x n), element (i, p) of A at a[i * a_rs + p * a_cs]
+// and (p, j) of B at b[p * b_rs + j * b_cs], on at most `threads` threads: matmul's GEMM for
+// kernels that lay out their operands themselves (convolution's im2col columns). May throw
+// std::bad_alloc (packing space).
+template <typename T>
+void product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs, std::int64_t a_cs,
+             const T* b, std::int64_t b_rs, std::int64_t b_cs, T* c, std::int64_t ldc, int threads);
+
 namespace generic {
 MicroKernel<float> kernel_f32();
 MicroKernel<double> kernel_f64();
