@@ -26,6 +26,7 @@ std::int64_t pooled_size(std::int64_t size, std::int64_t kernel, std::int64_t st
                          std::int64_t dilation, bool ceil_mode) {
   const std::int64_t span = dilation * (kernel - 1) + 1;
   const std::int64_t room = size + 2 * padding - span;
+  if (room < 0) return 0;  // the window does not fit (C++ division would round -1 / s up to 0)
   std::int64_t out = (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
   // the last window must start inside the input or the left padding
   if (ceil_mode && (out - 1) * stride >= size + padding) --out;

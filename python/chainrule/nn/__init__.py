@@ -6,7 +6,7 @@ from chainrule.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MS
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
 from chainrule.nn.conv import Conv2d
-from chainrule.nn.layers import Dropout2d
+from chainrule.nn.layers import Dropout2d, Flatten
 from chainrule.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from chainrule.nn.pooling import AvgPool2d, MaxPool2d
 from chainrule.nn.rnn import GRU, LSTM, RNN
@@ -15,5 +15,5 @@ from chainrule.nn.sparse import Embedding
 __all__ = ["functional", "init", "Dropout", "Identity", "Linear", "LogSoftmax", "ReLU", "Sequential",
            "Sigmoid", "Softmax", "Tanh", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
            "MSELoss", "Module", "Parameter"]
-__all__ += ["Conv2d", "Dropout2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "AvgPool2d", "MaxPool2d", "GRU",
+__all__ += ["Conv2d", "Dropout2d", "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "AvgPool2d", "MaxPool2d", "GRU",
             "LSTM", "RNN", "Embedding"]

@@ -65,8 +65,9 @@ class AvgPool2d(Function):
     def forward(ctx: Any, input: Array, kernel: Pair, stride: Pair, padding: Pair, ceil_mode: bool,
                 count_include_pad: bool, divisor_override: int) -> Array:
         ctx.input_shape = input.shape
-        ctx.settings = (kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
-        return C.avg_pool2d(input, *ctx.settings)
+        settings = (kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        ctx.settings = settings  # (ctx keeps nothing when no graph is recorded: read the local)
+        return C.avg_pool2d(input, *settings)
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
