@@ -2,9 +2,8 @@
 ...), gate order and initialisation, so a PyTorch state_dict loads and gives the same outputs.
 
 Each layer and direction projects the whole input sequence at once (one GEMM for every time step:
-x @ W_ih^T + b_ih), then steps through time with h @ W_hh^T + b_hh and the cell's pointwise
-update. The LSTM and GRU updates are one op each (`_ops_rnn`), so a step records three graph
-nodes, not a dozen.
+x @ W_ih^T + b_ih), then one op (`_ops_rnn`) runs the recurrence over all steps, forward and
+backward through time, so a layer records two graph nodes however long the sequence.
 """
 from __future__ import annotations
 
@@ -14,10 +13,10 @@ from typing import Any
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init
-from chainrule.nn._ops_rnn import gru_cell_update, lstm_cell_update
+from chainrule.nn._ops_rnn import GRUSequence, LSTMSequence, RNNSequence
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
-from chainrule.tensor import Tensor, cat, stack
+from chainrule.tensor import Tensor, apply, cat, stack
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -63,7 +62,7 @@ class RNNBase(Module):
         name = type(self).__name__
         if not isinstance(input, Tensor):
             raise TypeError(f"{name}: expected a Tensor input, got {type(input).__name__}")
-        if input.ndim not in (2, 3) or input.shape[-1] != self.input_size:
+        if input.ndim not in (2, 3) or input.shape[-1] != self.input_size or input.numel() == 0:
             raise ValueError(f"{name}: expected an input (L, N, {self.input_size}) (batch_first: (N, L, "
                              f"{self.input_size})) or unbatched (L, {self.input_size}), got shape {input.shape}")
         return input, input.ndim == 2
@@ -94,30 +93,20 @@ class RNNBase(Module):
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
                 projected = F.linear(layer_input, w_ih, b_ih)  # (L, N, gates * H): all steps in one GEMM
                 state = [s[index] for s in states]
-                steps = range(input.shape[0] - 1, -1, -1) if direction else range(input.shape[0])
-                hs: list[Tensor] = []
-                for t in steps:
-                    state = self._cell(projected[t], state, w_hh, b_hh)
-                    hs.append(state[0])
-                if direction:
-                    hs.reverse()
-                outputs.append(stack(hs, 0) if hs else zeros(0, input.shape[1], self.hidden_size, dtype=input.dtype))
-                for k, value in enumerate(state):
-                    finals[k].append(value)
+                if self.mode == "LSTM":
+                    both = apply(LSTMSequence, projected, state[0], state[1], w_hh, b_hh, bool(direction))
+                    hs = both[:-1]
+                    finals[1].append(both[-1])
+                elif self.mode == "GRU":
+                    hs = apply(GRUSequence, projected, state[0], w_hh, b_hh, bool(direction))
+                else:
+                    hs = apply(RNNSequence, projected, state[0], w_hh, b_hh, bool(direction), self.mode == "RNN_RELU")
+                finals[0].append(hs[0] if direction else hs[-1])  # the last step taken
+                outputs.append(hs)
             layer_input = outputs[0] if directions == 1 else cat(outputs, 2)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, True)
         return layer_input, finals
-
-    def _cell(self, x_part: Tensor, state: list[Tensor], w_hh: Tensor, b_hh: Tensor | None) -> list[Tensor]:
-        h_part = F.linear(state[0], w_hh, b_hh)
-        if self.mode == "LSTM":
-            h, c = lstm_cell_update(x_part + h_part, state[1])
-            return [h, c]
-        if self.mode == "GRU":
-            return [gru_cell_update(x_part, h_part, state[0])]
-        pre = x_part + h_part
-        return [pre.tanh() if self.mode == "RNN_TANH" else pre.relu()]
 
     def _forward(self, input: Any, hx: Any, states_given: list[Any]) -> tuple[Tensor, list[Tensor]]:
         input, unbatched = self._check_input(input, hx)
