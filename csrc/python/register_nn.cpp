@@ -79,6 +79,21 @@ void register_nn(py::module_& m) {
     MaybeReleaseGil gil(input.numel());
     return layer_norm(input, normalized_numel, optional_tensor(weight), optional_tensor(bias), eps);
   });
+  m.def("lstm_sequence", [](const Tensor& projected, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                            std::optional<Tensor> b_hh, bool reverse) {
+    MaybeReleaseGil gil(projected.numel() * h0.shape().back());
+    const LstmSequence r = lstm_sequence(projected, h0, c0, w_hh, optional_tensor(b_hh), reverse);
+    return std::make_tuple(r.output, r.gates, r.cells, r.tanh_cells);
+  });
+  m.def("lstm_sequence_backward", [](const Tensor& grad, const Tensor& output, const Tensor& gates, const Tensor& cells,
+                                     const Tensor& tanh_cells, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                                     bool has_bias, bool reverse) {
+    MaybeReleaseGil gil(gates.numel() * h0.shape().back());
+    const LstmSequenceGrads r =
+        lstm_sequence_backward(grad, LstmSequence{output, gates, cells, tanh_cells}, h0, c0, w_hh, has_bias, reverse);
+    return std::make_tuple(r.grad_projected, r.grad_h0, r.grad_c0, r.grad_w_hh,
+                           r.grad_b_hh.defined() ? py::cast(r.grad_b_hh) : py::none());
+  });
   m.def("layer_norm_backward", [](const Tensor& grad, const Tensor& input, const Tensor& mean, const Tensor& invstd,
                                   std::optional<Tensor> weight) {
     MaybeReleaseGil gil(input.numel());

@@ -63,4 +63,22 @@ std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& input, std::int64_t 
 std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad, const Tensor& input, const Tensor& mean,
                                                        const Tensor& invstd, const Tensor* weight);
 
+// The LSTM recurrence of one layer and direction over a whole sequence (csrc/kernels/recurrent.cpp):
+// projected (L, N, 4H) = x W_ih^T + b_ih for every step, states h0, c0 (N, H), W_hh (4H, H), b_hh
+// (4H,) or null, gates in PyTorch's order i, f, g, o; `reverse` walks the steps from the last.
+struct LstmSequence {
+  Tensor output;      // (L + 1, N, H): the hidden states in time order, then the last cell state
+  Tensor gates;       // (L, N, 4H): the gates after their nonlinearities (saved for backward)
+  Tensor cells;       // (L, N, H): each step's cell state
+  Tensor tanh_cells;  // (L, N, H): tanh of it
+};
+LstmSequence lstm_sequence(const Tensor& projected, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                           const Tensor* b_hh, bool reverse);
+struct LstmSequenceGrads {
+  Tensor grad_projected, grad_h0, grad_c0, grad_w_hh, grad_b_hh;  // grad_b_hh undefined without a bias
+};
+// Back-propagation through time from the gradient of `output`.
+LstmSequenceGrads lstm_sequence_backward(const Tensor& grad, const LstmSequence& saved, const Tensor& h0,
+                                         const Tensor& c0, const Tensor& w_hh, bool has_bias, bool reverse);
+
 }  // namespace chainrule

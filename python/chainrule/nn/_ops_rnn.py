@@ -9,8 +9,9 @@ stays an ordinary linear op before it, so each op takes
 with the gates in PyTorch's order (LSTM: i, f, g, o; GRU: r, z, n), and `reverse` to walk the
 sequence backwards (a bidirectional layer's second direction; outputs stay in time order).
 
-The pointwise update of one step, forward and backward, is a pair of plain functions shared by
-the sequence ops and by the single-step ops (`lstm_cell_update`, `gru_cell_update`).
+The LSTM's time loop runs in C++ (csrc/kernels/recurrent.cpp); the GRU's and the plain RNN's in
+Python on raw arrays, one pointwise update function per step, forward and backward, shared with the
+single-step ops (`lstm_cell_update`, `gru_cell_update`).
 """
 from __future__ import annotations
 
@@ -112,38 +113,24 @@ def _saved_steps(ctx: Any) -> tuple[Array, list[Array], list[tuple[Array, ...]]]
 
 
 class LSTMSequence(Function):
-    """Output (L + 1, N, H): the hidden states of every step in time order, then the last cell state."""
+    """Output (L + 1, N, H): the hidden states of every step in time order, then the last cell
+    state. The time loop runs in C++ (`_core.lstm_sequence`): per step one GEMM and one fused
+    pointwise pass, the gates' activations and cell states kept for the backward."""
 
     @staticmethod
     def forward(ctx: Any, projected: Array, h0: Array, c0: Array, w_hh: Array, b_hh: Array | None,
                 reverse: bool) -> Array:
-        h, c, w_t = h0, c0, w_hh.transpose(0, 1).contiguous()  # B read in place by the GEMM, no packing
-        hs, inputs, saved = [], [], []
-        for t in _steps(projected.shape[0], reverse):
-            inputs.append(h)
-            gates = C.add(projected.select(0, t), C.matmul(h, w_t))
-            h, c, step = lstm_step(gates if b_hh is None else C.add(gates, b_hh), c)
-            hs.append(h)
-            saved.append(step)
+        output, gates, cells, tanh_cells = C.lstm_sequence(projected, h0, c0, w_hh, b_hh, reverse)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
-        _save_steps(ctx, w_hh, inputs, saved)
-        return _stack(_in_time_order(hs, reverse) + [c])
+        ctx.save_for_backward(output, gates, cells, tanh_cells, h0, c0, w_hh)
+        return output
 
     @staticmethod
     def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
-        w_hh, inputs, steps = _saved_steps(ctx)
-        length = grad.shape[0] - 1
-        grad_h_carry, grad_c = C.full(list(grad.shape[1:]), 0, grad.dtype), grad.select(0, length)
-        grad_gates_steps = []
-        for k, t in enumerate(_steps(length, ctx.reverse)[::-1]):
-            grad_h = C.add(grad.select(0, t), grad_h_carry)
-            grad_gates, grad_c = lstm_step_backward(grad_h, grad_c, steps[length - 1 - k])
-            grad_h_carry = C.matmul(grad_gates, w_hh)
-            grad_gates_steps.append(grad_gates)
-        grad_gates_steps.reverse()  # back to processing order
-        grad_w, grad_b = _recurrent_weight_grads(grad_gates_steps, inputs, ctx.has_bias)
-        grad_projected = _stack(_in_time_order(grad_gates_steps, ctx.reverse))
-        return grad_projected, grad_h_carry, grad_c, grad_w, grad_b, None
+        # through time in reverse: each step's gate gradients, the states' gradients carried back
+        # through W_hh, and W_hh's gradient as one product over all steps
+        grads = C.lstm_sequence_backward(grad, *ctx.saved_tensors, ctx.has_bias, ctx.reverse)
+        return (*grads, None)
 
 
 class GRUSequence(Function):
