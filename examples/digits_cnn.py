@@ -4,7 +4,8 @@ conv 3x3 (1 -> 16) ReLU maxpool 2 -> conv 3x3 (16 -> 32) ReLU maxpool 2 -> linea
 cross-entropy, Adam (lr 3e-3), batch 32, 15 epochs; pixels standardised with the training set's
 mean and deviation, the data split 80/20 with a fixed seed (the same split as digits.py).
 
-Run: pip install scikit-learn tqdm && python examples/digits_cnn.py [--epochs 15] [--seed 0]
+Run: pip install ".[examples]" && python examples/digits_cnn.py [--epochs 15] [--seed 0]
+(scikit-learn provides the data; tqdm, if installed, draws progress bars.)
 """
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ from typing import Any
 import numpy as np
 
 import chainrule as cr
+from chainrule.utils.extras import progress, require
 
 
 def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Images as (N, 1, 8, 8) float32, standardised; labels int64."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    datasets = require("sklearn.datasets", package="scikit-learn")
+    train_test_split = require("sklearn.model_selection", package="scikit-learn").train_test_split
 
-    digits = load_digits()
+    digits = datasets.load_digits()
     x = digits.images.astype(np.float32)[:, None, :, :]
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=seed,
@@ -39,10 +41,8 @@ def make_model() -> cr.nn.Module:
 
 
 def train(epochs: int = 15, seed: int = 0, lr: float = 3e-3, batch_size: int = 32,
-          progress: bool = True, verbose: bool = True) -> dict[str, Any]:
+          show_progress: bool = True, verbose: bool = True) -> dict[str, Any]:
     """Trains the CNN; returns the final test accuracy and the median seconds per epoch."""
-    from tqdm import tqdm
-
     cr.manual_seed(seed)
     x_train, x_test, y_train, y_test = load_data(seed)
     loader = cr.utils.data.DataLoader(
@@ -59,7 +59,7 @@ def train(epochs: int = 15, seed: int = 0, lr: float = 3e-3, batch_size: int = 3
         start = time.perf_counter()
         model.train()
         total, batches = 0.0, 0
-        for xb, yb in tqdm(loader, desc=f"epoch {epoch:2d}", leave=False, disable=not progress):
+        for xb, yb in progress(loader, desc=f"epoch {epoch:2d}", enabled=show_progress):
             optimizer.zero_grad()
             loss = loss_fn(model(xb), yb)
             loss.backward()
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     args = parser.parse_args()
-    train(args.epochs, args.seed, args.lr, args.batch_size, progress=not args.no_progress)
+    train(args.epochs, args.seed, args.lr, args.batch_size, show_progress=not args.no_progress)
 
 
 if __name__ == "__main__":

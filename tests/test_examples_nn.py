@@ -35,8 +35,7 @@ def _env():
 
 def test_digits_cnn_reaches_98_percent_test_accuracy():
     pytest.importorskip("sklearn")
-    pytest.importorskip("tqdm")
-    result = _load("digits_cnn").train(progress=False, verbose=False)
+    result = _load("digits_cnn").train(show_progress=False, verbose=False)
     assert result["accuracy"] >= 0.98, result
     assert result["seconds_per_epoch"] > 0
 
