@@ -329,3 +329,27 @@ def test_pool_bad_input_raises_with_shapes():
         F.max_pool2d(cr.ones(1, 1, 4, 4, dtype=cr.int64), 2)
     with pytest.raises(ValueError, match="divisor_override"):
         F.avg_pool2d(cr.ones(1, 1, 4, 4), 2, divisor_override=0)
+
+
+def test_torch_cnn_weights_through_safetensors_give_the_same_outputs(tmp_path):
+    # a PyTorch model's state_dict saved with safetensors, loaded with cr.load: same logits in eval
+    torch = _torch()
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+
+    def build(nn):
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(4, 6, 3, stride=2, groups=2), nn.ReLU(), nn.AvgPool2d(2, ceil_mode=True),
+                             nn.Flatten(), nn.LayerNorm(6), nn.Linear(6, 3))
+
+    reference = build(torch.nn)
+    reference.train()
+    reference(torch.randn(8, 1, 12, 12))  # running statistics away from their initial values
+    reference.eval()
+    safetensors_torch.save_file({k: v.contiguous() for k, v in reference.state_dict().items()},
+                                str(tmp_path / "cnn.safetensors"))
+    model = build(cr.nn)
+    model.load_state_dict(cr.load(tmp_path / "cnn.safetensors"))
+    model.eval()
+    x = np.random.default_rng(12).standard_normal((5, 1, 12, 12)).astype(np.float32)
+    np.testing.assert_allclose(model(cr.tensor(x)).detach().numpy(), reference(torch.tensor(x)).detach().numpy(),
+                               rtol=1e-4, atol=1e-5)

@@ -185,3 +185,17 @@ def test_recurrent_errors_name_shapes():
         cr.nn.GRU(3, 0)
     with pytest.raises(ValueError, match="proj_size"):
         cr.nn.LSTM(3, 4, proj_size=2)
+
+
+def test_torch_lstm_weights_through_safetensors_give_the_same_outputs(tmp_path):
+    torch = _torch()
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    reference = torch.nn.LSTM(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+    safetensors_torch.save_file(reference.state_dict(), str(tmp_path / "lstm.safetensors"))
+    module = cr.nn.LSTM(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+    module.load_state_dict(cr.load(tmp_path / "lstm.safetensors"))
+    x = np.random.default_rng(5).standard_normal((3, 7, 4)).astype(np.float32)
+    out_t, (h_t, c_t) = reference(torch.tensor(x))
+    out_c, (h_c, c_c) = module(cr.tensor(x))
+    for got, want in ((out_c, out_t), (h_c, h_t), (c_c, c_t)):
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -92,6 +92,7 @@ LstmSequence lstm_sequence(const Tensor& projected_in, const Tensor& h0_in, cons
     if constexpr (std::is_floating_point_v<T>) {
       const int threads = threads_for(N * G * H, kRecurrentGemmGrain);
       T* out = r.output.data_as<T>();
+      const T* bias = b_hh.defined() ? b_hh.data_as<T>() : nullptr;
       const T* cell_in = c0.data_as<T>();
       for (std::int64_t k = 0; k < s.length; ++k) {
         const std::int64_t t = reverse ? s.length - 1 - k : k;
@@ -104,7 +105,12 @@ LstmSequence lstm_sequence(const Tensor& projected_in, const Tensor& h0_in, cons
         T* h = out + t * N * H;
         for (std::int64_t n = 0; n < N; ++n) {
           T* row = gates + n * G;
-          for (std::int64_t j = 0; j < G; ++j) row[j] += x[n * G + j] + (b_hh.defined() ? b_hh.data_as<T>()[j] : T(0));
+          const T* x_row = x + n * G;
+          if (bias != nullptr) {
+            for (std::int64_t j = 0; j < G; ++j) row[j] += x_row[j] + bias[j];
+          } else {
+            for (std::int64_t j = 0; j < G; ++j) row[j] += x_row[j];
+          }
           sigmoid_array(row, row, 2 * H);                 // i, f
           tanh_array(row + 2 * H, row + 2 * H, H);        // g
           sigmoid_array(row + 3 * H, row + 3 * H, H);     // o
