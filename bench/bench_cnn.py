@@ -7,8 +7,11 @@
 - one training step of the char-RNN (examples/char_rnn.py: Embedding 32, LSTM 128, Linear;
   32 windows of 64 characters, Adam).
 
-Run: python bench/bench_cnn.py [--quick] [--peak-gflops 270] [--json out.json]
+Run: python bench/bench_cnn.py [--quick] [--threads 1 2] [--cpu-time] [--peak-gflops 270] [--json out.json]
 Medians of repeated timings; the machine is shared, so compare the ratios, not the absolutes.
+--cpu-time times with the process's CPU clock instead of the wall clock: on a loaded machine
+(other processes taking the cores) it leaves out the time the benchmark sat descheduled, but it
+adds up every thread's time, so use it with --threads 1 only.
 The FMA peak defaults to the 265-273 GFLOP/s per core that `chainrule_benchmarks` measured on
 this machine (bench/README.md); pass the figure of another CPU.
 """
@@ -44,15 +47,18 @@ def _example(name: str) -> Any:
     return module
 
 
+CLOCK = time.perf_counter  # or time.process_time (--cpu-time)
+
+
 def median_seconds(fn: Callable[[], Any], min_time: float, warmup: int = 3) -> float:
     for _ in range(warmup):
         fn()
     times: list[float] = []
     deadline = time.perf_counter() + min_time
     while len(times) < 5 or time.perf_counter() < deadline:
-        start = time.perf_counter()
+        start = CLOCK()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
         if len(times) >= 200:
             break
     return statistics.median(times)
@@ -178,13 +184,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter timings")
     parser.add_argument("--peak-gflops", type=float, default=270.0, help="one core's float32 FMA peak")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--cpu-time", action="store_true", help="time with the process's CPU clock")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
     min_time = 0.5 if args.quick else 2.0
     print(f"chainrule {cr.__version__} ({cr._core.active_isa()}), torch "
-          f"{torch.__version__ if torch is not None else 'not installed'}; {platform.processor() or platform.machine()}")
+          f"{torch.__version__ if torch is not None else 'not installed'}; {platform.processor() or platform.machine()}; "
+          f"{'CPU' if args.cpu_time else 'wall'} clock")
     figures: dict[str, Any] = {}
-    for threads in (1, 2):
+    for threads in args.threads:
         set_threads(threads)
         for name, run in (("digits CNN epoch", digits_epoch), ("Conv2d 64x3x32x32, 32 3x3, fwd+bwd", conv_step),
                           ("char-RNN step", char_rnn_step)):

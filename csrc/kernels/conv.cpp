@@ -18,6 +18,7 @@
 #include "chainrule/nn_ops.h"
 #include "gemm.h"
 #include "parallel.h"
+#include "vector_math.h"
 
 namespace chainrule {
 namespace {
@@ -306,6 +307,38 @@ Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& input, const Sha
     }
   });
   return gw;
+}
+
+Tensor conv2d_backward_bias(const Tensor& grad) {
+  if (grad.ndim() != 4 || !is_floating(grad.dtype())) {
+    fail<ValueError>("conv2d_backward_bias: expected a float gradient (N, O, H, W), got shape ", grad.shape(),
+                     " and dtype ", grad.dtype());
+  }
+  const std::int64_t batch = grad.shape()[0], channels = grad.shape()[1];
+  const std::int64_t plane = grad.shape()[2] * grad.shape()[3];
+  const Tensor g = grad.contiguous();
+  Tensor out = Tensor::empty({channels}, grad.dtype());
+  dispatch_dtype(grad.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      // Each channel's planes are contiguous runs: summed by the vectorised float sum (in double
+      // across the images), channels split over the team.
+      const int threads = static_cast<int>(std::min<std::int64_t>(threads_for(g.numel(), kReductionGrain), channels));
+      detail::parallel_for(threads, channels, [&](std::int64_t o) {
+        double total = 0;
+        for (std::int64_t n = 0; n < batch; ++n) {
+          const T* run = g.data_as<T>() + (n * channels + o) * plane;
+          if constexpr (std::is_same_v<T, float>) {
+            total += vector_math::functions().sum(run, plane);
+          } else {
+            for (std::int64_t e = 0; e < plane; ++e) total += run[e];
+          }
+        }
+        out.data_as<T>()[o] = static_cast<T>(total);
+      });
+    }
+  });
+  return out;
 }
 
 }  // namespace chainrule

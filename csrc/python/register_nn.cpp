@@ -39,6 +39,10 @@ void register_nn(py::module_& m) {
     MaybeReleaseGil gil(grad.numel() * input.numel());
     return conv2d_backward_weight(grad, input, weight_shape, conv_settings(stride, padding, dilation, groups));
   });
+  m.def("conv2d_backward_bias", [](const Tensor& grad) {
+    MaybeReleaseGil gil(grad.numel());
+    return conv2d_backward_bias(grad);
+  });
   m.def("max_pool2d", [](const Tensor& input, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
     MaybeReleaseGil gil(input.numel());
     return max_pool2d(input, pool_settings(kernel, stride, padding, dilation, ceil_mode, true, 0));

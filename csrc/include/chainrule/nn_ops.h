@@ -25,6 +25,8 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& weight, const Sha
                              const Conv2dSettings& settings);
 Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& input, const Shape& weight_shape,
                               const Conv2dSettings& settings);
+// The bias's gradient: the output's gradient summed over (N, H, W).
+Tensor conv2d_backward_bias(const Tensor& grad);
 
 struct Pool2dSettings {
   std::int64_t kernel_h = 1, kernel_w = 1;

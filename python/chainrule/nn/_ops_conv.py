@@ -37,7 +37,7 @@ class Conv2d(Function):
         input, weight = ctx.saved_tensors
         gx = C.conv2d_backward_input(g, weight, input.shape, *ctx.settings) if _needs_grad(ctx, 0) else None
         gw = C.conv2d_backward_weight(g, input, weight.shape, *ctx.settings) if _needs_grad(ctx, 1) else None
-        gb = C.sum(g, [0, 2, 3], False) if _needs_grad(ctx, 2) else None
+        gb = C.conv2d_backward_bias(g) if _needs_grad(ctx, 2) else None
         return gx, gw, gb, None, None, None, None
 
 

@@ -91,7 +91,9 @@ class RNNBase(Module):
             for direction in range(directions):
                 index = layer * directions + direction
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
-                projected = F.linear(layer_input, w_ih, b_ih)  # (L, N, gates * H): all steps in one GEMM
+                # (L, N, gates * H): every step's input projection in one 2-D GEMM
+                steps, batch = layer_input.shape[0], layer_input.shape[1]
+                projected = F.linear(layer_input.reshape(steps * batch, -1), w_ih, b_ih).reshape(steps, batch, -1)
                 state = [s[index] for s in states]
                 if self.mode == "LSTM":
                     both = apply(LSTMSequence, projected, state[0], state[1], w_hh, b_hh, bool(direction))
