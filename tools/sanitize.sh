@@ -34,7 +34,7 @@ if [ $# -eq 0 ]; then
   set -- tests/test_ops_forward.py tests/test_kernels.py tests/test_gradients.py \
     tests/test_autograd.py tests/test_errors.py tests/test_creation_and_views.py \
     tests/test_dtypes.py tests/test_nn_optim.py tests/test_interop.py tests/test_numerics.py \
-    tests/test_regressions.py
+    tests/test_regressions.py tests/test_nn_conv.py tests/test_nn_norm.py tests/test_nn_rnn.py
 fi
 cd "$root"
 log="$build/pytest.log"

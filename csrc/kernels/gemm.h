@@ -62,6 +62,14 @@ MicroKernel<double> micro_kernel_f64(Isa isa);
 // generic), no loads: the best of runs of about 2 ms for `seconds`. Float64 peaks at half of it.
 double fma_peak_gflops(Isa isa, double seconds);
 
+// C (m x n, rows ldc apart) = A (m x k) * B (k x n), element (i, p) of A at a[i * a_rs + p * a_cs]
+// and (p, j) of B at b[p * b_rs + j * b_cs], on at most `threads` threads: matmul's GEMM for
+// kernels that lay out their operands themselves (convolution's im2col columns). May throw
+// std::bad_alloc (packing space).
+template <typename T>
+void product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs, std::int64_t a_cs,
+             const T* b, std::int64_t b_rs, std::int64_t b_cs, T* c, std::int64_t ldc, int threads);
+
 // Per ISA: `iterations` rounds of the 12 chains; returns their sum, so nothing is elided.
 namespace generic {
 MicroKernel<float> kernel_f32();

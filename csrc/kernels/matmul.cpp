@@ -365,6 +365,18 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
 
 }  // namespace
 
+namespace gemm {
+template <typename T>
+void product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs, std::int64_t a_cs,
+             const T* b, std::int64_t b_rs, std::int64_t b_cs, T* c, std::int64_t ldc, int threads) {
+  gemm_any<T>(m, n, k, Operand<T>{a, a_rs, a_cs}, Operand<T>{b, b_rs, b_cs}, c, ldc, threads);
+}
+template void product<float>(std::int64_t, std::int64_t, std::int64_t, const float*, std::int64_t, std::int64_t,
+                             const float*, std::int64_t, std::int64_t, float*, std::int64_t, int);
+template void product<double>(std::int64_t, std::int64_t, std::int64_t, const double*, std::int64_t, std::int64_t,
+                              const double*, std::int64_t, std::int64_t, double*, std::int64_t, int);
+}  // namespace gemm
+
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   if (a_in.ndim() == 0 || b_in.ndim() == 0) {
     fail<ValueError>("matmul: both operands need at least 1 dim, got shapes ", a_in.shape(), " and ",

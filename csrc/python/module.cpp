@@ -40,6 +40,7 @@ PYBIND11_MODULE(_core, m) {
   python::register_interop(m);
   python::register_autograd(m);
   python::register_native_ops(m);
+  python::register_nn(m);
 
   m.attr("__version__") = CHAINRULE_VERSION;
   m.attr("compiler") = CHAINRULE_COMPILER;

@@ -143,3 +143,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if reduction == "mean" and scale is not None:
         return loss.sum() / scale.sum()
     return _reduce(loss, reduction, "cross_entropy")
+
+
+# Convolution, pooling, normalisation and embedding (each op beside its backward in its own file).
+from chainrule.nn._ops_conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from chainrule.nn._ops_norm import batch_norm, dropout2d, embedding, layer_norm  # noqa: E402
