@@ -181,12 +181,9 @@ class DistributedDataParallel(Module):
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
         """Gradients of backward passes whose forward ran inside stay local (accumulating in
-        .grad); the first backward after it averages the accumulated sum.
-
-        >>> # with ddp.no_sync():
-        >>> #     ddp(x1).sum().backward()   # local only
-        >>> # ddp(x2).sum().backward()       # averages x1's and x2's gradients together
-        """
+        .grad); the first backward after it averages the accumulated sum, so k micro-batches
+        cost one all-reduce: `with ddp.no_sync(): loss(ddp(x1)).backward()`, then
+        `loss(ddp(x2)).backward()` averages the sum of both gradients."""
         previous = self.require_backward_grad_sync
         object.__setattr__(self, "require_backward_grad_sync", False)
         try:
