@@ -123,8 +123,8 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group: Any = None,
     BXOR of int64); every process ends with the result, in the tensor's own memory. With
     async_op=True, returns a Work whose wait() finishes it."""
     g = _check_group("all_reduce", group)
-    mpi_op = _mpi_op(g, "all_reduce", op, getattr(tensor, "dtype", _Any).name)
     buffer, strided = _as_buffer("all_reduce", tensor)
+    mpi_op = _mpi_op(g, "all_reduce", op, tensor.dtype.name)
     g.check_same_call("all_reduce", op.value, -1, [buffer])
     IN_PLACE = g.MPI.IN_PLACE
 
@@ -158,8 +158,8 @@ def reduce(tensor: Tensor, dst: int, op: ReduceOp = ReduceOp.SUM, group: Any = N
     left as they were."""
     g = _check_group("reduce", group)
     _check_rank(g, "reduce", "dst", dst)
-    mpi_op = _mpi_op(g, "reduce", op, getattr(tensor, "dtype", _Any).name)
     buffer, strided = _as_buffer("reduce", tensor)
+    mpi_op = _mpi_op(g, "reduce", op, tensor.dtype.name)
     g.check_same_call("reduce", op.value, dst, [buffer])
     root = g.rank == dst
     send = g.MPI.IN_PLACE if root else buffer
@@ -243,7 +243,3 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return f"a list of {len(value)}"
     return type(value).__name__
-
-
-class _Any:  # dtype stand-in for a non-Tensor argument: _as_buffer then names the real problem
-    name = "float32"

@@ -16,7 +16,7 @@ the bucket size trades the two (docs/distributed.md).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class _Bucket:
 class _Reducer:
     """Fills the buckets from the gradient hooks and all-reduces them as they fill."""
 
-    def __init__(self, group: ProcessGroup, named_params: list[tuple[str, Tensor]],
+    def __init__(self, group: ProcessGroup, named_params: Sequence[tuple[str, Tensor]],
                  bucket_cap_bytes: int) -> None:
         self.group = group
         self.buckets: list[_Bucket] = []
@@ -92,6 +92,7 @@ class _Reducer:
                                "twice in one iteration (two backward passes through one forward)")
         self.ready.add(id(p))
         bucket, i = self.where[id(p)]
+        assert p.grad is not None  # the engine calls this hook right after setting it
         np.copyto(bucket.slot(i), p.grad.numpy().reshape(-1))
         bucket.pending -= 1
         comm, IN_PLACE, SUM = self.group.comm, self.group.MPI.IN_PLACE, self.group.MPI.SUM
@@ -113,6 +114,7 @@ class _Reducer:
                 np.divide(bucket.buffer, self.group.size, out=bucket.buffer)
                 for i, (_, p) in enumerate(bucket.params):
                     grad = p.grad
+                    assert grad is not None  # its hook ran, so it has one
                     target = grad.numpy()
                     if target.flags.c_contiguous:
                         np.copyto(target.reshape(-1), bucket.slot(i))
@@ -135,6 +137,12 @@ class DistributedDataParallel(Module):
     so a checkpoint loads into the plain model), and `load_state_dict` takes either form.
     """
 
+    module: Module
+    broadcast_buffers: bool
+    require_backward_grad_sync: bool
+    bucket_cap_mb: float
+    _reducer: _Reducer
+
     def __init__(self, module: Module, device_ids: Any = None, output_device: Any = None,
                  dim: int = 0, broadcast_buffers: bool = True, process_group: Any = None,
                  bucket_cap_mb: float = 25) -> None:
@@ -151,13 +159,13 @@ class DistributedDataParallel(Module):
         if process_group is not None and process_group is not group:
             raise ValueError("DistributedDataParallel: only the default process group exists")
         self.module = module
-        object.__setattr__(self, "broadcast_buffers", broadcast_buffers)
-        object.__setattr__(self, "require_backward_grad_sync", True)
-        object.__setattr__(self, "bucket_cap_mb", bucket_cap_mb)
+        self.broadcast_buffers = broadcast_buffers
+        self.require_backward_grad_sync = True
+        self.bucket_cap_mb = bucket_cap_mb
         self._broadcast_from_rank_0(list(module.named_parameters()) + list(module.named_buffers()))
         trained = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         reducer = _Reducer(group, trained, int(bucket_cap_mb * 1024 * 1024))
-        object.__setattr__(self, "_reducer", reducer)
+        self._reducer = reducer
         for _, p in trained:
             p.register_post_accumulate_grad_hook(reducer.on_gradient)
 
@@ -185,11 +193,11 @@ class DistributedDataParallel(Module):
         cost one all-reduce: `with ddp.no_sync(): loss(ddp(x1)).backward()`, then
         `loss(ddp(x2)).backward()` averages the sum of both gradients."""
         previous = self.require_backward_grad_sync
-        object.__setattr__(self, "require_backward_grad_sync", False)
+        self.require_backward_grad_sync = False
         try:
             yield
         finally:
-            object.__setattr__(self, "require_backward_grad_sync", previous)
+            self.require_backward_grad_sync = previous
 
     def state_dict(self) -> Any:
         return self.module.state_dict()
