@@ -95,7 +95,13 @@ class _Reducer:
         assert p.grad is not None  # the engine calls this hook right after setting it
         np.copyto(bucket.slot(i), p.grad.numpy().reshape(-1))
         bucket.pending -= 1
-        comm, IN_PLACE, SUM = self.group.comm, self.group.MPI.IN_PLACE, self.group.MPI.SUM
+        comm, MPI = self.group.comm, self.group.MPI
+        if self.next_bucket:
+            # MPI moves a non-blocking all-reduce along only while the process is inside an MPI
+            # call (Open MPI runs no progress thread by default): a test per gradient keeps the
+            # started buckets going while backward computes the rest.
+            MPI.Request.Testall([b.request for b in self.buckets[:self.next_bucket]])
+        IN_PLACE, SUM = MPI.IN_PLACE, MPI.SUM
         while self.next_bucket < len(self.buckets) and self.buckets[self.next_bucket].pending == 0:
             started = self.buckets[self.next_bucket]
             started.request = comm.Iallreduce(IN_PLACE, started.buffer, SUM)
