@@ -22,14 +22,18 @@ import numpy as np
 import chainrule as cr
 import chainrule.distributed as dist
 from chainrule.nn.parallel import DistributedDataParallel
+from chainrule.utils.extras import require
+
+DISTRIBUTED_EXTRA = ('pip install "chainrule[distributed]" (from a checkout: pip install '
+                     '".[distributed]"), which brings mpi4py and Open MPI\'s mpiexec')
 
 
 def load_data(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The same split and standardisation as examples/digits.py (every process loads it)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    datasets = require("sklearn.datasets", package="scikit-learn")
+    train_test_split = require("sklearn.model_selection", package="scikit-learn").train_test_split
 
-    digits = load_digits()
+    digits = datasets.load_digits()
     x = digits.data.astype(np.float32)
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=seed,
@@ -141,6 +145,7 @@ def main() -> None:
                         help="written by rank 0 after every epoch")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     args = parser.parse_args()
+    require("mpi4py", install=DISTRIBUTED_EXTRA)
     dist.init_process_group(backend="mpi")
     train(args.epochs, args.seed, args.lr, args.batch_size, args.checkpoint, args.resume)
     dist.destroy_process_group()

@@ -152,15 +152,27 @@ def test_init_process_group_rejects_other_backends_before_starting_mpi():
     assert not dist.is_initialized()
 
 
-@pytest.mark.parametrize("n, replicas, drop_last", [(10, 2, False), (11, 3, False), (11, 3, True),
-                                                    (2, 4, False), (7, 1, True)])
-def test_distributed_sampler_matches_torch_without_shuffle(n, replicas, drop_last):
-    torch_data = pytest.importorskip("torch.utils.data")
+SHARES = [(10, 2, False), (11, 3, False), (11, 3, True), (2, 4, False), (7, 1, True)]
+
+
+@pytest.mark.parametrize("n, replicas, drop_last", SHARES)
+def test_distributed_sampler_shares_without_shuffle(n, replicas, drop_last):
+    """Every replicas-th index from `rank`, over the order padded by its own start (or cut)."""
+    per_process = n // replicas if drop_last else -(-n // replicas)
+    order = np.resize(np.arange(n), per_process * replicas)
     for rank in range(replicas):
         ours = cr.utils.data.DistributedSampler(list(range(n)), replicas, rank, shuffle=False,
                                                 drop_last=drop_last)
-        theirs = torch_data.DistributedSampler(list(range(n)), replicas, rank, shuffle=False,
-                                               drop_last=drop_last)
+        assert list(ours) == order[rank::replicas].tolist() and len(ours) == per_process
+
+
+@pytest.mark.parametrize("n, replicas, drop_last", SHARES)
+def test_distributed_sampler_matches_torch_without_shuffle(n, replicas, drop_last, torch):
+    for rank in range(replicas):
+        ours = cr.utils.data.DistributedSampler(list(range(n)), replicas, rank, shuffle=False,
+                                                drop_last=drop_last)
+        theirs = torch.utils.data.DistributedSampler(list(range(n)), replicas, rank,
+                                                     shuffle=False, drop_last=drop_last)
         assert list(ours) == list(theirs) and len(ours) == len(theirs)
 
 
@@ -193,3 +205,16 @@ def test_dataloader_takes_a_sampler():
         cr.utils.data.DataLoader(ds, sampler=sampler, shuffle=True)
     with pytest.raises(ValueError, match="invalid rank"):
         cr.utils.data.DistributedSampler(ds, num_replicas=2, rank=2)
+
+
+def test_digits_ddp_without_mpi4py_says_what_to_install_in_one_line():
+    code = ("import runpy, sys\n"
+            "sys.modules['mpi4py'] = None\n"
+            "sys.argv = ['digits_ddp.py']\n"
+            f"runpy.run_path({str(REPO / 'examples' / 'digits_ddp.py')!r}, run_name='__main__')\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(cr.__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "mpi4py" in proc.stderr and ".[distributed]" in proc.stderr

@@ -20,8 +20,27 @@ def _loss(w1, w2, x):
     return ((x @ w1.T).tanh() @ w2.T).sum()
 
 
-def test_hook_sees_the_accumulated_grad_as_torch_does():
-    torch = pytest.importorskip("torch")
+def _grad_w1(w1, w2, x):
+    """d loss / d w1 by hand, in NumPy: loss = sum(tanh(x w1^T) w2^T)."""
+    h = np.tanh(x @ w1.T)
+    upstream = np.ones((x.shape[0], w2.shape[0])) @ w2 * (1 - h * h)
+    return upstream.T @ x
+
+
+def test_hook_sees_the_accumulated_grad():
+    w1, w2, x = _two_layers(cr)
+    w1.grad = cr.ones(4, 3, dtype=w1.dtype)  # accumulated from an earlier backward
+    seen = []
+    w1.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.numpy().copy()))
+    _loss(w1, w2, x).backward()
+    _loss(w1, w2, x).backward()
+    g = _grad_w1(w1.detach().numpy(), w2.detach().numpy(), x.numpy())
+    assert len(seen) == 2
+    np.testing.assert_allclose(seen[0], 1 + g, rtol=1e-10)
+    np.testing.assert_allclose(seen[1], 1 + 2 * g, rtol=1e-10)
+
+
+def test_hook_sees_the_accumulated_grad_as_torch_does(torch):
     seen = {}
     for name, lib in (("cr", cr), ("torch", torch)):
         w1, w2, x = _two_layers(lib)
