@@ -78,10 +78,11 @@ def test_every_collective_matches_numpy(n):
     assert f"checks passed on {n} processes" in output
 
 
-def test_ddp_matches_one_process_on_the_whole_batch():
-    """K Adam steps: 2 processes on half of every batch == 1 process on all of it, with one
+@pytest.mark.parametrize("n", [2, 3])
+def test_ddp_matches_one_process_on_the_whole_batch(n):
+    """K Adam steps: n processes on 1/n of every batch == 1 process on all of it, with one
     bucket or several, with no_sync accumulation; plus overlap, state_dict and errors."""
-    status, output, _ = mpirun("ddp.py")
+    status, output, _ = mpirun("ddp.py", n=n)
     assert status == 0, output[-3000:]
     assert "ddp: 1 bucket(s), 1 micro-batch(es)" in output and "2 bucket(s), 2 micro" in output
 

@@ -6,9 +6,9 @@ backward reaches them: the last layer's gradients are ready first), into buckets
 `bucket_cap_mb` megabytes, each a flat buffer. A post-accumulate-grad hook on every parameter
 copies its gradient into its bucket as soon as backward has it; when a bucket is full, a
 non-blocking all-reduce of it starts, and backward goes on differentiating the layers below
-while MPI sums the bucket. When the last bucket is full the hook waits for all of them,
-divides by the number of processes and copies the averages back into `.grad`, so backward
-returns with averaged gradients. Buckets start strictly in order, so every process issues the
+while MPI sums the bucket (each gradient arrives divided by the number of processes, so the
+sum is the mean). When the last bucket is full the hook waits for all of them and copies the
+averages back into `.grad`, so backward returns with averaged gradients. Buckets start strictly in order, so every process issues the
 same all-reduces in the same order (MPI requires it). One bucket per parameter would pay MPI's
 per-call latency many times; one bucket for everything would start only when backward is done:
 the bucket size trades the two (docs/distributed.md).
@@ -93,7 +93,9 @@ class _Reducer:
         self.ready.add(id(p))
         bucket, i = self.where[id(p)]
         assert p.grad is not None  # the engine calls this hook right after setting it
-        np.copyto(bucket.slot(i), p.grad.numpy().reshape(-1))
+        # Divided on the way in (as PyTorch does), so the sum MPI makes is already the mean and
+        # no pass over the buckets is needed afterwards.
+        np.multiply(p.grad.numpy().reshape(-1), 1.0 / self.group.size, out=bucket.slot(i))
         bucket.pending -= 1
         comm, MPI = self.group.comm, self.group.MPI
         if self.next_bucket:
@@ -117,7 +119,6 @@ class _Reducer:
                 bucket.request.Wait()
         with no_grad():
             for bucket in self.buckets:
-                np.divide(bucket.buffer, self.group.size, out=bucket.buffer)
                 for i, (_, p) in enumerate(bucket.params):
                     grad = p.grad
                     assert grad is not None  # its hook ran, so it has one
