@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,11 +54,15 @@ def worker_mlp(steps: int) -> dict[str, Any]:
         optimizer = cr.optim.Adam(net.parameters(), lr=1e-4)
         times = []
         for step in range(steps + 5):
-            dist.barrier()  # every process starts the step together
+            # From barrier to barrier: a step lasts until every process has finished it, with
+            # DDP or without (otherwise the processes' own jitter would count only for DDP,
+            # whose all-reduce waits for the slowest).
+            dist.barrier()
             start = time.perf_counter()
             optimizer.zero_grad()
             loss_fn(net(x), y).backward()
             optimizer.step()
+            dist.barrier()
             if step >= 5:
                 times.append(time.perf_counter() - start)
         local = np.array([statistics.median(times)])
@@ -66,6 +71,46 @@ def worker_mlp(steps: int) -> dict[str, Any]:
         if bucket_cap_mb is not None:
             results[name + " buckets"] = len(net._reducer.buckets)
     dist.destroy_process_group()
+    return results
+
+
+def worker_torch_mlp(steps: int) -> dict[str, Any]:
+    """The peer: the same MLP and steps with PyTorch's DDP over its gloo backend (mpiexec only
+    starts the processes; gloo finds its peers through MASTER_ADDR and MASTER_PORT)."""
+    import torch
+    import torch.distributed as tdist
+
+    rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")))
+    world = int(os.environ.get("OMPI_COMM_WORLD_SIZE", os.environ.get("PMI_SIZE", "1")))
+    tdist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(rank)
+    x = torch.randn(256, 64, generator=generator)
+    y = torch.randint(0, 10, (256,), generator=generator)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    results: dict[str, Any] = {}
+    configs = [("plain", False)] + ([("ddp 25 MB", True)] if world > 1 else [])
+    for name, wrap in configs:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 1024), torch.nn.ReLU(),
+                                    torch.nn.Linear(1024, 1024), torch.nn.ReLU(),
+                                    torch.nn.Linear(1024, 10))
+        net = torch.nn.parallel.DistributedDataParallel(model) if wrap else model
+        optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+        times = []
+        for step in range(steps + 5):
+            tdist.barrier()
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            loss_fn(net(x), y).backward()
+            optimizer.step()
+            tdist.barrier()
+            if step >= 5:
+                times.append(time.perf_counter() - start)
+        local = torch.tensor([statistics.median(times)], dtype=torch.float64)
+        tdist.all_reduce(local, op=tdist.ReduceOp.MAX)
+        results[name] = float(local[0])
+    tdist.destroy_process_group()
     return results
 
 
@@ -105,6 +150,12 @@ def worker_all_reduce(steps: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the driver
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def launch(n: int, worker: str, steps: int) -> dict[str, Any]:
     mpiexec = shutil.which("mpiexec")
     if mpiexec is None:
@@ -113,7 +164,7 @@ def launch(n: int, worker: str, steps: int) -> dict[str, Any]:
     flags = ["--allow-run-as-root"] if "Open MPI" in version and os.geteuid() == 0 else []
     if n > (os.cpu_count() or 1):
         flags.append("--oversubscribe")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     out = subprocess.run([mpiexec, *flags, "-n", str(n), sys.executable, os.path.abspath(__file__),
                           "--worker", worker, "--steps", str(steps)],
                          capture_output=True, text=True, env=env, timeout=1200)
@@ -140,7 +191,8 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        result = {"mlp": worker_mlp, "all_reduce": worker_all_reduce}[args.worker](args.steps)
+        workers = {"mlp": worker_mlp, "torch_mlp": worker_torch_mlp, "all_reduce": worker_all_reduce}
+        result = workers[args.worker](args.steps)
         if os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")) == "0":
             print(json.dumps(result))
         return
@@ -164,6 +216,19 @@ def main() -> None:
               f"  = {512 / step / (256 / single):.2f}x samples/s (target >= 1.7), step "
               f"{step / single:.2f}x (target <= 1.15), {step / both:.2f}x no DDP; "
               f"{two[name + ' buckets']} bucket(s)")
+    try:
+        import torch  # noqa: F401  (the peer is optional)
+    except ImportError:
+        torch_one = torch_two = None
+    else:
+        torch_one = launch(1, "torch_mlp", args.steps)
+        torch_two = launch(2, "torch_mlp", args.steps)
+        t_single, t_both, t_ddp = torch_one["plain"], torch_two["plain"], torch_two["ddp 25 MB"]
+        print(f"  PyTorch (gloo): 1 process {t_single * 1e3:.2f} ms/step, 2 without DDP "
+              f"{t_both * 1e3:.2f}, 2 with DDP {t_ddp * 1e3:.2f} = {2 * t_single / t_ddp:.2f}x "
+              f"samples/s, step {t_ddp / t_single:.2f}x, {t_ddp / t_both:.2f}x no DDP")
+        print(f"  chainrule / PyTorch step time: 1 process {single / t_single:.2f}x, "
+              f"2 with DDP {two['ddp 25 MB'] / t_ddp:.2f}x")
     megabytes = reduce["bytes"] / 2**20
     print(f"\nall_reduce of {megabytes:.0f} MiB float32 on 2 processes")
     print(f"  mpi4py Allreduce (NumPy buffer)   {reduce['mpi4py'] * 1e3:7.2f} ms  "
@@ -174,7 +239,9 @@ def main() -> None:
               f"{reduce['mpi4py'] / reduce[name]:.2f}x mpi4py's bandwidth (target >= 0.95)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"one_process": one, "two_processes": two, "all_reduce": reduce}, f, indent=1)
+            json.dump({"one_process": one, "two_processes": two, "all_reduce": reduce,
+                       "torch_one_process": torch_one, "torch_two_processes": torch_two}, f,
+                      indent=1)
 
 
 if __name__ == "__main__":
