@@ -184,6 +184,7 @@ int tensor_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(t->grad_fn);
   Py_VISIT(t->grad);
   Py_VISIT(t->hooks);
+  Py_VISIT(t->post_hooks);
   Py_VISIT(Py_TYPE(self));
   return 0;
 }
@@ -193,6 +194,7 @@ int tensor_clear(PyObject* self) {
   Py_CLEAR(t->grad_fn);
   Py_CLEAR(t->grad);
   Py_CLEAR(t->hooks);
+  Py_CLEAR(t->post_hooks);
   return 0;
 }
 
@@ -312,6 +314,9 @@ int tensor_set_grad(PyObject* self, PyObject* value, void*) {
 int tensor_set_hooks(PyObject* self, PyObject* value, void*) {
   return set_checked_field<offsetof(TensorObject, hooks)>(self, value, is_list, "a list");
 }
+int tensor_set_post_hooks(PyObject* self, PyObject* value, void*) {
+  return set_checked_field<offsetof(TensorObject, post_hooks)>(self, value, is_list, "a list");
+}
 
 PyMemberDef tensor_members[] = {
     {"_requires_grad", T_BOOL, offsetof(TensorObject, requires_grad), 0, nullptr},
@@ -325,6 +330,7 @@ PyGetSetDef tensor_getset[] = {
      const_cast<char*>("the node that produced this tensor (None for a leaf)"), nullptr},
     {"_grad", get_field<offsetof(TensorObject, grad)>, tensor_set_grad, nullptr, nullptr},
     {"_hooks", get_field<offsetof(TensorObject, hooks)>, tensor_set_hooks, nullptr, nullptr},
+    {"_post_hooks", get_field<offsetof(TensorObject, post_hooks)>, tensor_set_post_hooks, nullptr, nullptr},
     {"shape", from_array<read_shape>, nullptr, const_cast<char*>("the sizes of the dims, a tuple of ints"), nullptr},
     {"dtype", from_array<read_dtype>, nullptr, const_cast<char*>("the element type"), nullptr},
     {"ndim", from_array<read_ndim>, nullptr, const_cast<char*>("the number of dims"), nullptr},
@@ -776,12 +782,18 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
     }
     if (target != roots[i].ptr()) visit(target);
   }
-  // 1. dependencies: the number of edges into each node reachable from the roots.
+  // 1. dependencies: the number of edges into each node reachable from the roots, and into
+  // each leaf (a leaf's gradient is final, and goes to .grad, once all of them have run).
+  std::unordered_map<PyObject*, std::int64_t> leaf_edges;
   while (!stack.empty()) {
     PyObject* node = stack.back();
     stack.pop_back();
     for (const Edge& edge : as_node(node)->state->edges) {
-      if (edge.target == nullptr || !edge.to_node) continue;
+      if (edge.target == nullptr) continue;
+      if (!edge.to_node) {
+        ++leaf_edges[edge.target];
+        continue;
+      }
       visit(edge.target);
       ++dependencies[edge.target];
     }
@@ -812,6 +824,29 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
       Tensor& total = leaf_grads[it->second].second;
       total = add_grads(total, grad);
     }
+  };
+  // A leaf's total gradient, through its hooks, into .grad (or into the results), then its
+  // post-accumulate hooks. This runs as soon as the leaf's last edge has run, not after the
+  // whole pass, so a hook can start work on a gradient while backward goes on (DDP starts
+  // all-reducing a bucket of gradients while the layers below it are still differentiated).
+  auto finish_leaf = [&](PyObject* leaf) {
+    auto it = leaf_index.find(leaf);
+    if (it == leaf_index.end() || !leaf_grads[it->second].second.defined()) return;
+    Tensor total = run_hooks(as_tensor(leaf)->hooks, std::move(leaf_grads[it->second].second));
+    leaf_grads[it->second].second = Tensor();  // finished: undefined from now on
+    if (capture) {
+      auto wanted = captured.find(leaf);
+      if (wanted != captured.end()) {
+        for (const std::size_t i : wanted->second) results[i] = wrap(total);
+      }
+      return;  // autograd.grad accumulates nothing, so no post-accumulate hook runs
+    }
+    accumulate(leaf, std::move(total));
+    PyObject* post_hooks = as_tensor(leaf)->post_hooks;
+    if (!is_set(post_hooks)) return;
+    py::list copy = py::reinterpret_steal<py::list>(PySequence_List(post_hooks));  // hooks may remove themselves
+    if (!copy) throw py::error_already_set();
+    for (py::handle hook : copy) hook(py::handle(leaf));
   };
   auto add_to_node = [&](PyObject* node, Tensor grad) {
     auto [it, fresh] = grads.emplace(node, grad);
@@ -869,22 +904,16 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
           add_to_leaf(edge.target, std::move(g));
         }
       }
-      if (edge.to_node && --dependencies[edge.target] == 0) ready.push_back(edge.target);
+      if (edge.to_node) {
+        if (--dependencies[edge.target] == 0) ready.push_back(edge.target);
+      } else if (--leaf_edges[edge.target] == 0) {
+        finish_leaf(edge.target);
+      }
     }
   }
 
-  // 3. leaves: total gradient, through their hooks, into .grad (or into the results).
-  for (auto& [leaf, grad] : leaf_grads) {
-    Tensor total = run_hooks(as_tensor(leaf)->hooks, std::move(grad));
-    if (capture) {
-      auto wanted = captured.find(leaf);
-      if (wanted != captured.end()) {
-        for (const std::size_t i : wanted->second) results[i] = wrap(total);
-      }
-    } else {
-      accumulate(leaf, std::move(total));
-    }
-  }
+  // 3. the leaves not finished yet: those that are roots themselves.
+  for (std::size_t i = 0; i < leaf_grads.size(); ++i) finish_leaf(leaf_grads[i].first);
   if (!capture) return py::none();
   py::tuple out(results.size());
   for (std::size_t i = 0; i < results.size(); ++i) {

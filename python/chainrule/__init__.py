@@ -58,7 +58,7 @@ from chainrule.functions import (  # noqa: A004
     numel, permute, pow, relu, reshape, sigmoid, sin, softmax, sqrt, square, squeeze, sub, sum,
     tanh, transpose, unsqueeze, where,
 )
-from chainrule import autograd, nn, optim, random, utils  # noqa: E402
+from chainrule import autograd, distributed, nn, optim, random, utils  # noqa: E402
 from chainrule.serialization import load, save  # noqa: E402
 
 __version__ = _core.__version__
@@ -120,6 +120,6 @@ __all__ = [
     "le", "log", "log_softmax", "lt", "matmul", "max", "maximum", "mean", "min", "minimum", "mul",
     "ne", "neg", "numel", "permute", "pow", "relu", "reshape", "sigmoid", "sin", "softmax", "sqrt",
     "square", "squeeze", "sub", "sum", "tanh", "transpose", "unsqueeze", "where",
-    "autograd", "nn", "optim", "random", "utils", "viz", "load", "save",
+    "autograd", "distributed", "nn", "optim", "random", "utils", "viz", "load", "save",
     "set_num_threads", "get_num_threads", "show_config",
 ]

@@ -24,6 +24,21 @@ values_indices = namedtuple("values_indices", ["values", "indices"])
 values_indices.__name__ = "return_types"
 
 
+class _RemovableHandle:
+    """What registering a hook returns: remove() takes the hook off its list again."""
+
+    __slots__ = ("hooks", "hook")
+
+    def __init__(self, hooks: list[Any], hook: Callable[..., Any]) -> None:
+        hooks.append(hook)
+        self.hooks = hooks
+        self.hook = hook
+
+    def remove(self) -> None:
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
 class Tensor(C.TensorBase):
     """A dense n-dimensional array of float32, float64, int64 or bool, with autograd.
 
@@ -128,6 +143,27 @@ class Tensor(C.TensorBase):
             hooks = self._hooks
         hooks.append(hook)
         return lambda: hooks.remove(hook) if hook in hooks else None
+
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Any:
+        """Calls hook(tensor) on this leaf as soon as backward has accumulated its gradient into
+        `.grad` (while backward goes on with the rest of the graph), as in PyTorch. Returns a
+        handle whose remove() takes the hook off.
+
+        >>> import chainrule as cr
+        >>> w = cr.ones(2, requires_grad=True)
+        >>> handle = w.register_post_accumulate_grad_hook(lambda t: print(t.grad))
+        >>> (w * 3).sum().backward()
+        tensor([3.0000, 3.0000])
+        """
+        if self.grad_fn is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: post accumulate grad hooks "
+                               "cannot be registered on non-leaf tensors")
+        if not self._requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: cannot register a hook on a "
+                               "tensor that does not require grad")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        return _RemovableHandle(self._post_hooks, hook)
 
     # ------------------------------------------------------------ conversion
     def item(self) -> Any:
