@@ -244,10 +244,11 @@ def _concurrent_backwards(threads: int, size: int) -> tuple[int, list[BaseExcept
     return len(successes), errors, x
 
 
-@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("threads", [2, 3, 4])
 def test_concurrent_backward_on_one_graph_succeeds_exactly_once(threads):
+    # Before the claim, about one trial in ten let two passes through (bounded: 25 trials).
     expected = None
-    for trial in range(12):
+    for trial in range(25):
         cr.manual_seed(trial)
         successes, errors, x = _concurrent_backwards(threads, 200)
         assert successes == 1, f"trial {trial}: {successes} backward calls succeeded"
