@@ -18,9 +18,8 @@ import random
 import sys
 import warnings
 
-import numpy as np
-
 import chainrule as cr
+import numpy as np
 from chainrule import _core
 
 # Calls whose effect reaches beyond this process or blocks: not hostile input, just unsafe to
@@ -78,7 +77,8 @@ def public_callables() -> list[tuple[str, object]]:
                ("cr.nn.init", cr.nn.init), ("cr.viz", cr.viz), ("cr.utils.data", cr.utils.data),
                ("cr.optim", cr.optim), ("cr.nn", cr.nn)]
     for prefix, module in modules:
-        names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+        names = getattr(module, "__all__", None) or [
+            n for n in dir(module) if not n.startswith("_")]
         for name in sorted(set(names)):
             value = getattr(module, name, None)
             if callable(value) and not inspect.ismodule(value) and name not in SKIP:
@@ -128,7 +128,7 @@ def receivers() -> list[tuple[str, object, type]]:
 
 class Sweep:
     def __init__(self, log_path: str, seed: int) -> None:
-        self.log = open(log_path, "w")
+        self.log = open(log_path, "w")  # noqa: SIM115 - rewritten before every call, kept open
         self.rng = random.Random(seed)
         self.calls = 0
         self.threads = cr.get_num_threads()
@@ -143,7 +143,7 @@ class Sweep:
             result = fn(*args)  # type: ignore[operator]
             if inspect.isgenerator(result):
                 next(result, None)
-        except BaseException as error:  # noqa: BLE001 - any exception is a fine answer
+        except BaseException as error:
             if isinstance(error, (SystemExit, KeyboardInterrupt)):
                 raise
         finally:

@@ -9,12 +9,11 @@ a fixed budget (`EXAMPLES`), so a failure reproduces, and the file takes well un
 """
 from __future__ import annotations
 
+import chainrule as cr
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import chainrule as cr
 
 torch = pytest.importorskip("torch")
 
@@ -180,51 +179,51 @@ def step_view(p, t):
     kind = p.draw(st.sampled_from(kinds), "view")
     if kind == "unsqueeze":
         d = p.draw(st.integers(-n - 1, n), "dim")
-        fn = lambda lib, x: x.unsqueeze(d)  # noqa: E731
+        fn = lambda lib, x: x.unsqueeze(d)
     elif kind == "reshape_flat":
-        fn = lambda lib, x: x.reshape(-1)  # noqa: E731
+        fn = lambda lib, x: x.reshape(-1)
     elif kind == "contiguous":
-        fn = lambda lib, x: x.contiguous()  # noqa: E731
+        fn = lambda lib, x: x.contiguous()
     elif kind == "none_index":
-        fn = lambda lib, x: x[..., None]  # noqa: E731
+        fn = lambda lib, x: x[..., None]
     elif kind == "transpose":
         d0, d1 = _dim(p, t, "dim0"), _dim(p, t, "dim1")
-        fn = lambda lib, x: x.transpose(d0, d1)  # noqa: E731
+        fn = lambda lib, x: x.transpose(d0, d1)
     elif kind == "permute":
         perm = p.draw(st.permutations(range(n)), "permutation")
-        fn = lambda lib, x: x.permute(*perm)  # noqa: E731
+        fn = lambda lib, x: x.permute(*perm)
     elif kind == "flatten":
         a = p.draw(st.integers(0, n - 1), "start")
         b = p.draw(st.integers(a, n - 1), "end")
-        fn = lambda lib, x: x.flatten(a, b)  # noqa: E731
+        fn = lambda lib, x: x.flatten(a, b)
     elif kind == "T":
-        fn = lambda lib, x: x.T  # noqa: E731
+        fn = lambda lib, x: x.T
     elif kind == "slice":
         d = p.draw(st.integers(0, n - 1), "dim")
         start = p.draw(st.integers(-shape[d] - 1, shape[d] + 1), "start")
         stop = p.draw(st.one_of(st.none(), st.integers(-shape[d] - 1, shape[d] + 1)), "stop")
         step = p.draw(st.integers(1, 3), "step")
         index = (slice(None),) * d + (slice(start, stop, step),)
-        fn = lambda lib, x: x[index]  # noqa: E731
+        fn = lambda lib, x: x[index]
     elif kind == "select":
         d = p.draw(st.integers(0, n - 1), "dim")
         if shape[d] == 0:
             return None
         i = p.draw(st.integers(-shape[d], shape[d] - 1), "index")
         index = (slice(None),) * d + (i,)
-        fn = lambda lib, x: x[index]  # noqa: E731
+        fn = lambda lib, x: x[index]
     elif kind == "squeeze_dim":
         d = p.draw(st.sampled_from([i for i, s in enumerate(shape) if s == 1]), "dim")
-        fn = lambda lib, x: x.squeeze(d)  # noqa: E731
+        fn = lambda lib, x: x.squeeze(d)
     elif kind == "squeeze_all":
-        fn = lambda lib, x: x.squeeze()  # noqa: E731
+        fn = lambda lib, x: x.squeeze()
     else:  # expand: size-1 dims grow, a new leading dim may appear
         target = tuple(p.draw(st.integers(1, 3), "size") if s == 1 else s for s in shape)
         if p.draw(st.booleans(), "new leading dim"):
             target = (2,) + target
         if np.prod(target) > MAX_NUMEL:
             return None
-        fn = lambda lib, x: x.expand(*target)  # noqa: E731
+        fn = lambda lib, x: x.expand(*target)
     p.steps.append(kind)
     return fn, []
 
@@ -357,8 +356,9 @@ def test_random_chains_match_torch_forward_and_backward(data, seed):
         if made is None:
             continue
         fn, others = made
-        ours, ours_error = _outcome(lambda: fn(cr, t.ours, *[o.ours for o in others]))
-        theirs, theirs_error = _outcome(lambda: fn(torch, t.theirs, *[o.theirs for o in others]))
+        ours, ours_error = _outcome(lambda: fn(cr, t.ours, *[o.ours for o in others]))  # noqa: B023
+        theirs, theirs_error = _outcome(
+            lambda: fn(torch, t.theirs, *[o.theirs for o in others]))  # noqa: B023
         if _same_refusal(ours_error, theirs_error, "forward", p.steps):
             RAN["both refused"] += 1
             return
@@ -383,12 +383,12 @@ def test_random_chains_match_torch_forward_and_backward(data, seed):
     RAN["compared"] += 1
 
 
-def test_fuzz_budget_really_ran():
+def test_fuzz_budget_really_ran(summary_line):
     """Runs after the fuzz test (file order): the examples ran and nearly all compared values."""
     if RAN["examples"] == 0:
         pytest.skip("the fuzz test did not run in this session (deselected)")
-    print(f"fuzz: {RAN['examples']} chains, {RAN['compared']} compared forward and backward, "
-          f"{RAN['both refused']} refused by both; in-place on non-leaf tensors: "
-          f"{'drawn' if INPLACE_ON_NONLEAF else 'not supported yet, not drawn'}")
+    summary_line(f"fuzz against PyTorch: {RAN['examples']} chains, {RAN['compared']} compared "
+                 f"forward and backward, {RAN['both refused']} refused by both; in-place on "
+                 f"non-leaf tensors: {'drawn' if INPLACE_ON_NONLEAF else 'not supported yet'}")
     assert RAN["examples"] >= EXAMPLES
     assert RAN["compared"] >= 0.8 * RAN["examples"]

@@ -66,9 +66,10 @@ def save(state_dict: dict[str, Tensor], path: str | os.PathLike[str],
 
 
 def _check_path(path: Any, op: str) -> str | bytes | os.PathLike[str]:
-    """A file name; an int would be taken by open() as a file descriptor to take over (and close)."""
+    """A file name; open() would take an int for a file descriptor to take over (and close)."""
     if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"{op}: expected a file path (str or os.PathLike), got {type(path).__name__}")
+        raise TypeError(f"{op}: expected a file path (str or os.PathLike), got "
+                        f"{type(path).__name__}")
     return path
 
 
@@ -95,9 +96,10 @@ def _parse_header(raw: bytes, data_size: int) -> list[tuple[str, str, tuple[int,
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"load: header: not valid UTF-8 JSON ({error})") from None
+    # A malformed file is a ValueError (the file's content is wrong), not a TypeError.
     if not isinstance(header, dict):
-        raise ValueError(f"load: header: expected a JSON object of name -> tensor entry, got "
-                         f"{type(header).__name__}")
+        got = type(header).__name__
+        raise ValueError(f"load: header: expected a JSON object, got {got}")  # noqa: TRY004
     entries = []
     for name, info in header.items():
         if name == "__metadata__":
@@ -106,8 +108,8 @@ def _parse_header(raw: bytes, data_size: int) -> list[tuple[str, str, tuple[int,
             continue
         where = f"load: header entry {name!r}"
         if not isinstance(info, dict):
-            raise ValueError(f"{where}: expected an object with dtype, shape and data_offsets, "
-                             f"got {type(info).__name__}")
+            raise ValueError(f"{where}: expected an object with dtype, shape and "  # noqa: TRY004
+                             f"data_offsets, got {type(info).__name__}")
         for field in ("dtype", "shape", "data_offsets"):
             if field not in info:
                 raise ValueError(f"{where}: the field {field!r} is missing")
@@ -139,12 +141,12 @@ def _parse_header(raw: bytes, data_size: int) -> list[tuple[str, str, tuple[int,
     for name, _, _, begin, end in sorted(entries, key=lambda e: (e[3], e[4])):
         if begin != position:
             kind = "overlaps" if begin < position else "leaves a gap after"
-            raise ValueError(f"load: header entry {name!r}: field 'data_offsets' starts at {begin}, "
-                             f"so it {kind} {previous!r} (which ends at {position})")
+            raise ValueError(f"load: header entry {name!r}: field 'data_offsets' starts at "
+                             f"{begin}, so it {kind} {previous!r} (which ends at {position})")
         position, previous = end, name
     if position != data_size:
-        raise ValueError(f"load: header: the tensors cover {position} bytes of the {data_size}-byte "
-                         "data region")
+        raise ValueError(f"load: header: the tensors cover {position} bytes of the "
+                         f"{data_size}-byte data region")
     return entries
 
 
@@ -183,7 +185,8 @@ def load(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         raise ValueError(f"load: {path!r} changed size while it was read")
     result: dict[str, Tensor] = {}
     for name, code, shape, begin, end in entries:
-        array = np.frombuffer(data, dtype=_NUMPY[code], count=(end - begin) // _NUMPY[code].itemsize,
+        item = _NUMPY[code]
+        array = np.frombuffer(data, dtype=item, count=(end - begin) // item.itemsize,
                               offset=begin).reshape(shape)
         result[name] = tensor(array)
     return result
