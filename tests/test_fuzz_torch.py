@@ -15,7 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-torch = pytest.importorskip("torch")
+from optional import requires_torch, torch
+
+pytestmark = requires_torch  # PyTorch is the only oracle here
 
 EXAMPLES = 400  # per test: the fixed budget
 MAX_STEPS = 8
