@@ -347,9 +347,50 @@ def test_robustness_sweep_never_kills_the_interpreter(tmp_path, summary_line):
                             capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
                             preexec_fn=preexec, check=False)
     died = last.read_text() if last.exists() else "?"
+    # a sanitizer report starts with its finding; the stack below it is long
+    report = [line for line in result.stderr.splitlines()
+              if "runtime error:" in line or "ERROR: AddressSanitizer" in line]
     assert result.returncode == 0, (
-        f"the sweep died (exit {result.returncode}) at {died}\n{result.stderr[-3000:]}")
+        f"the sweep died (exit {result.returncode}) at {died}\n{report}\n"
+        f"{result.stderr[-3000:]}")
     assert "total=" in result.stdout, result.stdout
     summary_line(f"robustness sweep: {result.stdout.strip()} calls, none killed the interpreter")
     total = int(result.stdout.split("total=")[1].split()[0])
     assert total > 10000
+
+
+# ------------------------------------------------------------------ int64 overflow
+INT64_OVERFLOWS = {
+    "add": lambda lib, t: t + 2**62,
+    "sub": lambda lib, t: -t - 2**62,
+    "mul": lambda lib, t: t * 4,
+    "neg": lambda lib, t: -(t - 2**62 - 2**62),
+    "abs": lambda lib, t: (t - 2**62 - 2**62).abs(),
+    "square": lambda lib, t: t.square(),
+    "pow": lambda lib, t: t ** 40,
+    "sum": lambda lib, t: t.sum(),
+    "sum dim": lambda lib, t: t.reshape(2, 2).sum(0),
+    "mean": lambda lib, t: t.double().mean() if lib is not cr else t.mean(),
+    "matmul": lambda lib, t: t.reshape(2, 2) @ t.reshape(2, 2),
+}
+
+
+@pytest.mark.parametrize("op", list(INT64_OVERFLOWS))
+def test_int64_overflow_wraps_around_like_torch(op):
+    # signed overflow was undefined behaviour in the kernels (UBSan stopped the sweep on
+    # cr.pow(cr.tensor(3), 2**40)); PyTorch and NumPy wrap around in two's complement
+    values = [2**62, 2**62 + 7, -(2**62) - 3, 3]
+    got = INT64_OVERFLOWS[op](cr, cr.tensor(values))
+    wrapped = np.array(values, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        expected = {"add": wrapped + np.int64(2**62), "mul": wrapped * np.int64(4),
+                    "square": wrapped * wrapped}.get(op)
+    if expected is not None:
+        np.testing.assert_array_equal(got.numpy(), expected)
+    torch = pytest.importorskip("torch")
+    want = INT64_OVERFLOWS[op](torch, torch.tensor(values))
+    if op == "mean":  # PyTorch has no int64 mean; compare with the float64 one
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    else:
+        assert got.dtype == cr.int64
+        np.testing.assert_array_equal(got.numpy(), want.numpy())

@@ -31,11 +31,12 @@ struct PowF {
       return std::pow(a, b);
     } else {
       // Integer power by squaring; a negative exponent truncates toward zero as 1 / a^-b would.
+      // The products wrap around (elementwise_ops.h) as PyTorch's do.
       if (b < 0) return a == 1 ? T(1) : (a == -1 ? ((b & 1) ? T(-1) : T(1)) : T(0));
       T result = 1, base = a;
       for (T e = b; e > 0; e >>= 1) {
-        if (e & 1) result *= base;
-        base *= base;
+        if (e & 1) result = wrapping_mul(result, base);
+        base = wrapping_mul(base, base);
       }
       return result;
     }
