@@ -31,22 +31,22 @@ constexpr bool kWraps = std::is_integral_v<T> && !std::is_same_v<T, bool>;
 template <typename T>
 inline T wrapping_add(T a, T b) {
   if constexpr (kWraps<T>) return static_cast<T>(std::make_unsigned_t<T>(a) + std::make_unsigned_t<T>(b));
-  else return a + b;
+  else return static_cast<T>(a + b);
 }
 template <typename T>
 inline T wrapping_sub(T a, T b) {
   if constexpr (kWraps<T>) return static_cast<T>(std::make_unsigned_t<T>(a) - std::make_unsigned_t<T>(b));
-  else return a - b;
+  else return static_cast<T>(a - b);
 }
 template <typename T>
 inline T wrapping_mul(T a, T b) {
   if constexpr (kWraps<T>) return static_cast<T>(std::make_unsigned_t<T>(a) * std::make_unsigned_t<T>(b));
-  else return a * b;
+  else return static_cast<T>(a * b);
 }
 template <typename T>
 inline T wrapping_neg(T x) {
   if constexpr (kWraps<T>) return static_cast<T>(std::make_unsigned_t<T>(0) - std::make_unsigned_t<T>(x));
-  else return -x;
+  else return static_cast<T>(-x);
 }
 
 // ---- binary functors: R apply(T a, T b) ----
