@@ -19,7 +19,7 @@ from optional import requires_torch, torch
 
 pytestmark = requires_torch  # PyTorch is the only oracle here
 
-EXAMPLES = 400  # per test: the fixed budget
+EXAMPLES = 400  # per test: the fixed budget (about 2 s on one core)
 MAX_STEPS = 8
 MAX_NUMEL = 256
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
