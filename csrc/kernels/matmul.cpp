@@ -16,6 +16,7 @@
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "elementwise_ops.h"
 #include "gemm.h"
 #include "parallel.h"
 
@@ -92,7 +93,11 @@ void gemm_plain(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Op
     for (std::int64_t p = 0; p < k; ++p) {
       const T aip = a.data[i * a.rs + p * a.cs];
       const T* brow = b.data + p * b.rs;
-      if (b.cs == 1) {
+      if constexpr (elementwise_ops::kWraps<T>) {  // int64 wraps around as PyTorch does (elementwise_ops.h)
+        for (std::int64_t j = 0; j < n; ++j) {
+          row[j] = elementwise_ops::wrapping_add(row[j], elementwise_ops::wrapping_mul(aip, brow[j * b.cs]));
+        }
+      } else if (b.cs == 1) {
         for (std::int64_t j = 0; j < n; ++j) row[j] += aip * brow[j];
       } else {
         for (std::int64_t j = 0; j < n; ++j) row[j] += aip * brow[j * b.cs];

@@ -16,6 +16,8 @@
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "backward_once.h"
+#include "grad_checks.h"
 
 namespace chainrule::python {
 
@@ -309,6 +311,7 @@ int tensor_set_grad_fn(PyObject* self, PyObject* value, void*) {
   return set_checked_field<offsetof(TensorObject, grad_fn)>(self, value, is_node, "a graph node");
 }
 int tensor_set_grad(PyObject* self, PyObject* value, void*) {
+  if (check_grad_assignment(self, value) < 0) return -1;
   return set_checked_field<offsetof(TensorObject, grad)>(self, value, is_tensor, "a Tensor");
 }
 int tensor_set_hooks(PyObject* self, PyObject* value, void*) {
@@ -670,6 +673,7 @@ Tensor run_hooks(PyObject* hooks, Tensor grad) {
         throw TypeError("hook: expected the hook to return a Tensor or None, got " +
                         std::string(Py_TYPE(replaced.ptr())->tp_name));
       }
+      check_hook_result(hook.ptr(), grad, tensor_array(replaced.ptr()));
       grad = tensor_array(replaced.ptr());
     }
   }
@@ -798,6 +802,7 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
       ++dependencies[edge.target];
     }
   }
+  const BackwardClaim claim(held, retain_graph);  // before any node runs, still under the GIL
 
   std::unordered_map<PyObject*, std::vector<std::size_t>> captured;  // one input may be asked for twice
   std::vector<py::object> results;

@@ -71,6 +71,7 @@ struct NodeState {
   NativeSaved native;
   std::vector<std::int64_t> versions;  // of native.arrays when saved
   bool freed = false;
+  bool claimed = false;  // a backward without retain_graph is running through it (backward_once.h)
 };
 
 // chainrule.autograd.function.Function's C base.

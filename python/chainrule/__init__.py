@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import numbers as _numbers
 import os as _os
 
 # How chainrule's OpenMP threads wait. Threads that spin steal the core from a descheduled
@@ -72,6 +73,8 @@ clip = clamp
 
 def set_num_threads(n: int) -> None:
     """Sets how many threads the C++ kernels may use (they use fewer on small inputs)."""
+    if not isinstance(n, _numbers.Integral):
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
     _core.set_num_threads(int(n))
 
 

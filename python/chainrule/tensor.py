@@ -108,13 +108,7 @@ class Tensor(C.TensorBase):
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
-        if value is not None:
-            if not isinstance(value, Tensor):
-                raise TypeError(f"grad: expected a Tensor or None, got {type(value).__name__}")
-            if value.shape != self.shape:
-                raise ValueError(f"grad: assigned grad of shape {value.shape} to a tensor of "
-                                 f"shape {self.shape}")
-        self._grad = value
+        self._grad = value  # the C field checks type, shape and dtype (grad_checks.cpp)
 
     def retain_grad(self) -> None:
         """Keeps `.grad` on this non-leaf tensor after backward."""
@@ -786,6 +780,7 @@ def _view_steps(data: _core.Tensor, index: Any) -> list[tuple[str, tuple[Any, ..
             step = 1 if item.step is None else _index_int(item.step)
             if step <= 0:
                 raise ValueError(f"slice step must be positive, got {step}")
+            step = min(step, 2**62)  # a step past every size takes the first element only
             # Bounds beyond any size clamp (as in NumPy); the core clips them to the dim.
             start = 0 if item.start is None else max(min(_index_int(item.start), 2**62), -(2**62))
             stop = 2**62 if item.stop is None else max(min(_index_int(item.stop), 2**62), -(2**62))
