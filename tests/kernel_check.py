@@ -75,6 +75,21 @@ for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
         b = rng.standard_normal((k, n)).astype(dtype)
         check(f"{dtype.__name__} team {m}x{k}@{k}x{n}", (cr.tensor(a) @ cr.tensor(b)).numpy(),
               a.astype(np.float64) @ b, rtol * 10)
+    # k crossing the blocks of k (kc: 64-1024 from the cache sizes; test_kernels.py also runs this
+    # file with tiny forced caches, where kc is 64-128 and MC, NC a few tiles), one row or one
+    # column of C, m and n one past and one short of the tiles, batched
+    for m, n, k in [(1, 200, 515), (200, 1, 515), (1, 1, 700), (25, 47, 129), (97, 33, 1031), (7, 65, 257),
+                    (49, 130, 390), (130, 49, 1500)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        check(f"{dtype.__name__} k blocks {m}x{k}@{k}x{n}", (cr.tensor(a) @ cr.tensor(b)).numpy(),
+              a.astype(np.float64) @ b, rtol * 10)
+        check(f"{dtype.__name__} k blocks transposed {m}x{k}@{k}x{n}",
+              (cr.tensor(a.T.copy()).T @ cr.tensor(b.T.copy()).T).numpy(), a.astype(np.float64) @ b, rtol * 10)
+    a = rng.standard_normal((3, 37, 300)).astype(dtype)
+    b = rng.standard_normal((300, 70)).astype(dtype)
+    check(f"{dtype.__name__} batched k blocks", (cr.tensor(a) @ cr.tensor(b)).numpy(), a.astype(np.float64) @ b,
+          rtol * 10)
     # a B whose packed copy would pass 64 MiB: C made in slabs of columns. B is one column
     # expanded (stride 0), so every column of C is a @ v.
     a = rng.standard_normal((8, 1024)).astype(dtype)
@@ -156,7 +171,7 @@ for name, ref_fn in (("exp", np.exp), ("sigmoid", lambda v: 1 / (1 + np.exp(-v))
     if not np.array_equal(got, want, equal_nan=True):
         failures.append(f"{name} special values: got {got}, want {want}")
 
-print(f"isa={_core.active_isa()} checks failed={len(failures)}")
+print(f"isa={_core.active_isa()} caches={_core.cache_sizes()} checks failed={len(failures)}")
 for line in failures[:20]:
     print(line)
 sys.exit(1 if failures else 0)

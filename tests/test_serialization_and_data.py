@@ -3,7 +3,9 @@ cr.utils.data (TensorDataset, DataLoader)."""
 from __future__ import annotations
 
 import json
+import os
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +250,95 @@ def test_corrupt_file_raises_value_error(tmp_path, kind):
     path.write_bytes(raw)
     with pytest.raises(ValueError):
         cr.load(path)
+
+
+def _entry(dtype="F32", shape=(2,), offsets=(0, 8)):
+    listed = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    return {"dtype": dtype, "shape": listed(shape), "data_offsets": listed(offsets)}
+
+
+# Malformed headers (each once gave AttributeError, KeyError, TypeError, a bare NumPy error, or
+# was accepted): (header, data bytes, the field the message must name).
+MALFORMED_HEADERS = {
+    "json_list": ([1, 2], 0, "header"),
+    "entry_not_object": ({"w": [1]}, 0, "'w'"),
+    "missing_offsets": ({"w": {"dtype": "F32", "shape": [2]}}, 8, "'data_offsets'"),
+    "missing_dtype": ({"w": {"shape": [2], "data_offsets": [0, 8]}}, 8, "'dtype'"),
+    "list_dtype": ({"w": _entry(dtype=["F32"])}, 8, "'dtype'"),
+    "unknown_dtype": ({"w": _entry(dtype="F99")}, 8, "'dtype'"),
+    "float_offsets": ({"w": _entry(offsets=(0.0, 8.0))}, 8, "'data_offsets'"),
+    "bool_offsets": ({"w": _entry(shape=(1,), offsets=(False, True))}, 1, "'data_offsets'"),
+    "three_offsets": ({"w": _entry(offsets=(0, 8, 8))}, 8, "'data_offsets'"),
+    "negative_shape": ({"w": _entry(shape=(-1, -1), offsets=(0, 4))}, 4, "'shape'"),
+    "float_shape": ({"w": _entry(shape=(1.7,), offsets=(0, 4))}, 4, "'shape'"),
+    "shape_not_list": ({"w": _entry(shape=2)}, 8, "'shape'"),
+    "negative_offset": ({"w": _entry(offsets=(-8, 0))}, 8, "'data_offsets'"),
+    "overlapping": ({"a": _entry(offsets=(0, 8)), "b": _entry(offsets=(4, 12))}, 12,
+                    "'data_offsets'"),
+    "same_bytes_twice": ({"a": _entry(offsets=(0, 8)), "b": _entry(offsets=(0, 8))}, 8,
+                         "'data_offsets'"),
+    "gap": ({"a": _entry(offsets=(0, 8)), "b": _entry(offsets=(12, 20))}, 20, "'data_offsets'"),
+    "bytes_left_over": ({"a": _entry(offsets=(0, 8))}, 16, "header"),
+    "huge_shape": ({"w": _entry(shape=(2**62, 2**62), offsets=(0, 8))}, 8, "'data_offsets'"),
+    "metadata_not_strings": ({"__metadata__": {"k": 1}}, 0, "__metadata__"),
+}
+
+
+@pytest.mark.parametrize("kind", list(MALFORMED_HEADERS))
+def test_malformed_header_raises_value_error_naming_the_field(tmp_path, kind):
+    header, data_size, field = MALFORMED_HEADERS[kind]
+    path = tmp_path / f"{kind}.safetensors"
+    path.write_bytes(_header_with(header) + b"\x00" * data_size)
+    with pytest.raises(ValueError) as error:
+        cr.load(path)
+    message = str(error.value)
+    assert message.startswith("load:") and field in message, message
+
+
+def test_duplicate_key_raises_value_error(tmp_path):
+    entry = json.dumps(_entry())
+    encoded = ('{"w": %s, "w": %s}' % (entry, entry)).encode()
+    path = tmp_path / "dup.safetensors"
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"\x00" * 8)
+    with pytest.raises(ValueError, match=r"^load: .*'w' appears more than once"):
+        cr.load(path)
+
+
+def test_valid_header_with_zero_size_tensors_and_metadata_loads(tmp_path):
+    header = {"__metadata__": {"format": "pt"}, "e": _entry(shape=(0, 3), offsets=(8, 8)),
+              "w": _entry(offsets=(0, 8)), "z": _entry(shape=(0,), offsets=(8, 8))}
+    path = tmp_path / "ok.safetensors"
+    path.write_bytes(_header_with(header) + np.array([1.5, 2.5], np.float32).tobytes())
+    loaded = cr.load(path)
+    assert loaded["e"].shape == (0, 3) and loaded["z"].shape == (0,)
+    np.testing.assert_array_equal(loaded["w"].numpy(), [1.5, 2.5])
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "directory", "fifo"])
+def test_load_refuses_what_is_not_a_regular_file_promptly(tmp_path, target):
+    # /dev/zero once never returned (it has no end) and grew memory without bound; a FIFO
+    # would block in open()
+    if target == "directory":
+        path = str(tmp_path)
+    elif target == "fifo":
+        path = str(tmp_path / "pipe")
+        os.mkfifo(path)
+    else:
+        path = target
+        if not os.path.exists(path):
+            pytest.skip("no /dev/zero here")
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="^load: .*not a regular file"):
+        cr.load(path)
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("fn", ["load", "save"])
+def test_file_descriptor_numbers_are_not_paths(fn):
+    # open(3) would take over (and close) whatever this process has open as descriptor 3
+    call = (lambda: cr.load(1)) if fn == "load" else (lambda: cr.save({}, 1))
+    with pytest.raises(TypeError, match=f"^{fn}: expected a file path"):
+        call()
 
 
 def test_missing_file_raises_os_error(tmp_path):

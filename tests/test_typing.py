@@ -163,7 +163,7 @@ def test_examples_pass_mypy_strict(tmp_path):
     pytest.importorskip("mypy")
     run = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"),
-         "examples/xor.py", "examples/digits.py"],
+         "examples/xor.py", "examples/digits.py", "examples/digits_cnn.py", "examples/char_rnn.py"],
         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Success" in run.stdout, run.stdout

@@ -3,7 +3,7 @@
 # suite (or the tests given as arguments) against it, with ASan preloaded into Python.
 # Any sanitizer report fails the run.
 #
-#   tools/sanitize.sh                      # the default subset: every kernel family
+#   tools/sanitize.sh                      # the whole suite but three files (see below)
 #   tools/sanitize.sh tests/test_errors.py # any pytest arguments
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -29,12 +29,16 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_m
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export PYTHONPATH="$stage${PYTHONPATH:+:$PYTHONPATH}"
 if [ $# -eq 0 ]; then
-  # Every kernel family: elementwise, reductions, GEMM (all ISAs), indexing, views, autograd,
-  # errors (bad input), nn/optim, interop (DLPack, buffers), numerics, and the regressions.
-  set -- tests/test_ops_forward.py tests/test_kernels.py tests/test_gradients.py \
-    tests/test_autograd.py tests/test_errors.py tests/test_creation_and_views.py \
-    tests/test_dtypes.py tests/test_nn_optim.py tests/test_interop.py tests/test_numerics.py \
-    tests/test_regressions.py
+  # The whole suite (fuzz and hostile-argument sweep included), less five files. Three run no
+  # code of the sanitized module: test_wheel.py builds and installs a separate, unsanitized wheel
+  # with pip (minutes of compiling), test_docs.py builds the documentation with mkdocs, and
+  # test_typing.py runs mypy and the stub generator. test_memory.py measures the process's RSS,
+  # which ASan's allocator inflates and never gives back (freed blocks wait in its quarantine),
+  # so its flat-memory bounds cannot hold here; it runs in the plain suite. test_distributed.py
+  # launches mpiexec jobs whose Open MPI runtime was never checked under the preloaded ASan.
+  set -- tests --ignore=tests/test_wheel.py --ignore=tests/test_docs.py \
+    --ignore=tests/test_typing.py --ignore=tests/test_memory.py \
+    --ignore=tests/test_distributed.py
 fi
 cd "$root"
 log="$build/pytest.log"

@@ -81,10 +81,65 @@ Isa active_isa() {
   return isa;
 }
 
-const CacheSizes& cache_sizes() {
+const CacheSizes& detected_cache_sizes() {
   static const CacheSizes sizes{cache_bytes(1, _SC_LEVEL1_DCACHE_SIZE, 32 << 10),
                                 cache_bytes(2, _SC_LEVEL2_CACHE_SIZE, 256 << 10),
                                 cache_bytes(3, _SC_LEVEL3_CACHE_SIZE, 8 << 20)};
+  return sizes;
+}
+
+CacheSizes parse_cache_sizes(const std::string& spec, const CacheSizes& base) {
+  CacheSizes sizes = base;
+  std::size_t start = 0;
+  while (start <= spec.size()) {
+    const std::size_t comma = std::min(spec.find(',', start), spec.size());
+    const std::string entry = spec.substr(start, comma - start);
+    start = comma + 1;
+    if (entry.empty()) continue;
+    const std::size_t equals = entry.find('=');
+    const std::string name = entry.substr(0, std::min(equals, entry.size()));
+    std::int64_t* target = name == "l1d" || name == "l1" ? &sizes.l1
+                           : name == "l2"                ? &sizes.l2
+                           : name == "l3"                ? &sizes.l3
+                                                         : nullptr;
+    if (target == nullptr || equals == std::string::npos) {
+      fail<ValueError>("CHAINRULE_CACHE_SIZES: '", entry, "' in '", spec,
+                       "' is not l1d=SIZE, l2=SIZE or l3=SIZE (e.g. l1d=32K,l2=512K,l3=32M)");
+    }
+    const std::string value = entry.substr(equals + 1);
+    std::size_t digits = 0;
+    while (digits < value.size() && value[digits] >= '0' && value[digits] <= '9') ++digits;
+    std::string unit = value.substr(digits);
+    if (unit.size() > 1 && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();  // "32KiB", "32KB"
+    if (unit.size() > 1 && unit.back() == 'i') unit.pop_back();
+    const int shift = unit.empty() ? 0 : unit == "K" || unit == "k" ? 10 : unit == "M" || unit == "m" ? 20
+                      : unit == "G" || unit == "g" ? 30 : -1;
+    constexpr std::int64_t kMaxBytes = std::int64_t{1} << 40;
+    const std::int64_t number = digits > 0 && digits <= 15 ? std::stoll(value.substr(0, digits)) : 0;
+    const std::int64_t bytes = shift < 0 || number > (kMaxBytes >> shift) ? 0 : number << shift;
+    if (bytes < (std::int64_t{1} << 10) || bytes > kMaxBytes) {
+      fail<ValueError>("CHAINRULE_CACHE_SIZES: '", entry, "' in '", spec,
+                       "': expected a size from 1K to 1024G such as 48K, 2M or 1048576 (bytes)");
+    }
+    *target = bytes;
+  }
+  if (!(sizes.l1 <= sizes.l2 && sizes.l2 <= sizes.l3)) {
+    fail<ValueError>("CHAINRULE_CACHE_SIZES: '", spec, "' gives L1d ", sizes.l1, ", L2 ", sizes.l2, ", L3 ",
+                     sizes.l3, " bytes (with the detected sizes for those not named): each must be at most the next");
+  }
+  return sizes;
+}
+
+const CacheSizes& cache_sizes() {
+  static const CacheSizes sizes = [] {
+    const char* spec = std::getenv("CHAINRULE_CACHE_SIZES");
+    if (spec == nullptr || *spec == '\0') return detected_cache_sizes();
+    try {
+      return parse_cache_sizes(spec, detected_cache_sizes());
+    } catch (const ValueError&) {
+      return detected_cache_sizes();  // chainrule/__init__.py warns with the parser's message
+    }
+  }();
   return sizes;
 }
 

@@ -67,6 +67,11 @@ std::int64_t wrap_dim(std::int64_t dim, std::int64_t ndim, const char* op) {
   return dim;
 }
 
+std::int64_t existing_dim(std::int64_t dim, std::int64_t ndim, const char* op) {
+  if (ndim == 0) fail<IndexError>(op, ": dim ", dim, " is out of range: the tensor is 0-d (it has no dims)");
+  return wrap_dim(dim, ndim, op);
+}
+
 std::vector<bool> dim_mask(const std::vector<std::int64_t>& dims, std::int64_t ndim, const char* op) {
   std::vector<bool> mask(static_cast<std::size_t>(ndim), dims.empty());
   for (const std::int64_t dim : dims) {

@@ -29,7 +29,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   }
 }
 
-std::int64_t Tensor::size(std::int64_t dim) const { return shape_[wrap_dim(dim, ndim(), "size")]; }
+std::int64_t Tensor::size(std::int64_t dim) const { return shape_[existing_dim(dim, ndim(), "size")]; }
 
 bool Tensor::is_contiguous() const {
   std::int64_t expected = 1;
@@ -147,7 +147,7 @@ Tensor Tensor::unsqueeze(std::int64_t dim) const {
 }
 
 Tensor Tensor::slice(std::int64_t dim, std::int64_t start, std::int64_t stop, std::int64_t step) const {
-  const std::int64_t d = wrap_dim(dim, ndim(), "slice");
+  const std::int64_t d = existing_dim(dim, ndim(), "slice");
   if (step <= 0) fail<ValueError>("slice: step must be positive, got ", step);
   const std::int64_t size = shape_[d];
   auto clip = [size](std::int64_t i) {
@@ -165,8 +165,7 @@ Tensor Tensor::slice(std::int64_t dim, std::int64_t start, std::int64_t stop, st
 }
 
 Tensor Tensor::select(std::int64_t dim, std::int64_t index) const {
-  if (ndim() == 0) fail<IndexError>("select: cannot index a 0-d tensor");
-  const std::int64_t d = wrap_dim(dim, ndim(), "select");
+  const std::int64_t d = existing_dim(dim, ndim(), "select");
   const std::int64_t size = shape_[d];
   if (index < -size || index >= size) {
     fail<IndexError>("index ", index, " is out of bounds for dim ", d, " with size ", size);

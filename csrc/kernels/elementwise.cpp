@@ -31,11 +31,12 @@ struct PowF {
       return std::pow(a, b);
     } else {
       // Integer power by squaring; a negative exponent truncates toward zero as 1 / a^-b would.
+      // The products wrap around (elementwise_ops.h) as PyTorch's do.
       if (b < 0) return a == 1 ? T(1) : (a == -1 ? ((b & 1) ? T(-1) : T(1)) : T(0));
       T result = 1, base = a;
       for (T e = b; e > 0; e >>= 1) {
-        if (e & 1) result *= base;
-        base *= base;
+        if (e & 1) result = wrapping_mul(result, base);
+        base = wrapping_mul(base, base);
       }
       return result;
     }
@@ -352,7 +353,40 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
+namespace {
+
+// pow with a Python number for exponent, as PyTorch computes it. An integer tensor to a
+// negative integer power raises: the result is no integer (1 / 3), and truncating it to 0 hides
+// that. On float tensors PyTorch computes the exponents 0.5, -0.5, 2, 3, -1 and -2 with sqrt,
+// rsqrt, products and a quotient instead of std::pow; they differ from it at signed zeros and
+// infinities (x ** 0.5 is sqrt: -0.0 stays -0.0 and -inf gives nan, where std::pow gives +0.0
+// and +inf) and in the last bit (x * x * x), so the same formulas are used here.
+std::optional<Tensor> pow_scalar_exponent(const Tensor& a, const Scalar& b) {
+  if (!is_floating(a.dtype())) {
+    if (b.kind == Scalar::Kind::Int && b.integer < 0) {
+      fail<RuntimeError>("pow: integers to negative integer powers are not allowed (a tensor of dtype ", a.dtype(),
+                         " to the power ", b.integer, ")");
+    }
+    return std::nullopt;
+  }
+  if (b.kind == Scalar::Kind::Bool) return std::nullopt;
+  const Scalar one = Scalar::from_double(1.0);
+  const double e = b.value;
+  if (e == 0.5) return unary(UnaryOp::Sqrt, a);
+  if (e == -0.5) return binary(BinaryOp::Div, one, unary(UnaryOp::Sqrt, a));
+  if (e == 2.0) return unary(UnaryOp::Square, a);
+  if (e == 3.0) return binary(BinaryOp::Mul, unary(UnaryOp::Square, a), a);
+  if (e == -1.0) return binary(BinaryOp::Div, one, a);
+  if (e == -2.0) return binary(BinaryOp::Div, one, unary(UnaryOp::Square, a));
+  return std::nullopt;
+}
+
+}  // namespace
+
 Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
+  if (op == BinaryOp::Pow) {
+    if (std::optional<Tensor> special = pow_scalar_exponent(a, b)) return *std::move(special);
+  }
   const DType compute = compute_dtype(op, a.dtype(), b.default_dtype());
   const Tensor scalar = scalar_tensor(b, compute);
   if (a.dtype() != compute) return binary(op, a, scalar);

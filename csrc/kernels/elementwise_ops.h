@@ -21,6 +21,34 @@ inline bool is_nan(T x) {
   return false;
 }
 
+// int64 arithmetic wraps around in two's complement, as in PyTorch and NumPy; in C++ a signed
+// overflow is undefined behaviour (UBSan stops on it, and the optimizer may assume it never
+// happens). So integer +, -, * and negation run in the unsigned type, where wrapping is defined,
+// and convert back (modulo 2^64: GCC defines it, C++20 requires it). Floats and bools are
+// computed as written.
+template <typename T>
+constexpr bool kWraps = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+template <typename T>
+inline T wrapping_add(T a, T b) {
+  if constexpr (kWraps<T>) return static_cast<T>(std::make_unsigned_t<T>(a) + std::make_unsigned_t<T>(b));
+  else return static_cast<T>(a + b);
+}
+template <typename T>
+inline T wrapping_sub(T a, T b) {
+  if constexpr (kWraps<T>) return static_cast<T>(std::make_unsigned_t<T>(a) - std::make_unsigned_t<T>(b));
+  else return static_cast<T>(a - b);
+}
+template <typename T>
+inline T wrapping_mul(T a, T b) {
+  if constexpr (kWraps<T>) return static_cast<T>(std::make_unsigned_t<T>(a) * std::make_unsigned_t<T>(b));
+  else return static_cast<T>(a * b);
+}
+template <typename T>
+inline T wrapping_neg(T x) {
+  if constexpr (kWraps<T>) return static_cast<T>(std::make_unsigned_t<T>(0) - std::make_unsigned_t<T>(x));
+  else return static_cast<T>(-x);
+}
+
 // ---- binary functors: R apply(T a, T b) ----
 #define CHAINRULE_BINARY(Name, Slot, R, expr)                          \
   template <typename T>                                                 \
@@ -29,9 +57,9 @@ inline bool is_nan(T x) {
     static constexpr int kSlot = Slot;                                  \
     static Result apply(T a, T b) { return static_cast<Result>(expr); } \
   };
-CHAINRULE_BINARY(AddF, 0, T, a + b)
-CHAINRULE_BINARY(SubF, 1, T, a - b)
-CHAINRULE_BINARY(MulF, 2, T, a * b)
+CHAINRULE_BINARY(AddF, 0, T, wrapping_add(a, b))
+CHAINRULE_BINARY(SubF, 1, T, wrapping_sub(a, b))
+CHAINRULE_BINARY(MulF, 2, T, wrapping_mul(a, b))
 CHAINRULE_BINARY(DivF, 3, T, a / b)
 CHAINRULE_BINARY(MaximumF, 4, T, (a > b || is_nan(a)) ? a : b)
 CHAINRULE_BINARY(MinimumF, 5, T, (a < b || is_nan(a)) ? a : b)
@@ -55,10 +83,10 @@ constexpr int kBinarySlots = 9;
     static constexpr int kSlot = Slot;                               \
     static Result apply(T x) { return static_cast<Result>(expr); }   \
   };
-CHAINRULE_UNARY(NegF, 0, T, -x)
-CHAINRULE_UNARY(AbsF, 1, T, x < T(0) ? -x : x)
+CHAINRULE_UNARY(NegF, 0, T, wrapping_neg(x))
+CHAINRULE_UNARY(AbsF, 1, T, x < T(0) ? wrapping_neg(x) : x)
 CHAINRULE_UNARY(ReluF, 2, T, x < T(0) ? T(0) : x)
-CHAINRULE_UNARY(SquareF, 3, T, x * x)
+CHAINRULE_UNARY(SquareF, 3, T, wrapping_mul(x, x))
 CHAINRULE_UNARY(SqrtF, 4, T, std::sqrt(x))
 CHAINRULE_UNARY(ExpF, -1, T, std::exp(x))
 CHAINRULE_UNARY(LogF, -1, T, std::log(x))

@@ -28,9 +28,9 @@ template <typename T>
 using DotKernelFn = void (*)(std::int64_t m, std::int64_t k, const T* a, std::int64_t rs, const T* b,
                              std::int64_t bs, T* c, std::int64_t ldc);
 
-// Packing for the micro-kernel: rows x kc of A (element (i, p) at a[i * rs + p * cs]) into an
-// MR-wide panel, or kc x cols of B (element (p, j) at b[p * rs + j * cs]) into an NR-wide one,
-// zero-padded to the full width.
+// Packing for the micro-kernel: rows x kc of A (element (i, p) at a[i * rs + p * cs], rows <= MR)
+// into an MR-wide panel, or kc x cols of B (element (p, j) at b[p * rs + j * cs]) into NR-wide
+// panels, one after another (kc * NR elements each), the last zero-padded to the full width.
 template <typename T>
 using PackFn = void (*)(std::int64_t kc, const T* src, std::int64_t rs, std::int64_t cs, std::int64_t width,
                         T* out);
@@ -48,22 +48,43 @@ struct MicroKernel {
   PackFn<T> pack_a;
   PackFn<T> pack_b;
   PackFn<T> pack_narrow_b;  // B into narrow_nr-wide panels
+  // Blocking: true sizes kc so that a kc x nr panel of B stays in L1 while the micro-kernel runs
+  // it against every panel of A (as BLIS does for AVX2); false lets kc grow to 1024, the panel
+  // then streaming from L2 with fewer passes over C (faster for the AVX-512 tile: matmul.cpp).
+  bool b_panel_in_l1;
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);
 MicroKernel<double> micro_kernel_f64(Isa isa);
 
+// The yardstick of the micro-kernels: the float32 GFLOP/s of one core running 12 independent
+// chains of `isa`'s vector multiply-adds (FMAs for avx2 and avx512, SSE multiplies and adds for
+// generic), no loads: the best of runs of about 2 ms for `seconds`. Float64 peaks at half of it.
+double fma_peak_gflops(Isa isa, double seconds);
+
+// C (m x n, rows ldc apart) = A (m x k) * B (k x n), element (i, p) of A at a[i * a_rs + p * a_cs]
+// and (p, j) of B at b[p * b_rs + j * b_cs], on at most `threads` threads: matmul's GEMM for
+// kernels that lay out their operands themselves (convolution's im2col columns). May throw
+// std::bad_alloc (packing space).
+template <typename T>
+void product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs, std::int64_t a_cs,
+             const T* b, std::int64_t b_rs, std::int64_t b_cs, T* c, std::int64_t ldc, int threads);
+
+// Per ISA: `iterations` rounds of the 12 chains; returns their sum, so nothing is elided.
 namespace generic {
 MicroKernel<float> kernel_f32();
 MicroKernel<double> kernel_f64();
+float fma_chains(std::int64_t iterations);
 }  // namespace generic
 namespace avx2 {
 MicroKernel<float> kernel_f32();
 MicroKernel<double> kernel_f64();
+float fma_chains(std::int64_t iterations);
 }  // namespace avx2
 namespace avx512 {
 MicroKernel<float> kernel_f32();
 MicroKernel<double> kernel_f64();
+float fma_chains(std::int64_t iterations);
 }  // namespace avx512
 
 }  // namespace chainrule::gemm

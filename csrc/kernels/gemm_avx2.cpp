@@ -5,7 +5,9 @@
 namespace chainrule::gemm::avx2 {
 
 // 12 accumulators of the 16 registers; the narrow tile is 16 floats wide.
-MicroKernel<float> kernel_f32() { return make_kernel<float, 6, 2, 6, 2>(); }
-MicroKernel<double> kernel_f64() { return make_kernel<double, 6, 2, 6, 2>(); }
+MicroKernel<float> kernel_f32() { return make_kernel<float, 6, 2, 6, 2>(true); }
+MicroKernel<double> kernel_f64() { return make_kernel<double, 6, 2, 6, 2>(true); }
+
+float fma_chains(std::int64_t iterations) { return fma_chains_body(iterations); }
 
 }  // namespace chainrule::gemm::avx2

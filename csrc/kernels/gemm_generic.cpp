@@ -5,7 +5,9 @@
 namespace chainrule::gemm::generic {
 
 // SSE has 16 registers: 8 accumulators in either tile.
-MicroKernel<float> kernel_f32() { return make_kernel<float, 4, 2, 2, 4>(); }
-MicroKernel<double> kernel_f64() { return make_kernel<double, 4, 2, 2, 4>(); }
+MicroKernel<float> kernel_f32() { return make_kernel<float, 4, 2, 2, 4>(true); }
+MicroKernel<double> kernel_f64() { return make_kernel<double, 4, 2, 2, 4>(true); }
+
+float fma_chains(std::int64_t iterations) { return fma_chains_body(iterations); }
 
 }  // namespace chainrule::gemm::generic

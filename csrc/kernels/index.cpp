@@ -30,8 +30,7 @@ std::vector<std::int64_t> checked_index(const Tensor& index, std::int64_t size, 
 }  // namespace
 
 Tensor index_select(const Tensor& a, std::int64_t dim, const Tensor& index) {
-  if (a.ndim() == 0) fail<IndexError>("index_select: cannot index a 0-d tensor");
-  const std::int64_t d = wrap_dim(dim, a.ndim(), "index_select");
+  const std::int64_t d = existing_dim(dim, a.ndim(), "index_select");
   const std::vector<std::int64_t> rows = checked_index(index, a.shape()[d], "index_select");
   // Move dim to the front so every selected slice is one contiguous row.
   const Tensor source = a.transpose(0, d).contiguous();
@@ -48,7 +47,7 @@ Tensor index_select(const Tensor& a, std::int64_t dim, const Tensor& index) {
 }
 
 void index_add_(const Tensor& out, std::int64_t dim, const Tensor& index, const Tensor& src) {
-  const std::int64_t d = wrap_dim(dim, out.ndim(), "index_add_");
+  const std::int64_t d = existing_dim(dim, out.ndim(), "index_add_");
   const std::vector<std::int64_t> rows = checked_index(index, out.shape()[d], "index_add_");
   Shape expected = out.shape();
   expected[d] = static_cast<std::int64_t>(rows.size());

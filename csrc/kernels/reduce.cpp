@@ -29,12 +29,18 @@ constexpr std::int64_t kReduceGrain = kReductionGrain;
 
 using detail::is_nan;
 
+// Integer sums accumulate in uint64: they wrap around on overflow as PyTorch's int64 sums do,
+// where a signed accumulator would be undefined behaviour. total() reads the sum back signed.
 template <typename T>
 struct SumReducer {
-  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, std::uint64_t>;
   static Acc init() { return Acc(0); }
   static Acc step(Acc acc, T x) { return acc + static_cast<Acc>(x); }
   static Acc combine(Acc a, Acc b) { return a + b; }
+  static auto total(Acc acc) {
+    if constexpr (std::is_floating_point_v<T>) return acc;
+    else return static_cast<std::int64_t>(acc);
+  }
 };
 
 template <typename T>
@@ -228,8 +234,9 @@ void reduce_typed(ReduceOp op, const Tensor& source, const Problem& p, const Ten
         using R = decltype(zero);
         R* o = out.data_as<R>();
         run_problem<SumReducer<T>>(source.data_as<T>(), p, [&](std::int64_t k, Acc acc) {
-          if (op == ReduceOp::Mean) o[k] = static_cast<R>(static_cast<double>(acc) * scale);
-          else o[k] = static_cast<R>(acc);
+          const auto total = SumReducer<T>::total(acc);
+          if (op == ReduceOp::Mean) o[k] = static_cast<R>(static_cast<double>(total) * scale);
+          else o[k] = static_cast<R>(total);
         });
       });
       return;

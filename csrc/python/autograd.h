@@ -27,6 +27,7 @@ struct TensorObject {
   PyObject* grad_fn;  // the node that produced it (NULL or None for a leaf)
   PyObject* grad;     // a chainrule.Tensor, NULL or None
   PyObject* hooks;    // list of callables, NULL or None
+  PyObject* post_hooks;  // register_post_accumulate_grad_hook on a leaf: list, NULL or None
   PyObject* weakrefs;
   char requires_grad;
   char has_array;     // array_bytes holds a constructed Tensor
@@ -55,6 +56,7 @@ struct NodeState {
   NativeSaved native;
   std::vector<std::int64_t> versions;  // of native.arrays when saved
   bool freed = false;
+  bool claimed = false;  // a backward without retain_graph is running through it (backward_once.h)
 };
 
 // chainrule.autograd.function.Function's C base.

@@ -33,6 +33,7 @@ Scalar to_scalar(py::handle value, const char* op);
 void register_tensor(py::module_& m);
 void register_ops(py::module_& m);
 void register_interop(py::module_& m);
+void register_nn(py::module_& m);  // convolution, pooling, normalisation
 // The buffer-protocol description of a tensor's memory (strides included).
 py::buffer_info buffer_of(const Tensor& t);
 

@@ -12,6 +12,8 @@
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "backward_once.h"
+#include "grad_checks.h"
 
 namespace chainrule::python {
 
@@ -58,6 +60,7 @@ Tensor run_hooks(PyObject* hooks, Tensor grad) {
         throw TypeError("hook: expected the hook to return a Tensor or None, got " +
                         std::string(Py_TYPE(replaced.ptr())->tp_name));
       }
+      check_hook_result(hook.ptr(), grad, tensor_array(replaced.ptr()));
       grad = tensor_array(replaced.ptr());
     }
   }
@@ -149,16 +152,23 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
     }
     if (target != roots[i].ptr()) visit(target);
   }
-  // 1. dependencies: the number of edges into each node reachable from the roots.
+  // 1. dependencies: the number of edges into each node reachable from the roots, and into
+  // each leaf (a leaf's gradient is final, and goes to .grad, once all of them have run).
+  std::unordered_map<PyObject*, std::int64_t> leaf_edges;
   while (!stack.empty()) {
     PyObject* node = stack.back();
     stack.pop_back();
     for (const Edge& edge : as_node(node)->state->edges) {
-      if (edge.target == nullptr || !edge.to_node) continue;
+      if (edge.target == nullptr) continue;
+      if (!edge.to_node) {
+        ++leaf_edges[edge.target];
+        continue;
+      }
       visit(edge.target);
       ++dependencies[edge.target];
     }
   }
+  const BackwardClaim claim(held, retain_graph);  // before any node runs, still under the GIL
 
   std::unordered_map<PyObject*, std::vector<std::size_t>> captured;  // one input may be asked for twice
   std::vector<py::object> results;
@@ -185,6 +195,29 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
       Tensor& total = leaf_grads[it->second].second;
       total = add_grads(total, grad);
     }
+  };
+  // A leaf's total gradient, through its hooks, into .grad (or into the results), then its
+  // post-accumulate hooks. This runs as soon as the leaf's last edge has run, not after the
+  // whole pass, so a hook can start work on a gradient while backward goes on (DDP starts
+  // all-reducing a bucket of gradients while the layers below it are still differentiated).
+  auto finish_leaf = [&](PyObject* leaf) {
+    auto it = leaf_index.find(leaf);
+    if (it == leaf_index.end() || !leaf_grads[it->second].second.defined()) return;
+    Tensor total = run_hooks(as_tensor(leaf)->hooks, std::move(leaf_grads[it->second].second));
+    leaf_grads[it->second].second = Tensor();  // finished: undefined from now on
+    if (capture) {
+      auto wanted = captured.find(leaf);
+      if (wanted != captured.end()) {
+        for (const std::size_t i : wanted->second) results[i] = wrap(total);
+      }
+      return;  // autograd.grad accumulates nothing, so no post-accumulate hook runs
+    }
+    accumulate(leaf, std::move(total));
+    PyObject* post_hooks = as_tensor(leaf)->post_hooks;
+    if (!is_set(post_hooks)) return;
+    py::list copy = py::reinterpret_steal<py::list>(PySequence_List(post_hooks));  // hooks may remove themselves
+    if (!copy) throw py::error_already_set();
+    for (py::handle hook : copy) hook(py::handle(leaf));
   };
   auto add_to_node = [&](PyObject* node, Tensor grad) {
     auto [it, fresh] = grads.emplace(node, grad);
@@ -242,22 +275,16 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
           add_to_leaf(edge.target, std::move(g));
         }
       }
-      if (edge.to_node && --dependencies[edge.target] == 0) ready.push_back(edge.target);
+      if (edge.to_node) {
+        if (--dependencies[edge.target] == 0) ready.push_back(edge.target);
+      } else if (--leaf_edges[edge.target] == 0) {
+        finish_leaf(edge.target);
+      }
     }
   }
 
-  // 3. leaves: total gradient, through their hooks, into .grad (or into the results).
-  for (auto& [leaf, grad] : leaf_grads) {
-    Tensor total = run_hooks(as_tensor(leaf)->hooks, std::move(grad));
-    if (capture) {
-      auto wanted = captured.find(leaf);
-      if (wanted != captured.end()) {
-        for (const std::size_t i : wanted->second) results[i] = wrap(total);
-      }
-    } else {
-      accumulate(leaf, std::move(total));
-    }
-  }
+  // 3. the leaves not finished yet: those that are roots themselves.
+  for (std::size_t i = 0; i < leaf_grads.size(); ++i) finish_leaf(leaf_grads[i].first);
   if (!capture) return py::none();
   py::tuple out(results.size());
   for (std::size_t i = 0; i < results.size(); ++i) {

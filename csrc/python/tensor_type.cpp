@@ -9,6 +9,7 @@
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "grad_checks.h"
 
 namespace chainrule::python {
 
@@ -93,6 +94,7 @@ int tensor_traverse(PyObject* self, visitproc visit, void* arg) {
   Py_VISIT(t->grad_fn);
   Py_VISIT(t->grad);
   Py_VISIT(t->hooks);
+  Py_VISIT(t->post_hooks);
   Py_VISIT(Py_TYPE(self));
   return 0;
 }
@@ -102,6 +104,7 @@ int tensor_clear(PyObject* self) {
   Py_CLEAR(t->grad_fn);
   Py_CLEAR(t->grad);
   Py_CLEAR(t->hooks);
+  Py_CLEAR(t->post_hooks);
   return 0;
 }
 
@@ -196,10 +199,14 @@ int tensor_set_grad_fn(PyObject* self, PyObject* value, void*) {
   return set_checked_field<offsetof(TensorObject, grad_fn)>(self, value, is_node, "a graph node");
 }
 int tensor_set_grad(PyObject* self, PyObject* value, void*) {
+  if (check_grad_assignment(self, value) < 0) return -1;
   return set_checked_field<offsetof(TensorObject, grad)>(self, value, is_tensor, "a Tensor");
 }
 int tensor_set_hooks(PyObject* self, PyObject* value, void*) {
   return set_checked_field<offsetof(TensorObject, hooks)>(self, value, is_list, "a list");
+}
+int tensor_set_post_hooks(PyObject* self, PyObject* value, void*) {
+  return set_checked_field<offsetof(TensorObject, post_hooks)>(self, value, is_list, "a list");
 }
 
 PyMemberDef tensor_members[] = {
@@ -214,6 +221,7 @@ PyGetSetDef tensor_getset[] = {
      const_cast<char*>("the node that produced this tensor (None for a leaf)"), nullptr},
     {"_grad", get_field<offsetof(TensorObject, grad)>, tensor_set_grad, nullptr, nullptr},
     {"_hooks", get_field<offsetof(TensorObject, hooks)>, tensor_set_hooks, nullptr, nullptr},
+    {"_post_hooks", get_field<offsetof(TensorObject, post_hooks)>, tensor_set_post_hooks, nullptr, nullptr},
     {"shape", from_array<read_shape>, nullptr, const_cast<char*>("the sizes of the dims, a tuple of ints"), nullptr},
     {"dtype", from_array<read_dtype>, nullptr, const_cast<char*>("the element type"), nullptr},
     {"ndim", from_array<read_ndim>, nullptr, const_cast<char*>("the number of dims"), nullptr},

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import numbers as _numbers
 import os as _os
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
@@ -31,6 +32,16 @@ try:
 finally:
     if _set_spin_count:
         del _os.environ["GOMP_SPINCOUNT"]
+
+# CHAINRULE_CACHE_SIZES (e.g. "l1d=32K,l2=512K,l3=32M") makes the GEMM block for other caches
+# than the CPU's; the core ignores a value that does not parse, and this says why.
+if _os.environ.get("CHAINRULE_CACHE_SIZES"):
+    try:
+        _core.parse_cache_sizes(_os.environ["CHAINRULE_CACHE_SIZES"])
+    except ValueError as _error:
+        import warnings as _warnings
+
+        _warnings.warn(f"{_error}; the GEMM uses the detected cache sizes instead", RuntimeWarning, stacklevel=2)
 from chainrule._dtype import bool, dtype, float32, float64, int64  # noqa: A004
 from chainrule.autograd.grad_mode import (
     enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled,
@@ -48,7 +59,7 @@ from chainrule.functions import (  # noqa: A004
     is_tensor, le, log_softmax, lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg,
     numel, permute, pow, reshape, softmax, squeeze, sub, sum, transpose, unsqueeze, where,
 )
-from chainrule import autograd, nn, optim, random, utils  # noqa: E402
+from chainrule import autograd, distributed, nn, optim, random, utils  # noqa: E402
 from chainrule.serialization import load, save  # noqa: E402
 
 __version__ = _core.__version__
@@ -62,6 +73,8 @@ clip = clamp
 
 def set_num_threads(n: int) -> None:
     """Sets how many threads the C++ kernels may use (they use fewer on small inputs)."""
+    if not isinstance(n, _numbers.Integral):
+        raise TypeError(f"set_num_threads: expected an int, got {type(n).__name__}")
     _core.set_num_threads(int(n))
 
 
@@ -83,8 +96,16 @@ def show_config() -> None:
     print(f"  SIMD kernels:    {_core.active_isa()} (CPU supports: "
           f"{', '.join(i for i in ('generic', 'avx2', 'avx512') if _core.cpu_supports(i))}; "
           f"set CHAINRULE_ISA to choose)")
-    l1, l2, l3 = _core.cache_sizes()
-    print(f"  caches:          L1d {l1 >> 10} KiB, L2 {l2 >> 10} KiB, L3 {l3 >> 20} MiB (GEMM blocking)")
+    def sizes(caches: tuple[int, int, int]) -> str:
+        l1, l2, l3 = caches
+        return f"L1d {l1 >> 10} KiB, L2 {l2 >> 10} KiB, L3 {l3 / 2**20:g} MiB"
+
+    used, detected = _core.cache_sizes(), _core.detected_cache_sizes()
+    if used == detected:
+        print(f"  caches:          {sizes(used)} (GEMM blocking; set CHAINRULE_CACHE_SIZES to choose)")
+    else:
+        print(f"  caches:          {sizes(used)} (GEMM blocking, from CHAINRULE_CACHE_SIZES; "
+              f"the CPU's: {sizes(detected)})")
 from chainrule import viz  # noqa: E402
 
 # The public names, for `from chainrule import *` and for type checkers (py.typed: a strict
@@ -102,7 +123,7 @@ __all__ = [
     "le", "log_softmax", "lt", "matmul", "max", "maximum", "mean", "min", "minimum", "mul",
     "ne", "neg", "numel", "permute", "pow", "reshape", "softmax",
     "squeeze", "sub", "sum", "transpose", "unsqueeze", "where",
-    "autograd", "nn", "optim", "random", "utils", "viz", "load", "save",
+    "autograd", "distributed", "nn", "optim", "random", "utils", "viz", "load", "save",
     "set_num_threads", "get_num_threads", "show_config",
 ]
 

@@ -45,6 +45,10 @@ def to_array(data: Any, dtype: Any = None) -> _core.Tensor:
             raise TypeError(f"tensor: cannot make a tensor from data of type "
                             f"{_describe(data)} (expected numbers or bools)")
     target = inferred if dtype is None else to_dtype(dtype)
+    if array.dtype.kind == "u" and target == int64 and array.size and int(array.max()) >= 2**63:
+        # NumPy's cast would wrap 2**64 - 1 to -1; a Python int that large raises too
+        raise ValueError(f"tensor: the integer {int(array.max())} (of a {array.dtype} array) "
+                         "does not fit in int64")
     wanted = C.numpy_dtype(target)
     if array.dtype == wanted and array.dtype.isnative and array.flags.writeable:
         # One copy, straight into chainrule's own storage (large ones on huge pages, which a

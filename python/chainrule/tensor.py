@@ -27,6 +27,21 @@ values_indices = namedtuple("values_indices", ["values", "indices"])
 values_indices.__name__ = "return_types"
 
 
+class _RemovableHandle:
+    """What registering a hook returns: remove() takes the hook off its list again."""
+
+    __slots__ = ("hooks", "hook")
+
+    def __init__(self, hooks: list[Any], hook: Callable[..., Any]) -> None:
+        hooks.append(hook)
+        self.hooks = hooks
+        self.hook = hook
+
+    def remove(self) -> None:
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
 class Tensor(C.TensorBase):
     """A dense n-dimensional array of float32, float64, int64 or bool, with autograd.
 
@@ -95,13 +110,7 @@ class Tensor(C.TensorBase):
 
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
-        if value is not None:
-            if not isinstance(value, Tensor):
-                raise TypeError(f"grad: expected a Tensor or None, got {type(value).__name__}")
-            if value.shape != self.shape:
-                raise ValueError(f"grad: assigned grad of shape {value.shape} to a tensor of "
-                                 f"shape {self.shape}")
-        self._grad = value
+        self._grad = value  # the C field checks type, shape and dtype (grad_checks.cpp)
 
     def retain_grad(self) -> None:
         """Keeps `.grad` on this non-leaf tensor after backward."""
@@ -130,6 +139,27 @@ class Tensor(C.TensorBase):
             hooks = self._hooks
         hooks.append(hook)
         return lambda: hooks.remove(hook) if hook in hooks else None
+
+    def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Any:
+        """Calls hook(tensor) on this leaf as soon as backward has accumulated its gradient into
+        `.grad` (while backward goes on with the rest of the graph), as in PyTorch. Returns a
+        handle whose remove() takes the hook off.
+
+        >>> import chainrule as cr
+        >>> w = cr.ones(2, requires_grad=True)
+        >>> handle = w.register_post_accumulate_grad_hook(lambda t: print(t.grad))
+        >>> (w * 3).sum().backward()
+        tensor([3.0000, 3.0000])
+        """
+        if self.grad_fn is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: post accumulate grad hooks "
+                               "cannot be registered on non-leaf tensors")
+        if not self._requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: cannot register a hook on a "
+                               "tensor that does not require grad")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        return _RemovableHandle(self._post_hooks, hook)
 
     # ------------------------------------------------------------ conversion
     def item(self) -> Any:
@@ -736,6 +766,7 @@ def _view_steps(data: _core.Tensor, index: Any) -> list[tuple[str, tuple[Any, ..
             step = 1 if item.step is None else _index_int(item.step)
             if step <= 0:
                 raise ValueError(f"slice step must be positive, got {step}")
+            step = min(step, 2**62)  # a step past every size takes the first element only
             # Bounds beyond any size clamp (as in NumPy); the core clips them to the dim.
             start = 0 if item.start is None else max(min(_index_int(item.start), 2**62), -(2**62))
             stop = 2**62 if item.stop is None else max(min(_index_int(item.stop), 2**62), -(2**62))

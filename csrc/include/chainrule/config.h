@@ -25,12 +25,19 @@ auto call_for_isa(Isa isa, Generic generic, Avx2 avx2, Avx512 avx512) {
   return generic();
 }
 
-// The data cache sizes of the CPU in bytes (per core for L1 and L2), read once from Linux's sysfs
-// (else sysconf, else 32 KiB / 256 KiB / 8 MiB): the GEMM sizes its blocks from them.
+// The data cache sizes in bytes (per core for L1 and L2) the GEMM sizes its blocks from: the
+// CPU's, read once from Linux's sysfs (else sysconf, else 32 KiB / 256 KiB / 8 MiB), unless the
+// environment variable CHAINRULE_CACHE_SIZES names others, e.g. "l1d=32K,l2=512K,l3=32M" (any
+// of the three; K, M, G are powers of 1024), so that one machine can run the blocking chosen for
+// another's caches. A value that does not parse is ignored (the Python package warns at import).
 struct CacheSizes {
   std::int64_t l1, l2, l3;
 };
 const CacheSizes& cache_sizes();
+const CacheSizes& detected_cache_sizes();
+// `spec` in CHAINRULE_CACHE_SIZES's spelling applied over `base`; throws ValueError naming the
+// bad entry when it does not parse or the sizes do not grow from L1 to L3.
+CacheSizes parse_cache_sizes(const std::string& spec, const CacheSizes& base);
 
 void set_num_threads(int n);
 int get_num_threads();

@@ -7,7 +7,7 @@ import numpy as np
 
 from chainrule import _core
 from chainrule.autograd.engine import run_backward
-from chainrule.autograd.grad_mode import no_grad
+from chainrule.autograd.grad_mode import enable_grad, no_grad
 
 Tensor = _core.TensorBase  # chainrule.Tensor's base: the autograd package sits below tensor.py
 
@@ -60,6 +60,14 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor] | Tensor, eps:
         if isinstance(t, Tensor) and t.requires_grad and t.dtype.name != "float64":
             raise TypeError(f"gradcheck: input {i} has dtype {t.dtype.name}; use float64 inputs")
     differentiable = [t for t in ins if isinstance(t, Tensor) and t.requires_grad]
+    # fn runs with grad recording on throughout, as in PyTorch: a function may register a hook
+    # on an intermediate result, which only a result that requires grad accepts
+    with enable_grad():
+        return _compare_jacobians(fn, ins, differentiable, eps, atol, rtol)
+
+
+def _compare_jacobians(fn: Callable[..., Tensor], ins: tuple[Any, ...],
+                       differentiable: list[Tensor], eps: float, atol: float, rtol: float) -> bool:
     output = fn(*ins)
     out_flat_size = output.numel()
     # Analytical Jacobian, one output element at a time: J[o, :] = d out[o] / d inputs.
@@ -79,15 +87,14 @@ def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor] | Tensor, eps:
             raise ValueError("gradcheck: inputs must be contiguous")
         for k in range(t.numel()):
             original = flat[k]
-            with no_grad():
-                flat[k] = original + eps
-                t._data.bump_version()
-                plus = fn(*ins).numpy().astype(np.float64).reshape(-1).copy()
-                flat[k] = original - eps
-                t._data.bump_version()
-                minus = fn(*ins).numpy().astype(np.float64).reshape(-1).copy()
-                flat[k] = original
-                t._data.bump_version()
+            flat[k] = original + eps
+            t._data.bump_version()
+            plus = fn(*ins).detach().numpy().astype(np.float64).reshape(-1).copy()
+            flat[k] = original - eps
+            t._data.bump_version()
+            minus = fn(*ins).detach().numpy().astype(np.float64).reshape(-1).copy()
+            flat[k] = original
+            t._data.bump_version()
             numerical = (plus - minus) / (2 * eps)
             got = analytical[j][:, k]
             error = np.abs(got - numerical)

@@ -1,11 +1,19 @@
 """Neural-network building blocks, in PyTorch's spelling."""
-from chainrule.nn import functional, init
+from chainrule.nn import functional, init, parallel
 from chainrule.nn.layers import (Dropout, Identity, Linear, LogSoftmax, ReLU, Sequential, Sigmoid,
                                  Softmax, Tanh)
 from chainrule.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
+from chainrule.nn.conv import Conv2d
+from chainrule.nn.layers import Dropout2d, Flatten
+from chainrule.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from chainrule.nn.pooling import AvgPool2d, MaxPool2d
+from chainrule.nn.rnn import GRU, LSTM, RNN
+from chainrule.nn.sparse import Embedding
 
-__all__ = ["functional", "init", "Dropout", "Identity", "Linear", "LogSoftmax", "ReLU", "Sequential",
+__all__ = ["functional", "init", "parallel", "Dropout", "Identity", "Linear", "LogSoftmax", "ReLU", "Sequential",
            "Sigmoid", "Softmax", "Tanh", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
            "MSELoss", "Module", "Parameter"]
+__all__ += ["Conv2d", "Dropout2d", "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "AvgPool2d", "MaxPool2d", "GRU",
+            "LSTM", "RNN", "Embedding"]

@@ -153,3 +153,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
 
 
 globals().update(ops.functions("functional", _tensor_operand, "chainrule.nn.functional"))
+
+# Convolution, pooling, normalisation and embedding (each op beside its backward in its own file).
+from chainrule.nn._ops_conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
+from chainrule.nn._ops_norm import batch_norm, dropout2d, embedding, layer_norm  # noqa: E402

@@ -102,6 +102,32 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
+class Flatten(Module):
+    """Flattens dims start_dim .. end_dim into one (by default all but the batch dim).
+
+    >>> import chainrule as cr
+    >>> cr.nn.Flatten()(cr.ones(2, 3, 4)).shape
+    (2, 12)
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Dropout2d(Dropout):
+    """Zeroes whole channels of (N, C, H, W) or (C, H, W) with probability p while training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout2d(input, self.p, self.training)
+
+
 class Sequential(Module):
     """Modules applied one after another; indexable, with len().
 

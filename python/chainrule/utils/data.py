@@ -12,8 +12,8 @@ from chainrule.random import Generator
 from chainrule.tensor import Tensor, _wrap
 from chainrule.utils._workers import WorkerInfo, get_worker_info
 
-__all__ = ["BatchSampler", "DataLoader", "Dataset", "RandomSampler", "Sampler",
-           "SequentialSampler", "TensorDataset", "WorkerInfo", "default_collate",
+__all__ = ["BatchSampler", "DataLoader", "Dataset", "DistributedSampler", "RandomSampler",
+           "Sampler", "SequentialSampler", "TensorDataset", "WorkerInfo", "default_collate",
            "get_worker_info"]
 
 
@@ -143,6 +143,63 @@ class RandomSampler(Sampler):
         for _ in range(self.num_samples // n):
             yield from randperm(n, generator=generator).tolist()
         yield from randperm(n, generator=generator).tolist()[:self.num_samples % n]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class DistributedSampler(Sampler):
+    """The indices of one process's share of a dataset, for data-parallel training, as
+    PyTorch's DistributedSampler: process `rank` of `num_replicas` takes every num_replicas-th
+    index of one order all processes agree on, so the shares are disjoint and cover the dataset
+    (padded by repeating the order's start so every process gets as many, or cut with
+    drop_last). With shuffle, the order is a permutation from a generator of its own seeded
+    with `seed + epoch` (never chainrule's default one, which the processes need not share):
+    call `set_epoch(epoch)` before each epoch for a new order. Pass it as DataLoader's sampler.
+
+    >>> import chainrule as cr
+    >>> s = cr.utils.data.DistributedSampler(list(range(5)), num_replicas=2, rank=1, shuffle=False)
+    >>> list(s), len(s)
+    ([1, 3, 0], 3)
+    """
+
+    def __init__(self, dataset: Any, num_replicas: int | None = None, rank: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+        if num_replicas is None or rank is None:
+            from chainrule import distributed
+
+            num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
+            rank = distributed.get_rank() if rank is None else rank
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"DistributedSampler: invalid rank {rank} for {num_replicas} "
+                             "replicas (expected 0 <= rank < num_replicas)")
+        self.dataset = dataset
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+        n = len(dataset)
+        # drop_last cuts the tail that does not divide; otherwise the order is padded.
+        self.num_samples = n // num_replicas if drop_last else -(-n // num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        """Sets the epoch the next order is drawn for (the same in every process)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        from chainrule.creation import randperm
+
+        n = len(self.dataset)
+        if self.shuffle:
+            generator = Generator().manual_seed(self.seed + self.epoch)
+            order = randperm(n, generator=generator).numpy()
+        else:
+            order = np.arange(n)
+        order = np.resize(order, self.total_size)  # repeats the start to pad, or cuts
+        return iter(order[self.rank:self.total_size:self.num_replicas].tolist())
 
     def __len__(self) -> int:
         return self.num_samples

@@ -1,0 +1,86 @@
+// The ops of convolutional and normalising layers: 2-D convolution, max and average pooling,
+// batch and layer normalisation, each a forward and the backward pieces autograd needs. Inputs
+// may have any strides; results are fresh and contiguous. Shapes follow PyTorch: images are
+// (N, C, H, W), convolution weights (out_channels, in_channels / groups, kH, kW).
+#pragma once
+#include <cstdint>
+#include <tuple>
+#include <utility>
+
+#include "chainrule/tensor.h"
+
+namespace chainrule {
+
+struct Conv2dSettings {
+  std::int64_t stride_h = 1, stride_w = 1;
+  std::int64_t padding_h = 0, padding_w = 0;
+  std::int64_t dilation_h = 1, dilation_w = 1;
+  std::int64_t groups = 1;
+};
+
+// Cross-correlation of input (N, C, H, W) with weight (O, C / groups, kH, kW), plus bias (O,).
+Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor* bias, const Conv2dSettings& settings);
+// The gradients with respect to the input and to the weight, given the output's gradient.
+Tensor conv2d_backward_input(const Tensor& grad, const Tensor& weight, const Shape& input_shape,
+                             const Conv2dSettings& settings);
+Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& input, const Shape& weight_shape,
+                              const Conv2dSettings& settings);
+// The bias's gradient: the output's gradient summed over (N, H, W).
+Tensor conv2d_backward_bias(const Tensor& grad);
+
+struct Pool2dSettings {
+  std::int64_t kernel_h = 1, kernel_w = 1;
+  std::int64_t stride_h = 1, stride_w = 1;
+  std::int64_t padding_h = 0, padding_w = 0;
+  std::int64_t dilation_h = 1, dilation_w = 1;  // max pooling only
+  bool ceil_mode = false;
+  bool count_include_pad = true;     // average pooling only
+  std::int64_t divisor_override = 0;  // average pooling only; 0: none
+};
+
+// Max pooling of (N, C, H, W) or (C, H, W): the maxima and, for each, its flat position
+// h * W + w in its input plane (int64, PyTorch's `return_indices`). NaN counts as the largest.
+std::pair<Tensor, Tensor> max_pool2d(const Tensor& input, const Pool2dSettings& settings);
+Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const Shape& input_shape);
+Tensor avg_pool2d(const Tensor& input, const Pool2dSettings& settings);
+Tensor avg_pool2d_backward(const Tensor& grad, const Shape& input_shape, const Pool2dSettings& settings);
+
+// Batch normalisation of (N, C, *) over every dim but C. `batch_norm_statistics` gives each
+// channel's mean and biased variance (C,); `batch_norm` applies
+// y = (x - mean) * invstd * weight + bias (weight and bias may be null).
+std::pair<Tensor, Tensor> batch_norm_statistics(const Tensor& input);
+Tensor batch_norm(const Tensor& input, const Tensor& mean, const Tensor& invstd, const Tensor* weight,
+                  const Tensor* bias);
+// (grad of input, sum of grad * xhat per channel, sum of grad per channel). With `training`, the
+// mean and invstd were the batch's own and depend on the input; else they are constants.
+std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& grad, const Tensor& input, const Tensor& mean,
+                                                       const Tensor& invstd, const Tensor* weight, bool training);
+
+// Layer normalisation over the last dims of `input` holding `normalized_numel` elements:
+// (y, mean, invstd), the statistics one per row (input.numel() / normalized_numel rows).
+std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& input, std::int64_t normalized_numel,
+                                              const Tensor* weight, const Tensor* bias, double eps);
+// (grad of input, grad of weight, grad of bias): the last two summed over the rows (weight's shape
+// flattened; undefined without a weight).
+std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad, const Tensor& input, const Tensor& mean,
+                                                       const Tensor& invstd, const Tensor* weight);
+
+// The LSTM recurrence of one layer and direction over a whole sequence (csrc/kernels/recurrent.cpp):
+// projected (L, N, 4H) = x W_ih^T + b_ih for every step, states h0, c0 (N, H), W_hh (4H, H), b_hh
+// (4H,) or null, gates in PyTorch's order i, f, g, o; `reverse` walks the steps from the last.
+struct LstmSequence {
+  Tensor output;      // (L + 1, N, H): the hidden states in time order, then the last cell state
+  Tensor gates;       // (L, N, 4H): the gates after their nonlinearities (saved for backward)
+  Tensor cells;       // (L, N, H): each step's cell state
+  Tensor tanh_cells;  // (L, N, H): tanh of it
+};
+LstmSequence lstm_sequence(const Tensor& projected, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                           const Tensor* b_hh, bool reverse);
+struct LstmSequenceGrads {
+  Tensor grad_projected, grad_h0, grad_c0, grad_w_hh, grad_b_hh;  // grad_b_hh undefined without a bias
+};
+// Back-propagation through time from the gradient of `output`.
+LstmSequenceGrads lstm_sequence_backward(const Tensor& grad, const LstmSequence& saved, const Tensor& h0,
+                                         const Tensor& c0, const Tensor& w_hh, bool has_bias, bool reverse);
+
+}  // namespace chainrule

@@ -1,0 +1,246 @@
+"""The recurrences of RNN, LSTM and GRU layers, each one op over a whole sequence: the forward
+steps through time with `_core` calls on raw arrays (no graph node per step), the backward runs
+back-propagation through time, step by step in reverse, then forms the recurrent weight's gradient
+in one matrix product over all steps. The input projection x W_ih^T + b_ih (every step at once)
+stays an ordinary linear op before it, so each op takes
+
+    projected (L, N, G * H), h0 (N, H) [, c0 (N, H)], w_hh (G * H, H), b_hh (G * H,) or None
+
+with the gates in PyTorch's order (LSTM: i, f, g, o; GRU: r, z, n), and `reverse` to walk the
+sequence backwards (a bidirectional layer's second direction; outputs stay in time order).
+
+The LSTM's time loop runs in C++ (csrc/kernels/recurrent.cpp); the GRU's and the plain RNN's in
+Python on raw arrays, one pointwise update function per step, forward and backward, shared with the
+single-step ops (`lstm_cell_update`, `gru_cell_update`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from chainrule import _core
+from chainrule.autograd.function import Function
+from chainrule.tensor import Tensor, apply
+
+C = _core
+Array = _core.Tensor
+
+
+def _chunks(a: Array, count: int) -> list[Array]:
+    """count equal blocks of a's last dim, as views."""
+    size = a.shape[-1] // count
+    return [a.slice(a.ndim - 1, k * size, (k + 1) * size, 1) for k in range(count)]
+
+
+# ---------------------------------------------------------------- one step, forward and backward
+def lstm_step(gates: Array, c: Array) -> tuple[Array, Array, tuple[Array, ...]]:
+    """i, f, o = sigmoid, g = tanh of the gate blocks; c' = f c + i g, h' = o tanh(c').
+    Returns h', c' and what the backward needs."""
+    # sigmoid and tanh are vectorised over contiguous runs only (a strided slice costs 15x more):
+    # one sigmoid over all four blocks, the g block copied out for its tanh
+    i, f, _, o = _chunks(C.sigmoid(gates), 4)
+    g = C.tanh(_chunks(gates, 4)[2].contiguous())
+    c_new = C.add(C.mul(f, c), C.mul(i, g))
+    tanh_c = C.tanh(c_new)
+    return C.mul(o, tanh_c), c_new, (i, f, g, o, c, tanh_c)
+
+
+def lstm_step_backward(grad_h: Array, grad_c: Array, saved: tuple[Array, ...]) -> tuple[Array, Array]:
+    """The gradients of the gate pre-activations (N, 4H) and of c, from those of h' and c'."""
+    i, f, g, o, c, tanh_c = saved
+    grad_c = C.add(grad_c, C.tanh_backward(C.mul(grad_h, o), tanh_c))  # c' feeds h' = o tanh(c') too
+    grad_gates = C.cat([
+        C.sigmoid_backward(C.mul(grad_c, g), i),
+        C.sigmoid_backward(C.mul(grad_c, c), f),
+        C.tanh_backward(C.mul(grad_c, i), g),
+        C.sigmoid_backward(C.mul(grad_h, tanh_c), o),
+    ], grad_h.ndim - 1)
+    return grad_gates, C.mul(grad_c, f)
+
+
+def gru_step(x_part: Array, h_part: Array, h: Array) -> tuple[Array, tuple[Array, ...]]:
+    """r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z); n = tanh(x_n + r h_n); h' = n + z (h - n)."""
+    x_r, x_z, x_n = _chunks(x_part, 3)
+    h_r, h_z, h_n = _chunks(h_part, 3)
+    r, z = C.sigmoid(C.add(x_r, h_r)), C.sigmoid(C.add(x_z, h_z))
+    n = C.tanh(C.add(x_n, C.mul(r, h_n)))
+    return C.add(n, C.mul(z, C.sub(h, n))), (r, z, n, h, h_n)
+
+
+def gru_step_backward(grad: Array, saved: tuple[Array, ...]) -> tuple[Array, Array, Array]:
+    """The gradients of x_part, h_part (N, 3H) and of h (the direct path h' = ... + z h only)."""
+    r, z, n, h, h_n = saved
+    grad_n = C.tanh_backward(C.mul(grad, C.sub(1.0, z)), n)
+    grad_r = C.sigmoid_backward(C.mul(grad_n, h_n), r)
+    grad_z = C.sigmoid_backward(C.mul(grad, C.sub(h, n)), z)
+    last = grad.ndim - 1
+    return (C.cat([grad_r, grad_z, grad_n], last), C.cat([grad_r, grad_z, C.mul(grad_n, r)], last),
+            C.mul(grad, z))
+
+
+# ---------------------------------------------------------------- whole sequences
+def _steps(length: int, reverse: bool) -> range:
+    return range(length - 1, -1, -1) if reverse else range(length)
+
+
+def _stack(arrays: list[Array]) -> Array:
+    return C.cat([a.unsqueeze(0) for a in arrays], 0)
+
+
+def _recurrent_weight_grads(grad_parts: list[Array], inputs: list[Array], has_bias: bool) -> tuple[Array, Any]:
+    """sum over steps of grad_part^T @ h_prev (one product over all steps) and of grad_part."""
+    g = _stack(grad_parts)
+    g2 = g.reshape([-1, g.shape[-1]])
+    h2 = _stack(inputs).reshape([-1, inputs[0].shape[-1]])
+    return C.matmul(g2.transpose(0, 1), h2), (C.sum(g2, [0], False) if has_bias else None)
+
+
+def _in_time_order(arrays: list[Array], reverse: bool) -> list[Array]:
+    return arrays[::-1] if reverse else arrays
+
+
+def _save_steps(ctx: Any, w_hh: Array, inputs: list[Array], steps: list[tuple[Array, ...]]) -> None:
+    """Saves the weight, each step's incoming h and each step's saved arrays (version-checked and
+    freed after backward like any op's)."""
+    ctx.counts = (len(inputs), len(steps[0]) if steps else 0)
+    ctx.save_for_backward(w_hh, *inputs, *[a for step in steps for a in step])
+
+
+def _saved_steps(ctx: Any) -> tuple[Array, list[Array], list[tuple[Array, ...]]]:
+    saved = ctx.saved_tensors
+    length, per_step = ctx.counts
+    flat = saved[1 + length:]
+    return saved[0], list(saved[1:1 + length]), [flat[k * per_step:(k + 1) * per_step] for k in range(length)]
+
+
+class LSTMSequence(Function):
+    """Output (L + 1, N, H): the hidden states of every step in time order, then the last cell
+    state. The time loop runs in C++ (`_core.lstm_sequence`): per step one GEMM and one fused
+    pointwise pass, the gates' activations and cell states kept for the backward."""
+
+    @staticmethod
+    def forward(ctx: Any, projected: Array, h0: Array, c0: Array, w_hh: Array, b_hh: Array | None,
+                reverse: bool) -> Array:
+        output, gates, cells, tanh_cells = C.lstm_sequence(projected, h0, c0, w_hh, b_hh, reverse)
+        ctx.reverse, ctx.has_bias = reverse, b_hh is not None
+        ctx.save_for_backward(output, gates, cells, tanh_cells, h0, c0, w_hh)
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
+        # through time in reverse: each step's gate gradients, the states' gradients carried back
+        # through W_hh, and W_hh's gradient as one product over all steps
+        grads = C.lstm_sequence_backward(grad, *ctx.saved_tensors, ctx.has_bias, ctx.reverse)
+        return (*grads, None)
+
+
+class GRUSequence(Function):
+    """Output (L, N, H): the hidden states of every step in time order."""
+
+    @staticmethod
+    def forward(ctx: Any, projected: Array, h0: Array, w_hh: Array, b_hh: Array | None, reverse: bool) -> Array:
+        h, w_t = h0, w_hh.transpose(0, 1).contiguous()  # B read in place by the GEMM, no packing
+        hs, inputs, saved = [], [], []
+        for t in _steps(projected.shape[0], reverse):
+            inputs.append(h)
+            h_part = C.matmul(h, w_t)
+            h, step = gru_step(projected.select(0, t), h_part if b_hh is None else C.add(h_part, b_hh), h)
+            hs.append(h)
+            saved.append(step)
+        ctx.reverse, ctx.has_bias = reverse, b_hh is not None
+        _save_steps(ctx, w_hh, inputs, saved)
+        return _stack(_in_time_order(hs, reverse))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
+        w_hh, inputs, steps = _saved_steps(ctx)
+        length = grad.shape[0]
+        grad_h_carry = C.full(list(grad.shape[1:]), 0, grad.dtype)
+        grad_x_steps, grad_h_steps = [], []
+        for k, t in enumerate(_steps(length, ctx.reverse)[::-1]):
+            grad_h = C.add(grad.select(0, t), grad_h_carry)
+            grad_x, grad_h_part, grad_h_direct = gru_step_backward(grad_h, steps[length - 1 - k])
+            grad_h_carry = C.add(grad_h_direct, C.matmul(grad_h_part, w_hh))
+            grad_x_steps.append(grad_x)
+            grad_h_steps.append(grad_h_part)
+        grad_x_steps.reverse()
+        grad_h_steps.reverse()
+        grad_w, grad_b = _recurrent_weight_grads(grad_h_steps, inputs, ctx.has_bias)
+        return _stack(_in_time_order(grad_x_steps, ctx.reverse)), grad_h_carry, grad_w, grad_b, None
+
+
+class RNNSequence(Function):
+    """Output (L, N, H): h' = tanh (or relu) of projected + h W_hh^T + b_hh, every step in time order."""
+
+    @staticmethod
+    def forward(ctx: Any, projected: Array, h0: Array, w_hh: Array, b_hh: Array | None, reverse: bool,
+                relu: bool) -> Array:
+        h, w_t = h0, w_hh.transpose(0, 1).contiguous()  # B read in place by the GEMM, no packing
+        hs, inputs = [], []
+        for t in _steps(projected.shape[0], reverse):
+            inputs.append(h)
+            pre = C.add(projected.select(0, t), C.matmul(h, w_t))
+            h = (C.relu if relu else C.tanh)(pre if b_hh is None else C.add(pre, b_hh))
+            hs.append(h)
+        ctx.reverse, ctx.has_bias, ctx.relu = reverse, b_hh is not None, relu
+        _save_steps(ctx, w_hh, inputs, [(h,) for h in hs])
+        return _stack(_in_time_order(hs, reverse))
+
+    @staticmethod
+    def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
+        w_hh, inputs, steps = _saved_steps(ctx)
+        length = grad.shape[0]
+        grad_h_carry = C.full(list(grad.shape[1:]), 0, grad.dtype)
+        grad_pre_steps = []
+        for k, t in enumerate(_steps(length, ctx.reverse)[::-1]):
+            grad_h = C.add(grad.select(0, t), grad_h_carry)
+            h = steps[length - 1 - k][0]
+            # relu'(pre) = (h > 0); tanh'(pre) = 1 - h^2, both from the output h
+            grad_pre = C.relu_backward(grad_h, h) if ctx.relu else C.tanh_backward(grad_h, h)
+            grad_h_carry = C.matmul(grad_pre, w_hh)
+            grad_pre_steps.append(grad_pre)
+        grad_pre_steps.reverse()
+        grad_w, grad_b = _recurrent_weight_grads(grad_pre_steps, inputs, ctx.has_bias)
+        return _stack(_in_time_order(grad_pre_steps, ctx.reverse)), grad_h_carry, grad_w, grad_b, None, None
+
+
+# ---------------------------------------------------------------- single steps
+class LSTMCellUpdate(Function):
+    """One LSTM step's pointwise update from its gate pre-activations (N, 4H) and c (N, H); the
+    output is [h', c'] side by side (N, 2H)."""
+
+    @staticmethod
+    def forward(ctx: Any, gates: Array, c: Array) -> Array:
+        h_new, c_new, saved = lstm_step(gates, c)
+        ctx.save_for_backward(*saved)
+        return C.cat([h_new, c_new], c.ndim - 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
+        grad_h, grad_c = _chunks(grad, 2)
+        return lstm_step_backward(grad_h, grad_c, ctx.saved_tensors)
+
+
+class GRUCellUpdate(Function):
+    """One GRU step's update from its input and hidden projections (N, 3H) and h (N, H)."""
+
+    @staticmethod
+    def forward(ctx: Any, x_part: Array, h_part: Array, h: Array) -> Array:
+        h_new, saved = gru_step(x_part, h_part, h)
+        ctx.save_for_backward(*saved)
+        return h_new
+
+    @staticmethod
+    def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
+        return gru_step_backward(grad, ctx.saved_tensors)
+
+
+def lstm_cell_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """(h', c') of an LSTM step from its gate pre-activations (N, 4H) and cell state (N, H)."""
+    both = apply(LSTMCellUpdate, gates, c)
+    size = c.shape[-1]
+    return both[..., :size], both[..., size:]
+
+
+def gru_cell_update(x_part: Tensor, h_part: Tensor, h: Tensor) -> Tensor:
+    """h' of a GRU step from its input and hidden projections (N, 3H) and hidden state (N, H)."""
+    return apply(GRUCellUpdate, x_part, h_part, h)

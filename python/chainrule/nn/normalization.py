@@ -1,0 +1,123 @@
+"""BatchNorm1d, BatchNorm2d and LayerNorm, with PyTorch's arguments, parameters and buffers
+(running_mean, running_var, num_batches_tracked in the state_dict)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from chainrule import _core
+from chainrule.creation import ones, tensor, zeros
+from chainrule.nn import init
+from chainrule.nn._ops_norm import batch_norm, layer_norm
+from chainrule.nn.module import Module
+from chainrule.nn.parameter import Parameter
+from chainrule.tensor import Tensor
+
+
+class _BatchNorm(Module):
+    _expected_dims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        if affine:
+            self.weight = Parameter(ones(num_features, dtype=dtype))
+            self.bias = Parameter(zeros(num_features, dtype=dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
+            self.register_buffer("running_var", ones(num_features, dtype=dtype))
+            self.register_buffer("num_batches_tracked", tensor(0))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            init.zeros_(self.running_mean)
+            init.ones_(self.running_var)
+            init.zeros_(self.num_batches_tracked)
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{type(self).__name__}: expected a Tensor input, got {type(input).__name__}")
+        if input.ndim not in self._expected_dims:
+            dims = " or ".join(f"{d}-D" for d in self._expected_dims)
+            raise ValueError(f"{type(self).__name__}: expected a {dims} input, got shape {input.shape}")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels in dim 1, got "
+                             f"input of shape {input.shape}")
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            _core.add_(self.num_batches_tracked._data, 1)  # a buffer: never part of a graph
+            if self.momentum is None:  # a cumulative moving average
+                factor = 1.0 / self.num_batches_tracked.item()
+        # eval with running statistics normalises by them; otherwise by the batch's own
+        batch_stats = self.training or self.running_mean is None
+        keep_running = not self.training or self.track_running_stats
+        return batch_norm(input, self.running_mean if keep_running else None,
+                          self.running_var if keep_running else None, self.weight, self.bias,
+                          batch_stats, factor, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) per channel.
+
+    >>> import chainrule as cr
+    >>> sorted(cr.nn.BatchNorm1d(4).state_dict())
+    ['bias', 'num_batches_tracked', 'running_mean', 'running_var', 'weight']
+    """
+
+    _expected_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) per channel.
+
+    >>> import chainrule as cr
+    >>> cr.nn.BatchNorm2d(3)(cr.randn(4, 3, 5, 5)).shape
+    (4, 3, 5, 5)
+    """
+
+    _expected_dims = (4,)
+
+
+class LayerNorm(Module):
+    """Normalisation of each sample over its last dims (normalized_shape), with an elementwise
+    weight (ones) and bias (zeros).
+
+    >>> import chainrule as cr
+    >>> cr.nn.LayerNorm(8)(cr.randn(2, 5, 8)).shape
+    (2, 5, 8)
+    """
+
+    def __init__(self, normalized_shape: Sequence[int] | int, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, device: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(ones(*shape, dtype=dtype))
+            self.register_parameter("bias", Parameter(zeros(*shape, dtype=dtype)) if bias else None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

@@ -1,0 +1,219 @@
+"""DistributedDataParallel: the same model in every process, each on its share of the batch,
+with gradients averaged across processes during backward (PyTorch's design, over MPI).
+
+How the averaging overlaps backward. The parameters are packed, in reverse order (the order
+backward reaches them: the last layer's gradients are ready first), into buckets of about
+`bucket_cap_mb` megabytes, each a flat buffer. A post-accumulate-grad hook on every parameter
+copies its gradient into its bucket as soon as backward has it; when a bucket is full, a
+non-blocking all-reduce of it starts, and backward goes on differentiating the layers below
+while MPI sums the bucket (each gradient arrives divided by the number of processes, so the
+sum is the mean). When the last bucket is full the hook waits for all of them and copies the
+averages back into `.grad`, so backward returns with averaged gradients. Buckets start strictly in order, so every process issues the
+same all-reduces in the same order (MPI requires it). One bucket per parameter would pay MPI's
+per-call latency many times; one bucket for everything would start only when backward is done:
+the bucket size trades the two (docs/distributed.md).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from chainrule.autograd.grad_mode import is_grad_enabled, no_grad
+from chainrule.distributed import collectives
+from chainrule.distributed.process_group import ProcessGroup, default_group
+from chainrule.nn.module import Module
+from chainrule.tensor import Tensor
+
+
+class _Bucket:
+    """Parameters of one dtype whose gradients are all-reduced together in one flat buffer."""
+
+    def __init__(self, params: list[tuple[str, Tensor]], dtype: np.dtype) -> None:
+        self.params = params
+        self.offsets = np.cumsum([0] + [p.numel() for _, p in params]).tolist()
+        self.buffer = np.zeros(self.offsets[-1], dtype=dtype)
+        self.pending = len(params)
+        self.request: Any = None
+
+    def slot(self, i: int) -> np.ndarray:
+        return self.buffer[self.offsets[i]:self.offsets[i + 1]]
+
+
+class _Reducer:
+    """Fills the buckets from the gradient hooks and all-reduces them as they fill."""
+
+    def __init__(self, group: ProcessGroup, named_params: Sequence[tuple[str, Tensor]],
+                 bucket_cap_bytes: int) -> None:
+        self.group = group
+        self.buckets: list[_Bucket] = []
+        self.where: dict[int, tuple[_Bucket, int]] = {}  # id(param) -> (bucket, slot)
+        current: list[tuple[str, Tensor]] = []
+        size = 0
+        for name, p in reversed(named_params):
+            if current and (p.dtype != current[0][1].dtype or size >= bucket_cap_bytes):
+                self._add_bucket(current)
+                current, size = [], 0
+            current.append((name, p))
+            size += p.numel() * p.dtype.itemsize
+        if current:
+            self._add_bucket(current)
+        self.active = False  # expecting this iteration's gradients
+        self.next_bucket = 0  # the first bucket not started yet
+        self.ready: set[int] = set()
+
+    def _add_bucket(self, params: list[tuple[str, Tensor]]) -> None:
+        bucket = _Bucket(params, params[0][1].numpy().dtype)
+        for i, (_, p) in enumerate(params):
+            self.where[id(p)] = (bucket, i)
+        self.buckets.append(bucket)
+
+    def prepare(self, active: bool) -> None:
+        """Called by forward: the next backward's gradients are to be averaged (or not)."""
+        if self.active and self.ready:
+            missing = [name for b in self.buckets for name, p in b.params if id(p) not in self.ready]
+            raise RuntimeError(
+                "DistributedDataParallel: the previous backward did not produce gradients for "
+                f"every parameter, so they were not averaged: {missing} got none (parameters "
+                "not used in the loss cannot be averaged; remove them from the model)")
+        self.active = active
+        self.ready.clear()
+        self.next_bucket = 0
+        for bucket in self.buckets:
+            bucket.pending = len(bucket.params)
+
+    def on_gradient(self, p: Tensor) -> None:
+        """p's gradient is in p.grad: copy it into its bucket; start buckets that are full."""
+        if not self.active:
+            return
+        if id(p) in self.ready:
+            raise RuntimeError("DistributedDataParallel: a parameter's gradient was produced "
+                               "twice in one iteration (two backward passes through one forward)")
+        self.ready.add(id(p))
+        bucket, i = self.where[id(p)]
+        assert p.grad is not None  # the engine calls this hook right after setting it
+        # Divided on the way in (as PyTorch does), so the sum MPI makes is already the mean and
+        # no pass over the buckets is needed afterwards.
+        np.multiply(p.grad.numpy().reshape(-1), 1.0 / self.group.size, out=bucket.slot(i))
+        bucket.pending -= 1
+        comm, MPI = self.group.comm, self.group.MPI
+        if self.next_bucket:
+            # MPI moves a non-blocking all-reduce along only while the process is inside an MPI
+            # call (Open MPI runs no progress thread by default): a test per gradient keeps the
+            # started buckets going while backward computes the rest.
+            MPI.Request.Testall([b.request for b in self.buckets[:self.next_bucket]])
+        IN_PLACE, SUM = MPI.IN_PLACE, MPI.SUM
+        while self.next_bucket < len(self.buckets) and self.buckets[self.next_bucket].pending == 0:
+            started = self.buckets[self.next_bucket]
+            started.request = comm.Iallreduce(IN_PLACE, started.buffer, SUM)
+            self.next_bucket += 1
+        if self.next_bucket == len(self.buckets):
+            self.finish()
+
+    def finish(self) -> None:
+        """Waits for every bucket, then writes the averages into the parameters' .grad."""
+        self.active = False
+        with self.group.watch("DistributedDataParallel gradient all_reduce"):
+            for bucket in self.buckets:
+                bucket.request.Wait()
+        with no_grad():
+            for bucket in self.buckets:
+                for i, (_, p) in enumerate(bucket.params):
+                    grad = p.grad
+                    assert grad is not None  # its hook ran, so it has one
+                    target = grad.numpy()
+                    if target.flags.c_contiguous:
+                        np.copyto(target.reshape(-1), bucket.slot(i))
+                        grad._data.bump_version()
+                    else:
+                        from chainrule.creation import from_numpy
+
+                        grad.copy_(from_numpy(bucket.slot(i).reshape(grad.shape)))
+        self.ready.clear()
+
+
+class DistributedDataParallel(Module):
+    """Wraps a module for data-parallel training: call it as the module; backward() then leaves
+    every process with the gradients averaged over all processes.
+
+    At construction the parameters and buffers of process 0 are copied to all the others, so
+    every process starts from the same model. `no_sync()` skips the averaging (to accumulate
+    gradients over several backward passes; the next backward outside it averages the sum).
+    `module` is the wrapped module; `state_dict()` is the module's own (no `module.` prefix,
+    so a checkpoint loads into the plain model), and `load_state_dict` takes either form.
+    """
+
+    module: Module
+    broadcast_buffers: bool
+    require_backward_grad_sync: bool
+    bucket_cap_mb: float
+    _reducer: _Reducer
+
+    def __init__(self, module: Module, device_ids: Any = None, output_device: Any = None,
+                 dim: int = 0, broadcast_buffers: bool = True, process_group: Any = None,
+                 bucket_cap_mb: float = 25) -> None:
+        super().__init__()
+        if device_ids not in (None, [], ["cpu"]) or output_device not in (None, "cpu"):
+            raise ValueError("DistributedDataParallel: chainrule runs on the CPU; leave "
+                             "device_ids and output_device unset")
+        if dim != 0:
+            raise ValueError("DistributedDataParallel: the batch is split along dim 0")
+        if not bucket_cap_mb > 0:
+            raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be positive, got "
+                             f"{bucket_cap_mb!r}")
+        group = default_group("DistributedDataParallel")
+        if process_group is not None and process_group is not group:
+            raise ValueError("DistributedDataParallel: only the default process group exists")
+        self.module = module
+        self.broadcast_buffers = broadcast_buffers
+        self.require_backward_grad_sync = True
+        self.bucket_cap_mb = bucket_cap_mb
+        self._broadcast_from_rank_0(list(module.named_parameters()) + list(module.named_buffers()))
+        trained = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        reducer = _Reducer(group, trained, int(bucket_cap_mb * 1024 * 1024))
+        self._reducer = reducer
+        for _, p in trained:
+            p.register_post_accumulate_grad_hook(reducer.on_gradient)
+
+    @staticmethod
+    def _broadcast_from_rank_0(named: list[tuple[str, Tensor]]) -> None:
+        with no_grad():
+            for name, t in named:
+                try:
+                    collectives.broadcast(t.detach(), 0)
+                except ValueError as e:  # say which parameter differs between the processes
+                    raise ValueError(f"DistributedDataParallel: {name}: {e}") from None
+
+    def forward(self, *inputs: Any, **kwargs: Any) -> Any:
+        if self.broadcast_buffers:
+            buffers = list(self.module.named_buffers())
+            if buffers:
+                self._broadcast_from_rank_0(buffers)
+        self._reducer.prepare(is_grad_enabled() and self.require_backward_grad_sync)
+        return self.module(*inputs, **kwargs)
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        """Gradients of backward passes whose forward ran inside stay local (accumulating in
+        .grad); the first backward after it averages the accumulated sum, so k micro-batches
+        cost one all-reduce: `with ddp.no_sync(): loss(ddp(x1)).backward()`, then
+        `loss(ddp(x2)).backward()` averages the sum of both gradients."""
+        previous = self.require_backward_grad_sync
+        self.require_backward_grad_sync = False
+        try:
+            yield
+        finally:
+            self.require_backward_grad_sync = previous
+
+    def state_dict(self) -> Any:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> Any:
+        # A checkpoint saved from torch's DDP (or from named_parameters here) has the prefix.
+        if state_dict and all(k.startswith("module.") for k in state_dict):
+            state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
+        return self.module.load_state_dict(state_dict, strict=strict)
+
+    def extra_repr(self) -> str:
+        return f"bucket_cap_mb={self.bucket_cap_mb}"
