@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from chainrule import _core
+from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import ones, tensor, zeros
 from chainrule.nn import init
 from chainrule.nn._ops_norm import batch_norm, layer_norm
@@ -58,7 +58,8 @@ class _BatchNorm(Module):
                              f"input of shape {input.shape}")
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            _core.add_(self.num_batches_tracked._data, 1)  # a buffer: never part of a graph
+            with no_grad():  # a buffer: never part of a graph
+                self.num_batches_tracked.add_(1)
             if self.momentum is None:  # a cumulative moving average
                 factor = 1.0 / self.num_batches_tracked.item()
         # eval with running statistics normalises by them; otherwise by the batch's own
