@@ -113,6 +113,8 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
         grad = run_hooks(leaf._hooks, grad)
         if inputs is None:
             accumulate(leaf, grad)
+            for hook in list(leaf._post_hooks or ()):  # register_post_accumulate_grad_hook
+                hook(leaf)
         for i in wanted.get(leaf, ()):
             results[i] = C.wrap(grad)
     return tuple(results) if inputs is not None else None
