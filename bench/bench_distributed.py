@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -25,6 +24,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+from machine import cpu_name  # bench/machine.py (the script's own folder)
 
 
 # ------------------------------------------------------------------ workers (under mpiexec)
@@ -172,16 +173,6 @@ def launch(n: int, worker: str, steps: int) -> dict[str, Any]:
         sys.exit(out.stdout[-3000:] + out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

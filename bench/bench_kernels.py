@@ -31,6 +31,8 @@ import tempfile
 import time
 from typing import Any, Callable, Iterator
 
+from machine import cpu_name  # bench/machine.py (the script's own folder)
+
 import numpy as np
 
 import chainrule as cr
@@ -229,16 +231,6 @@ def peer_kernels() -> str:
         parts.append(f"PyTorch {torch.__version__}: {torch.backends.cpu.get_cpu_capability()}")
     return "; ".join(parts) or "no peer details (install threadpoolctl)"
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def run_here(args: argparse.Namespace) -> dict[str, Any]:

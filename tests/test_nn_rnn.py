@@ -199,3 +199,13 @@ def test_torch_lstm_weights_through_safetensors_give_the_same_outputs(tmp_path):
     out_c, (h_c, c_c) = module(cr.tensor(x))
     for got, want in ((out_c, out_t), (h_c, h_t), (c_c, c_t)):
         np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", ["RNN", "LSTM", "GRU"])
+def test_sizes_no_machine_holds_fail_before_any_layer_is_made(layer):
+    # a loop over 2**40 layers would run until the process is killed for its memory
+    make = getattr(cr.nn, layer)
+    with pytest.raises(MemoryError, match="out of memory"):
+        make(2, 2, 2**40)
+    with pytest.raises(ValueError, match="does not fit in int64"):
+        make(2, 2, 2**70)

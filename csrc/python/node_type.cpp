@@ -154,53 +154,42 @@ PyObject* node_repr(PyObject* self) {
   return out;
 }
 
-// node.edges: one (target, shape, dtype) per input, None where no gradient flows.
-PyObject* node_edges(PyObject* self, void*) {
+// A tuple with one entry per edge of the node: make(edge) returns a new reference (None where
+// the edge has nothing to show), or nullptr with a Python error set.
+template <typename Make>
+PyObject* per_edge_tuple(PyObject* self, Make make) {
   const NodeState* state = as_node(self)->state;
   const std::size_t count = state == nullptr ? 0 : state->edges.size();
   PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(count));
   if (out == nullptr) return nullptr;
   for (std::size_t i = 0; i < count; ++i) {
-    const Edge& edge = state->edges[i];
-    PyObject* item = Py_None;
-    if (edge.target == nullptr) {
-      Py_INCREF(Py_None);
-    } else {
-      item = Py_BuildValue("(ONN)", edge.target, shape_tuple(edge.shape), dtype_object(edge.dtype));
-      if (item == nullptr) {
-        Py_DECREF(out);
-        return nullptr;
-      }
+    PyObject* item = make(state->edges[i]);
+    if (item == nullptr) {
+      Py_DECREF(out);
+      return nullptr;
     }
     PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), item);
   }
   return out;
 }
 
+// node.edges: one (target, shape, dtype) per input, None where no gradient flows.
+PyObject* node_edges(PyObject* self, void*) {
+  return per_edge_tuple(self, [](const Edge& edge) -> PyObject* {
+    if (edge.target == nullptr) Py_RETURN_NONE;
+    return Py_BuildValue("(ONN)", edge.target, shape_tuple(edge.shape), dtype_object(edge.dtype));
+  });
+}
+
 // node.constants: one entry per input, (value, shape, dtype) for an input that takes no
 // gradient (value: the number or small tensor, or a weak reference to a large tensor), None
 // otherwise. For drawing only.
 PyObject* node_constants(PyObject* self, void*) {
-  const NodeState* state = as_node(self)->state;
-  const std::size_t count = state == nullptr ? 0 : state->edges.size();
-  PyObject* out = PyTuple_New(static_cast<Py_ssize_t>(count));
-  if (out == nullptr) return nullptr;
-  for (std::size_t i = 0; i < count; ++i) {
-    const Edge& edge = state->edges[i];
-    PyObject* item = Py_None;
-    if (!edge.constant) {
-      Py_INCREF(Py_None);
-    } else {
-      item = Py_BuildValue("(ONN)", edge.value != nullptr ? edge.value : Py_None, shape_tuple(edge.shape),
-                           dtype_object(edge.dtype));
-      if (item == nullptr) {
-        Py_DECREF(out);
-        return nullptr;
-      }
-    }
-    PyTuple_SET_ITEM(out, static_cast<Py_ssize_t>(i), item);
-  }
-  return out;
+  return per_edge_tuple(self, [](const Edge& edge) -> PyObject* {
+    if (!edge.constant) Py_RETURN_NONE;
+    return Py_BuildValue("(ONN)", edge.value != nullptr ? edge.value : Py_None,
+                         shape_tuple(edge.shape), dtype_object(edge.dtype));
+  });
 }
 
 // ---- what a native op saved, read-only, for the reference engine and for teaching

@@ -40,11 +40,11 @@ class RNNBase(Module):
         # All the parameters' elements, asked for once before any layer is made: sizes no machine
         # holds (a hostile num_layers of 2**40, say) fail fast with MemoryError or ValueError here
         # instead of looping through layers until the process is killed for its memory.
-        per_direction = gate_size * (hidden_size * directions + hidden_size + 2 * bool(bias))
-        first_layer_extra = gate_size * (input_size - hidden_size * directions) if isinstance(
-            input_size, int) else 0
-        total = max(num_layers * directions * per_direction + directions * first_layer_extra, 0)
-        empty(total, dtype=dtype)  # freed at once
+        # Per direction: weight_ih (the first layer reads the input, the others the layer below),
+        # weight_hh and the two biases of every layer, as the loop below makes them.
+        inputs_read = input_size + (num_layers - 1) * hidden_size * directions
+        per_direction = gate_size * (inputs_read + num_layers * (hidden_size + 2 * bool(bias)))
+        empty(directions * per_direction, dtype=dtype)  # freed at once
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * directions
             for direction in range(directions):
