@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.nn._ops_rnn import gru_cell_update, lstm_cell_update
+from chainrule.ops.recurrent import gru_cell_update, lstm_cell_update
 
 
 def _torch():

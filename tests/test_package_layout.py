@@ -97,16 +97,8 @@ def test_the_check_finds_a_circle():
     assert "chainrule.tensor" not in _edges("chainrule.autograd.engine")
 
 
-# Debt, named so it cannot grow unseen: the convolution, normalisation and recurrent ops (issue
-# 18) were written beside the op table, not in it; each is one Function whose forward calls
-# `_core`. Moving them into chainrule/ops as table entries empties this set.
-NOT_YET_IN_THE_TABLE = {"chainrule.nn._ops_conv", "chainrule.nn._ops_norm", "chainrule.nn._ops_rnn"}
-
-
 def test_nn_and_optim_never_touch_core():
     for name, path in MODULES.items():
-        if name in NOT_YET_IN_THE_TABLE:
-            continue
         if name.startswith(("chainrule.nn", "chainrule.optim")) and name != "chainrule.optim.fused":
             assert "chainrule._core" not in _imports(path, everywhere=True), f"{name} imports _core"
     assert "chainrule._core" in _imports(MODULES["chainrule.optim.fused"])  # the check can fail

@@ -1,6 +1,7 @@
-// The convolution, pooling and normalisation kernels (chainrule/nn_ops.h) as module functions
-// for python/chainrule/nn/_ops_nn.py, which pairs each forward with its backward. Sizes come as
-// Python pairs (height, width); each call releases the GIL when its work is large.
+// The convolution, pooling, normalisation and recurrent kernels (chainrule/nn_ops.h) as module
+// functions for the op table's entries (python/chainrule/ops/convolution.py, normalization.py,
+// recurrent.py), each pairing a forward with its backward. Sizes come as Python pairs
+// (height, width); each call releases the GIL when its work is large.
 #include "bindings.h"
 #include "chainrule/nn_ops.h"
 

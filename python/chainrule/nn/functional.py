@@ -59,6 +59,24 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     return input * keep * (1.0 / (1.0 - p))
 
 
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zeroes whole channels of (N, C, H, W) or (C, H, W) with probability p and scales the rest by
+    1 / (1 - p) (training only), as torch.nn.functional.dropout2d."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"dropout2d: expected a Tensor input, got {type(input).__name__}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout2d: p must be in [0, 1], got {p}")
+    if input.ndim not in (3, 4):
+        raise ValueError(f"dropout2d: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    mask_shape = list(input.shape[:-2]) + [1, 1]
+    keep = rand(*mask_shape, dtype=input.dtype) >= p
+    return input * keep * (1.0 / (1.0 - p))
+
+
 def _check_loss(name: str, input: Tensor, target: Tensor) -> None:
     if not isinstance(input, Tensor) or not isinstance(target, Tensor):
         raise TypeError(f"{name}: expected tensors, got {type(input).__name__} and "
@@ -154,6 +172,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,
 
 globals().update(ops.functions("functional", _tensor_operand, "chainrule.nn.functional"))
 
-# Convolution, pooling, normalisation and embedding (each op beside its backward in its own file).
-from chainrule.nn._ops_conv import avg_pool2d, conv2d, max_pool2d  # noqa: E402
-from chainrule.nn._ops_norm import batch_norm, dropout2d, embedding, layer_norm  # noqa: E402
+# Convolution, pooling, normalisation and embedding: argument checks beside their layers, the ops
+# in the table (chainrule/ops/convolution.py, normalization.py).
+from chainrule.nn.conv import conv2d  # noqa: E402
+from chainrule.nn.normalization import batch_norm, layer_norm  # noqa: E402
+from chainrule.nn.pooling import avg_pool2d, max_pool2d  # noqa: E402
+from chainrule.nn.sparse import embedding  # noqa: E402

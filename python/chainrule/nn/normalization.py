@@ -1,18 +1,95 @@
 """BatchNorm1d, BatchNorm2d and LayerNorm, with PyTorch's arguments, parameters and buffers
-(running_mean, running_var, num_batches_tracked in the state_dict)."""
+(running_mean, running_var, num_batches_tracked in the state_dict), and F.batch_norm and
+F.layer_norm, which check the arguments, keep the running statistics and call the op table's
+entries (chainrule/ops/normalization.py)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
+from chainrule import ops
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import ones, tensor, zeros
 from chainrule.nn import init
-from chainrule.nn._ops_norm import batch_norm, layer_norm
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
+from chainrule.ops.normalization import batch_norm_statistics
 from chainrule.tensor import Tensor
 
+_batch_norm = ops.forward("batch_norm")
+_layer_norm = ops.forward("layer_norm")
 
+
+# ---------------------------------------------------------------- nn.functional forms
+def _check_tensor(value: Any, name: str, op: str) -> None:
+    if value is not None and not isinstance(value, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(value).__name__}")
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float | None = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalisation of (N, C, *) over every dim but C, as torch.nn.functional.batch_norm.
+    Training uses the batch's statistics and, when running buffers are given, moves them
+    towards it in place (running = (1 - momentum) running + momentum batch, the variance
+    unbiased); otherwise the running statistics normalise.
+
+    >>> import chainrule as cr
+    >>> x = cr.tensor([[1.0], [3.0]])
+    >>> cr.nn.functional.batch_norm(x, None, None, training=True, eps=0.0).tolist()
+    [[-1.0], [1.0]]
+    """
+    _check_tensor(input, "input", "batch_norm")
+    for name, value in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                        ("bias", bias)):
+        _check_tensor(value, name, "batch_norm")
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input (N, C, ...), got shape {input.shape}")
+    if training:
+        per_channel = input.numel() // max(input.shape[1], 1)
+        if per_channel <= 1:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input of "
+                             f"shape {input.shape}")
+        mean, var = batch_norm_statistics(input)
+        if running_mean is not None and running_var is not None:
+            factor = 0.0 if momentum is None else momentum
+            unbiased = var * (per_channel / (per_channel - 1))
+            with no_grad():
+                for running, batch in ((running_mean, mean), (running_var, unbiased)):
+                    running.mul_(1.0 - factor)
+                    running.add_(batch * factor)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed when not training")
+        # a copy: the node saves it, and the next training step moves the buffer in place
+        mean, var = running_mean.detach().clone(), running_var.detach()
+    invstd = 1.0 / (var + eps).sqrt()
+    return _batch_norm(input, weight, bias, mean, invstd, bool(training))
+
+
+def layer_norm(input: Tensor, normalized_shape: Sequence[int] | int, weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalises over the last dims, which must equal normalized_shape, as
+    torch.nn.functional.layer_norm.
+
+    >>> import chainrule as cr
+    >>> cr.nn.functional.layer_norm(cr.tensor([[1.0, 3.0]]), (2,), eps=0.0).tolist()
+    [[-1.0, 1.0]]
+    """
+    _check_tensor(input, "input", "layer_norm")
+    _check_tensor(weight, "weight", "layer_norm")
+    _check_tensor(bias, "bias", "layer_norm")
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or input.shape[input.ndim - len(shape):] != shape or len(shape) > input.ndim:
+        raise ValueError(f"layer_norm: normalized_shape {shape} does not match the last dims of the input's "
+                         f"shape {input.shape}")
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and value.shape != shape:
+            raise ValueError(f"layer_norm: {name} of shape {value.shape} does not match normalized_shape {shape}")
+    return _layer_norm(input, weight, bias, math.prod(shape), float(eps))
+
+
+# ---------------------------------------------------------------- the layers
 class _BatchNorm(Module):
     _expected_dims: tuple[int, ...] = ()
 

@@ -2,7 +2,7 @@
 ...), gate order and initialisation, so a PyTorch state_dict loads and gives the same outputs.
 
 Each layer and direction projects the whole input sequence at once (one GEMM for every time step:
-x @ W_ih^T + b_ih), then one op (`_ops_rnn`) runs the recurrence over all steps, forward and
+x @ W_ih^T + b_ih), then one op of the op table (chainrule/ops/recurrent.py) runs the recurrence over all steps, forward and
 backward through time, so a layer records two graph nodes however long the sequence.
 """
 from __future__ import annotations
@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from chainrule import ops
 from chainrule.creation import empty, zeros
 from chainrule.nn import functional as F
 from chainrule.nn import init
-from chainrule.nn._ops_rnn import GRUSequence, LSTMSequence, RNNSequence
 from chainrule.nn.module import Module
 from chainrule.nn.parameter import Parameter
-from chainrule.tensor import Tensor, apply, cat, stack
+from chainrule.tensor import Tensor, cat, stack
 
+_lstm_sequence = ops.forward("lstm_sequence")
+_gru_sequence = ops.forward("gru_sequence")
+_rnn_sequence = ops.forward("rnn_sequence")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
@@ -104,13 +107,13 @@ class RNNBase(Module):
                 projected = F.linear(layer_input.reshape(steps * batch, -1), w_ih, b_ih).reshape(steps, batch, -1)
                 state = [s[index] for s in states]
                 if self.mode == "LSTM":
-                    both = apply(LSTMSequence, projected, state[0], state[1], w_hh, b_hh, bool(direction))
+                    both = _lstm_sequence(projected, state[0], state[1], w_hh, b_hh, bool(direction))
                     hs = both[:-1]
                     finals[1].append(both[-1])
                 elif self.mode == "GRU":
-                    hs = apply(GRUSequence, projected, state[0], w_hh, b_hh, bool(direction))
+                    hs = _gru_sequence(projected, state[0], w_hh, b_hh, bool(direction))
                 else:
-                    hs = apply(RNNSequence, projected, state[0], w_hh, b_hh, bool(direction), self.mode == "RNN_RELU")
+                    hs = _rnn_sequence(projected, state[0], w_hh, b_hh, bool(direction), self.mode == "RNN_RELU")
                 finals[0].append(hs[0] if direction else hs[-1])  # the last step taken
                 outputs.append(hs)
             layer_input = outputs[0] if directions == 1 else cat(outputs, 2)

@@ -1,15 +1,42 @@
-"""Embedding: a lookup table of trainable vectors, with PyTorch's arguments."""
+"""Embedding: a lookup table of trainable vectors, with PyTorch's arguments, and F.embedding, which
+checks them and calls the op table's entry (chainrule/ops/normalization.py)."""
 from __future__ import annotations
 
 from typing import Any
 
+from chainrule import ops
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import empty
 from chainrule.nn import init
-from chainrule.nn._ops_norm import embedding
 from chainrule.nn.module import Module
+from chainrule.nn.normalization import _check_tensor
 from chainrule.nn.parameter import Parameter
 from chainrule.tensor import Tensor
+
+_embedding = ops.forward("embedding")
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of weight (num_embeddings, embedding_dim) at the int64 indices in input, as
+    torch.nn.functional.embedding; the row at padding_idx takes no gradient.
+
+    >>> import chainrule as cr
+    >>> cr.nn.functional.embedding(cr.tensor([2, 0]), cr.arange(6.0).reshape(3, 2)).tolist()
+    [[4.0, 5.0], [0.0, 1.0]]
+    """
+    _check_tensor(input, "input", "embedding")
+    _check_tensor(weight, "weight", "embedding")
+    if input.dtype.name != "int64":
+        raise TypeError(f"embedding: expected int64 indices, got dtype {input.dtype.name}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: expected a 2-D weight (num_embeddings, embedding_dim), got shape {weight.shape}")
+    if padding_idx is not None:
+        if not -weight.shape[0] <= padding_idx < weight.shape[0]:
+            raise IndexError(f"embedding: padding_idx {padding_idx} is out of range for {weight.shape[0]} embeddings")
+        padding_idx %= weight.shape[0]
+    return _embedding(weight, input, padding_idx)
+
+
 
 
 class Embedding(Module):

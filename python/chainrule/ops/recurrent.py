@@ -19,10 +19,30 @@ from typing import Any
 
 from chainrule import _core
 from chainrule.autograd.function import Function
-from chainrule.tensor import Tensor, apply
+from chainrule.ops.table import Case, op
 
 C = _core
 Array = _core.Tensor
+
+
+# ---------------------------------------------------------------- the gradient checks' cases
+# Small sizes (L = 3 steps, N = 2, H = 2), both directions: the finite differences run the whole
+# sequence once per input element.
+def _lstm_case(reverse: bool) -> Any:
+    return lambda x, h0, c0, w, b: C.apply(LSTMSequence, x, h0, c0, w, b, reverse)
+
+
+def _gru_case(reverse: bool) -> Any:
+    return lambda x, h0, w, b: C.apply(GRUSequence, x, h0, w, b, reverse)
+
+
+def _rnn_case(reverse: bool, relu: bool) -> Any:
+    return lambda x, h0, w, b: C.apply(RNNSequence, x, h0, w, b, reverse, relu)
+
+
+_LSTM_SHAPES = [(3, 2, 8), (2, 2), (2, 2), (8, 2), (8,)]
+_GRU_SHAPES = [(3, 2, 6), (2, 2), (6, 2), (6,)]
+_RNN_SHAPES = [(3, 2, 2), (2, 2), (2, 2), (2,)]
 
 
 def _chunks(a: Array, count: int) -> list[Array]:
@@ -112,6 +132,9 @@ def _saved_steps(ctx: Any) -> tuple[Array, list[Array], list[tuple[Array, ...]]]
     return saved[0], list(saved[1:1 + length]), [flat[k * per_step:(k + 1) * per_step] for k in range(length)]
 
 
+@op("lstm_sequence", saves="every step's hidden and cell states and gate activations",
+    names=("nn.LSTM",), cases=[Case("lstm_sequence", _lstm_case(False), _LSTM_SHAPES),
+                               Case("lstm_sequence_reverse", _lstm_case(True), _LSTM_SHAPES)])
 class LSTMSequence(Function):
     """Output (L + 1, N, H): the hidden states of every step in time order, then the last cell
     state. The time loop runs in C++ (`_core.lstm_sequence`): per step one GEMM and one fused
@@ -133,6 +156,9 @@ class LSTMSequence(Function):
         return (*grads, None)
 
 
+@op("gru_sequence", saves="every step's incoming hidden state and gate activations",
+    names=("nn.GRU",), cases=[Case("gru_sequence", _gru_case(False), _GRU_SHAPES),
+                              Case("gru_sequence_reverse", _gru_case(True), _GRU_SHAPES)])
 class GRUSequence(Function):
     """Output (L, N, H): the hidden states of every step in time order."""
 
@@ -168,6 +194,9 @@ class GRUSequence(Function):
         return _stack(_in_time_order(grad_x_steps, ctx.reverse)), grad_h_carry, grad_w, grad_b, None
 
 
+@op("rnn_sequence", saves="every step's hidden state", names=("nn.RNN",),
+    cases=[Case("rnn_sequence_tanh", _rnn_case(False, False), _RNN_SHAPES),
+           Case("rnn_sequence_relu_reverse", _rnn_case(True, True), _RNN_SHAPES)])
 class RNNSequence(Function):
     """Output (L, N, H): h' = tanh (or relu) of projected + h W_hh^T + b_hh, every step in time order."""
 
@@ -204,6 +233,8 @@ class RNNSequence(Function):
 
 
 # ---------------------------------------------------------------- single steps
+@op("lstm_cell_update", saves="the gate activations, c and tanh(c')",
+    cases=[Case("lstm_cell_update", lambda gates, c: C.apply(LSTMCellUpdate, gates, c), [(2, 8), (2, 2)])])
 class LSTMCellUpdate(Function):
     """One LSTM step's pointwise update from its gate pre-activations (N, 4H) and c (N, H); the
     output is [h', c'] side by side (N, 2H)."""
@@ -220,6 +251,8 @@ class LSTMCellUpdate(Function):
         return lstm_step_backward(grad_h, grad_c, ctx.saved_tensors)
 
 
+@op("gru_cell_update", saves="the gate activations, h and its projection's n block",
+    cases=[Case("gru_cell_update", lambda x, hp, h: C.apply(GRUCellUpdate, x, hp, h), [(2, 6), (2, 6), (2, 2)])])
 class GRUCellUpdate(Function):
     """One GRU step's update from its input and hidden projections (N, 3H) and h (N, H)."""
 
@@ -234,13 +267,13 @@ class GRUCellUpdate(Function):
         return gru_step_backward(grad, ctx.saved_tensors)
 
 
-def lstm_cell_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """(h', c') of an LSTM step from its gate pre-activations (N, 4H) and cell state (N, H)."""
-    both = apply(LSTMCellUpdate, gates, c)
+def lstm_cell_update(gates: Any, c: Any) -> tuple[Any, Any]:
+    """(h', c') of an LSTM step (Tensors) from its gate pre-activations (N, 4H) and cell state (N, H)."""
+    both = C.apply(LSTMCellUpdate, gates, c)
     size = c.shape[-1]
     return both[..., :size], both[..., size:]
 
 
-def gru_cell_update(x_part: Tensor, h_part: Tensor, h: Tensor) -> Tensor:
-    """h' of a GRU step from its input and hidden projections (N, 3H) and hidden state (N, H)."""
-    return apply(GRUCellUpdate, x_part, h_part, h)
+def gru_cell_update(x_part: Any, h_part: Any, h: Any) -> Any:
+    """h' of a GRU step (Tensors) from its input and hidden projections (N, 3H) and hidden state (N, H)."""
+    return C.apply(GRUCellUpdate, x_part, h_part, h)
