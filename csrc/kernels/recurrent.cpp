@@ -1,11 +1,17 @@
-// The LSTM recurrence over a whole sequence in one call, forward and backward through time.
-// A training step of a small recurrent model is hundreds of tiny operations per layer (a
+// One LSTM layer and direction over a whole sequence in one call, forward and backward through
+// time. A training step of a small recurrent model is hundreds of tiny operations per layer (a
 // 32 x 128 state, 64 steps); done one op at a time from Python, their per-call costs outweigh
-// the arithmetic, so the time loop lives here: each step is one GEMM (h W_hh^T) and one fused
-// pointwise pass (gate nonlinearities, cell and hidden update), with the float32 sigmoid and
-// tanh vectorised (vector_math). The backward walks the steps in reverse with one GEMM each
-// (the hidden state's gradient through W_hh), then forms W_hh's gradient in a single product
-// over all steps.
+// the arithmetic, so the time loop lives here.
+//
+// The input projection joins the recurrent one: each step's input x_t sits beside the hidden state
+// h_{t-1} it reads, in one row [x_t, h_{t-1}] of `inputs`, so a step is one GEMM against
+// [W_ih, W_hh]^T (k = I + H) and one fused pointwise pass (gate nonlinearities, cell and hidden
+// update; float32 sigmoid and tanh vectorised by vector_math). Backward walks the steps in reverse
+// with one GEMM each, d_gates @ [W_ih, W_hh], which gives the gradients of x_t and h_{t-1}
+// together, then forms both weights' gradients in one product over all steps,
+// d_gates^T @ inputs. A separate input projection (one GEMM of k = I over all steps, and its
+// backward's two) cost more than the columns it adds to every step's GEMM: the char-RNN's
+// k = 32 products ran at 74-118 GFLOP/s against 190-200 for the steps' (bench/README.md).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -41,163 +47,231 @@ void tanh_array(const T* x, T* out, std::int64_t n) {
 }
 
 struct LstmSizes {
-  std::int64_t length, batch, hidden;
+  std::int64_t length, batch, input, hidden;
 };
 
-LstmSizes check_lstm(const Tensor& projected, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
-                     const Tensor* b_hh) {
+LstmSizes check_lstm(const Tensor& input, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                     const Tensor* b_ih, const Tensor* b_hh) {
   const char* op = "lstm_sequence";
-  if (!is_floating(projected.dtype())) fail<TypeError>(op, ": expected float tensors, got dtype ", projected.dtype());
-  for (const Tensor* t : {&h0, &c0, &w_hh, b_hh}) {
-    if (t != nullptr && t->dtype() != projected.dtype()) {
-      fail<TypeError>(op, ": expected tensors of one dtype, got ", projected.dtype(), " and ", t->dtype());
+  if (!is_floating(input.dtype())) fail<TypeError>(op, ": expected float tensors, got dtype ", input.dtype());
+  for (const Tensor* t : {&h0, &c0, &w_ih, &w_hh, b_ih, b_hh}) {
+    if (t != nullptr && t->dtype() != input.dtype()) {
+      fail<TypeError>(op, ": expected tensors of one dtype, got ", input.dtype(), " and ", t->dtype());
     }
   }
-  if (projected.ndim() != 3 || h0.ndim() != 2 || w_hh.ndim() != 2) {
-    fail<ValueError>(op, ": expected projected inputs (L, N, 4H), states (N, H) and W_hh (4H, H), got shapes ",
-                     projected.shape(), ", ", h0.shape(), " and ", w_hh.shape());
+  if (input.ndim() != 3 || h0.ndim() != 2 || c0.ndim() != 2 || w_ih.ndim() != 2 || w_hh.ndim() != 2) {
+    fail<ValueError>(op, ": expected an input (L, N, I), states (N, H), W_ih (4H, I) and W_hh (4H, H), got shapes ",
+                     input.shape(), ", ", h0.shape(), ", ", c0.shape(), ", ", w_ih.shape(), " and ", w_hh.shape());
   }
-  const LstmSizes s{projected.shape()[0], projected.shape()[1], h0.shape()[1]};
-  const Shape state{s.batch, s.hidden}, weight{4 * s.hidden, s.hidden};
-  if (projected.shape()[2] != 4 * s.hidden || h0.shape() != state || c0.shape() != state || w_hh.shape() != weight ||
-      (b_hh != nullptr && b_hh->shape() != Shape{4 * s.hidden})) {
-    fail<ValueError>(op, ": shapes do not fit: projected ", projected.shape(), ", h0 ", h0.shape(), ", c0 ",
-                     c0.shape(), ", W_hh ", w_hh.shape(), " (expected (L, N, 4H), (N, H), (N, H), (4H, H))");
+  const LstmSizes s{input.shape()[0], input.shape()[1], input.shape()[2], h0.shape()[1]};
+  const Shape state{s.batch, s.hidden}, bias{4 * s.hidden};
+  if (h0.shape() != state || c0.shape() != state || w_ih.shape() != Shape{4 * s.hidden, s.input} ||
+      w_hh.shape() != Shape{4 * s.hidden, s.hidden} || (b_ih != nullptr && b_ih->shape() != bias) ||
+      (b_hh != nullptr && b_hh->shape() != bias)) {
+    fail<ValueError>(op, ": shapes do not fit: input ", input.shape(), ", h0 ", h0.shape(), ", c0 ", c0.shape(),
+                     ", W_ih ", w_ih.shape(), ", W_hh ", w_hh.shape(),
+                     " (expected (L, N, I), (N, H), (N, H), (4H, I), (4H, H))");
   }
   return s;
 }
 
-// The step's hidden state coming in, in processing order: h0 first, then the previous output.
+// Step k in processing order runs time step t = time_of(k): from the last one when reversed.
+std::int64_t time_of(std::int64_t k, std::int64_t length, bool reverse) { return reverse ? length - 1 - k : k; }
+
+// One sample's pointwise update in a step: `gates` comes in as [x_t, h_{t-1}] @ [W_ih, W_hh]^T
+// and leaves as the activations i, f, g, o (bias added first); c = f c_prev + i g.
 template <typename T>
-const T* incoming_hidden(const T* output, const T* h0, std::int64_t t, const LstmSizes& s, bool reverse) {
-  const std::int64_t previous = reverse ? t + 1 : t - 1;
-  if (previous < 0 || previous >= s.length) return h0;
-  return output + previous * s.batch * s.hidden;
+void lstm_cell_forward(T* __restrict gates, const T* __restrict bias, const T* __restrict c_prev,
+                       T* __restrict c, std::int64_t H) {
+  if (bias != nullptr) {
+    for (std::int64_t j = 0; j < 4 * H; ++j) gates[j] += bias[j];
+  }
+  sigmoid_array(gates, gates, 2 * H);              // i, f
+  tanh_array(gates + 2 * H, gates + 2 * H, H);     // g
+  sigmoid_array(gates + 3 * H, gates + 3 * H, H);  // o
+  const T* i = gates;
+  const T* f = gates + H;
+  const T* g = gates + 2 * H;
+  for (std::int64_t j = 0; j < H; ++j) c[j] = f[j] * c_prev[j] + i[j] * g[j];
+}
+
+// One sample's gradients in a step, from the gradient reaching h_t (from the output and from the
+// next step) and c_t (grad_c, carried in and out): the gate pre-activations' gradients into d.
+template <typename T>
+void lstm_cell_backward(const T* __restrict gates, const T* __restrict tanh_c, const T* __restrict c_prev,
+                        const T* __restrict grad_output, const T* __restrict grad_h_carried,
+                        T* __restrict grad_c, T* __restrict d, std::int64_t H) {
+  const T* i = gates;
+  const T* f = gates + H;
+  const T* g = gates + 2 * H;
+  const T* o = gates + 3 * H;
+  for (std::int64_t j = 0; j < H; ++j) {
+    const T grad_h = grad_output[j] + grad_h_carried[j];
+    // c_t reaches the loss directly (the next step) and through h_t = o tanh(c_t)
+    const T gc = grad_c[j] + grad_h * o[j] * (T(1) - tanh_c[j] * tanh_c[j]);
+    d[j] = gc * g[j] * i[j] * (T(1) - i[j]);                  // sigmoid' = s (1 - s)
+    d[H + j] = gc * c_prev[j] * f[j] * (T(1) - f[j]);
+    d[2 * H + j] = gc * i[j] * (T(1) - g[j] * g[j]);          // tanh' = 1 - t^2
+    d[3 * H + j] = grad_h * tanh_c[j] * o[j] * (T(1) - o[j]);
+    grad_c[j] = gc * f[j];
+  }
 }
 
 }  // namespace
 
-LstmSequence lstm_sequence(const Tensor& projected_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_hh_in,
-                           const Tensor* b_hh_in, bool reverse) {
-  const LstmSizes s = check_lstm(projected_in, h0_in, c0_in, w_hh_in, b_hh_in);
-  const DType dtype = projected_in.dtype();
-  const Tensor projected = projected_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
-  const Tensor w_t = w_hh_in.transpose(0, 1).contiguous();  // (H, 4H): the GEMM reads it in place
-  const Tensor b_hh = b_hh_in != nullptr ? b_hh_in->contiguous() : Tensor();
-  const std::int64_t N = s.batch, H = s.hidden, G = 4 * H;
-  LstmSequence r{Tensor::empty({s.length + 1, N, H}, dtype), Tensor::empty({s.length, N, G}, dtype),
-                 Tensor::empty({s.length, N, H}, dtype), Tensor::empty({s.length, N, H}, dtype)};
+LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_ih,
+                           const Tensor& w_hh, const Tensor* b_ih, const Tensor* b_hh, bool reverse) {
+  const LstmSizes s = check_lstm(input, h0_in, c0_in, w_ih, w_hh, b_ih, b_hh);
+  const DType dtype = input.dtype();
+  const Tensor h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
+  const std::int64_t L = s.length, N = s.batch, I = s.input, H = s.hidden, G = 4 * H, K = I + H;
+  LstmSequence r{Tensor::empty({L + 1, N, H}, dtype), Tensor::empty({L, N, K}, dtype), Tensor::empty({L, N, G}, dtype),
+                 Tensor::empty({L, N, H}, dtype), Tensor::empty({L, N, H}, dtype)};
+  const Tensor weights_t = Tensor::empty({K, G}, dtype);  // [W_ih, W_hh]^T, read in place by every GEMM
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
-      const int threads = threads_for(N * G * H, kRecurrentGemmGrain);
+      T* w = weights_t.data_as<T>();
+      for (std::int64_t g = 0; g < G; ++g) {
+        for (std::int64_t i = 0; i < I; ++i) w[i * G + g] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
+        for (std::int64_t h = 0; h < H; ++h) {
+          w[(I + h) * G + g] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
+        }
+      }
+      std::vector<T> bias;  // b_ih + b_hh: both are added to every step's gates
+      for (const Tensor* b : {b_ih, b_hh}) {
+        if (b == nullptr) continue;
+        bias.resize(static_cast<std::size_t>(G), T(0));
+        for (std::int64_t g = 0; g < G; ++g) bias[g] += b->data_as<T>()[g * b->strides()[0]];
+      }
+      // each step's row [x_t, h_{t-1}]: x copied in from any strides, h0 before the first step
+      T* inputs = r.inputs.data_as<T>();
+      const T* x = input.data_as<T>();
+      const Shape& xs = input.strides();
+      for (std::int64_t t = 0; t < L; ++t) {
+        for (std::int64_t n = 0; n < N; ++n) {
+          T* row = inputs + (t * N + n) * K;
+          for (std::int64_t i = 0; i < I; ++i) row[i] = x[t * xs[0] + n * xs[1] + i * xs[2]];
+        }
+      }
+      const std::int64_t first = time_of(0, L, reverse);
+      for (std::int64_t n = 0; n < N && L > 0; ++n) {
+        std::memcpy(inputs + (first * N + n) * K + I, h0.data_as<T>() + n * H, static_cast<std::size_t>(H) * sizeof(T));
+      }
+      const int threads = threads_for(N * G * K, kRecurrentGemmGrain);
       T* out = r.output.data_as<T>();
-      const T* bias = b_hh.defined() ? b_hh.data_as<T>() : nullptr;
-      const T* cell_in = c0.data_as<T>();
-      for (std::int64_t k = 0; k < s.length; ++k) {
-        const std::int64_t t = reverse ? s.length - 1 - k : k;
-        const T* h_in = incoming_hidden(out, h0.data_as<T>(), t, s, reverse);
-        T* gates = r.gates.data_as<T>() + t * N * G;  // pre-activations first, then activations
-        gemm::product<T>(N, G, H, h_in, H, 1, w_t.data_as<T>(), G, 1, gates, G, threads);
-        const T* x = projected.data_as<T>() + t * N * G;
+      const T* c_prev = c0.data_as<T>();
+      for (std::int64_t k = 0; k < L; ++k) {
+        const std::int64_t t = time_of(k, L, reverse);
+        T* gates = r.gates.data_as<T>() + t * N * G;
+        gemm::product<T>(N, G, K, inputs + t * N * K, K, 1, w, G, 1, gates, G, threads);
         T* cell = r.cells.data_as<T>() + t * N * H;
         T* tanh_cell = r.tanh_cells.data_as<T>() + t * N * H;
-        T* h = out + t * N * H;
         for (std::int64_t n = 0; n < N; ++n) {
-          T* row = gates + n * G;
-          const T* x_row = x + n * G;
-          if (bias != nullptr) {
-            for (std::int64_t j = 0; j < G; ++j) row[j] += x_row[j] + bias[j];
-          } else {
-            for (std::int64_t j = 0; j < G; ++j) row[j] += x_row[j];
-          }
-          sigmoid_array(row, row, 2 * H);                 // i, f
-          tanh_array(row + 2 * H, row + 2 * H, H);        // g
-          sigmoid_array(row + 3 * H, row + 3 * H, H);     // o
-          const T* c_prev = cell_in + n * H;
-          T* c = cell + n * H;
-          for (std::int64_t j = 0; j < H; ++j) c[j] = row[H + j] * c_prev[j] + row[j] * row[2 * H + j];
+          lstm_cell_forward(gates + n * G, bias.empty() ? nullptr : bias.data(), c_prev + n * H, cell + n * H, H);
         }
         tanh_array(cell, tanh_cell, N * H);
+        // h_t = o tanh(c_t): into the output and into the next step's row of inputs
+        T* h = out + t * N * H;
+        T* h_next = k + 1 < L ? inputs + time_of(k + 1, L, reverse) * N * K + I : nullptr;
         for (std::int64_t n = 0; n < N; ++n) {
           const T* o = gates + n * G + 3 * H;
           for (std::int64_t j = 0; j < H; ++j) h[n * H + j] = o[j] * tanh_cell[n * H + j];
+          if (h_next != nullptr) std::memcpy(h_next + n * K, h + n * H, static_cast<std::size_t>(H) * sizeof(T));
         }
-        cell_in = cell;
+        c_prev = cell;
       }
       // the last cell state after the sequence's hidden states
-      std::memcpy(out + s.length * N * H, cell_in, static_cast<std::size_t>(N * H) * sizeof(T));
+      std::memcpy(out + L * N * H, c_prev, static_cast<std::size_t>(N * H) * sizeof(T));
     }
   });
   return r;
 }
 
-LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequence& saved, const Tensor& h0_in,
-                                         const Tensor& c0_in, const Tensor& w_hh_in, bool has_bias, bool reverse) {
-  const LstmSizes s{saved.gates.shape()[0], saved.gates.shape()[1], saved.cells.shape()[2]};
-  const std::int64_t N = s.batch, H = s.hidden, G = 4 * H;
-  if (grad_in.shape() != saved.output.shape() || grad_in.dtype() != saved.output.dtype()) {
-    fail<ValueError>("lstm_sequence_backward: gradient of shape ", grad_in.shape(), " for an output of shape ",
-                     saved.output.shape());
+LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequence& saved, const Tensor& c0_in,
+                                         const Tensor& w_ih, const Tensor& w_hh, bool reverse) {
+  // What the forward saved, checked (a caller of the module function could pass anything)
+  const char* op = "lstm_sequence_backward";
+  if (saved.inputs.ndim() != 3 || saved.cells.ndim() != 3) {
+    fail<ValueError>(op, ": expected saved inputs (L, N, I + H) and cells (L, N, H), got shapes ", saved.inputs.shape(),
+                     " and ", saved.cells.shape());
   }
-  const DType dtype = grad_in.dtype();
-  const Tensor grad = grad_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
-  const Tensor w_hh = w_hh_in.contiguous();
-  LstmSequenceGrads r{Tensor::empty({s.length, N, G}, dtype), Tensor::empty({N, H}, dtype),
-                      Tensor::empty({N, H}, dtype), Tensor::empty({G, H}, dtype),
-                      has_bias ? Tensor::empty({G}, dtype) : Tensor()};
+  const std::int64_t L = saved.cells.shape()[0], N = saved.cells.shape()[1], H = saved.cells.shape()[2];
+  const std::int64_t G = 4 * H, K = saved.inputs.shape()[2], I = K - H;
+  const DType dtype = saved.inputs.dtype();
+  bool fits = is_floating(dtype) && I >= 0 && saved.inputs.shape() == Shape{L, N, K} &&
+              saved.gates.shape() == Shape{L, N, G} && saved.tanh_cells.shape() == Shape{L, N, H} &&
+              c0_in.shape() == Shape{N, H} && w_ih.shape() == Shape{G, I} && w_hh.shape() == Shape{G, H} &&
+              grad_in.shape() == Shape{L + 1, N, H};
+  for (const Tensor* t : {&saved.gates, &saved.cells, &saved.tanh_cells, &c0_in, &w_ih, &w_hh, &grad_in}) {
+    fits = fits && t->dtype() == dtype;
+  }
+  if (!fits) {
+    fail<ValueError>(op, ": the gradient ", grad_in.shape(), " (", grad_in.dtype(), "), saved inputs ",
+                     saved.inputs.shape(), " (", dtype, "), gates ", saved.gates.shape(), ", cells ",
+                     saved.cells.shape(), ", c0 ", c0_in.shape(), ", W_ih ", w_ih.shape(), " and W_hh ", w_hh.shape(),
+                     " do not fit one LSTM layer");
+  }
+  const Tensor grad = grad_in.contiguous(), c0 = c0_in.contiguous();
+  const Tensor inputs = saved.inputs.contiguous(), gates_saved = saved.gates.contiguous();
+  const Tensor cells = saved.cells.contiguous(), tanh_cells = saved.tanh_cells.contiguous();
+  LstmSequenceGrads r{Tensor::empty({L, N, I}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({N, H}, dtype),
+                      Tensor::empty({G, I}, dtype), Tensor::empty({G, H}, dtype), Tensor::empty({G}, dtype)};
+  const Tensor grad_gates = Tensor::empty({L, N, G}, dtype);
+  const Tensor weights = Tensor::empty({G, K}, dtype);          // [W_ih, W_hh]
+  const Tensor grad_step = Tensor::empty({N, K}, dtype);        // one step's [dx_t, dh_{t-1}]
+  const Tensor grad_weights = Tensor::empty({G, K}, dtype);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
-      const int threads = threads_for(N * G * H, kRecurrentGemmGrain);
-      T* grad_h = r.grad_h0.data_as<T>();  // the hidden state's gradient carried back: ends as h0's
-      T* grad_c = r.grad_c0.data_as<T>();  // likewise the cell state's
-      std::fill(grad_h, grad_h + N * H, T(0));
-      std::memcpy(grad_c, grad.data_as<T>() + s.length * N * H, static_cast<std::size_t>(N * H) * sizeof(T));
-      const T* out = saved.output.data_as<T>();
-      for (std::int64_t k = s.length - 1; k >= 0; --k) {
-        const std::int64_t t = reverse ? s.length - 1 - k : k;
-        const std::int64_t previous = reverse ? t + 1 : t - 1;
-        const T* c_prev = previous < 0 || previous >= s.length ? c0.data_as<T>()
-                                                               : saved.cells.data_as<T>() + previous * N * H;
-        const T* act = saved.gates.data_as<T>() + t * N * G;
-        const T* tanh_cell = saved.tanh_cells.data_as<T>() + t * N * H;
-        const T* g_out = grad.data_as<T>() + t * N * H;
-        T* d_gates = r.grad_projected.data_as<T>() + t * N * G;
+      T* w = weights.data_as<T>();
+      for (std::int64_t g = 0; g < G; ++g) {
+        for (std::int64_t i = 0; i < I; ++i) w[g * K + i] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
+        for (std::int64_t h = 0; h < H; ++h) {
+          w[g * K + I + h] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
+        }
+      }
+      const int threads = threads_for(N * G * K, kRecurrentGemmGrain);
+      T* step = grad_step.data_as<T>();  // its h part is the hidden state's gradient carried back
+      std::fill(step, step + N * K, T(0));
+      T* grad_c = r.grad_c0.data_as<T>();  // the cell state's gradient carried back: ends as c0's
+      std::memcpy(grad_c, grad.data_as<T>() + L * N * H, static_cast<std::size_t>(N * H) * sizeof(T));
+      T* d_all = grad_gates.data_as<T>();
+      for (std::int64_t k = L - 1; k >= 0; --k) {
+        const std::int64_t t = time_of(k, L, reverse);
+        const T* c_prev = k == 0 ? c0.data_as<T>() : cells.data_as<T>() + time_of(k - 1, L, reverse) * N * H;
+        const T* gates = gates_saved.data_as<T>() + t * N * G;
+        const T* tanh_cell = tanh_cells.data_as<T>() + t * N * H;
+        const T* grad_output = grad.data_as<T>() + t * N * H;
+        T* d = d_all + t * N * G;
         for (std::int64_t n = 0; n < N; ++n) {
-          const T* a = act + n * G;
-          T* d = d_gates + n * G;
-          for (std::int64_t j = 0; j < H; ++j) {
-            const std::int64_t e = n * H + j;
-            const T i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j], tc = tanh_cell[e];
-            const T gh = g_out[e] + grad_h[e];
-            // c_t reaches the loss directly and through h_t = o tanh(c_t)
-            const T gc = grad_c[e] + gh * o * (T(1) - tc * tc);
-            d[j] = gc * g * i * (T(1) - i);
-            d[H + j] = gc * c_prev[e] * f * (T(1) - f);
-            d[2 * H + j] = gc * i * (T(1) - g * g);
-            d[3 * H + j] = gh * tc * o * (T(1) - o);
-            grad_c[e] = gc * f;
-          }
+          lstm_cell_backward(gates + n * G, tanh_cell + n * H, c_prev + n * H, grad_output + n * H, step + n * K + I,
+                             grad_c + n * H, d + n * G, H);
         }
-        // the incoming hidden state's gradient: d_gates (N x 4H) @ W_hh (4H x H)
-        gemm::product<T>(N, H, G, d_gates, G, 1, w_hh.data_as<T>(), H, 1, grad_h, H, threads);
-      }
-      // W_hh's gradient over all steps at once: d_gates^T (4H x L N) @ incoming hidden states (L N x H)
-      std::vector<T> incoming(static_cast<std::size_t>(s.length * N * H));
-      for (std::int64_t t = 0; t < s.length; ++t) {
-        std::memcpy(incoming.data() + t * N * H, incoming_hidden(out, h0.data_as<T>(), t, s, reverse),
-                    static_cast<std::size_t>(N * H) * sizeof(T));
-      }
-      const T* all_d = r.grad_projected.data_as<T>();
-      gemm::product<T>(G, H, s.length * N, all_d, 1, G, incoming.data(), H, 1, r.grad_w_hh.data_as<T>(), H,
-                       threads_for(G * H * s.length * N, kRecurrentGemmGrain));
-      if (has_bias) {
-        T* gb = r.grad_b_hh.data_as<T>();
-        std::fill(gb, gb + G, T(0));
-        for (std::int64_t row = 0; row < s.length * N; ++row) {
-          for (std::int64_t j = 0; j < G; ++j) gb[j] += all_d[row * G + j];
+        // [dx_t, dh_{t-1}] = d_gates (N x 4H) @ [W_ih, W_hh] (4H x (I + H))
+        gemm::product<T>(N, K, G, d, G, 1, w, K, 1, step, K, threads);
+        T* grad_x = r.grad_input.data_as<T>() + t * N * I;
+        for (std::int64_t n = 0; n < N; ++n) {
+          std::memcpy(grad_x + n * I, step + n * K, static_cast<std::size_t>(I) * sizeof(T));
         }
+      }
+      T* grad_h0 = r.grad_h0.data_as<T>();
+      for (std::int64_t n = 0; n < N; ++n) {
+        std::memcpy(grad_h0 + n * H, step + n * K + I, static_cast<std::size_t>(H) * sizeof(T));
+      }
+      // both weights' gradients over all steps at once: d_gates^T (4H x L N) @ inputs (L N x (I + H))
+      T* gw = grad_weights.data_as<T>();
+      gemm::product<T>(G, K, L * N, d_all, 1, G, inputs.data_as<T>(), K, 1, gw, K,
+                       threads_for(G * K * L * N, kRecurrentGemmGrain));
+      for (std::int64_t g = 0; g < G; ++g) {
+        std::memcpy(r.grad_w_ih.data_as<T>() + g * I, gw + g * K, static_cast<std::size_t>(I) * sizeof(T));
+        std::memcpy(r.grad_w_hh.data_as<T>() + g * H, gw + g * K + I, static_cast<std::size_t>(H) * sizeof(T));
+      }
+      T* gb = r.grad_bias.data_as<T>();
+      std::fill(gb, gb + G, T(0));
+      for (std::int64_t row = 0; row < L * N; ++row) {
+        const T* d_row = d_all + row * G;
+        for (std::int64_t j = 0; j < G; ++j) gb[j] += d_row[j];
       }
     }
   });

@@ -84,20 +84,19 @@ void register_nn(py::module_& m) {
     MaybeReleaseGil gil(input.numel());
     return layer_norm(input, normalized_numel, optional_tensor(weight), optional_tensor(bias), eps);
   });
-  m.def("lstm_sequence", [](const Tensor& projected, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
-                            std::optional<Tensor> b_hh, bool reverse) {
-    MaybeReleaseGil gil(projected.numel() * h0.shape().back());
-    const LstmSequence r = lstm_sequence(projected, h0, c0, w_hh, optional_tensor(b_hh), reverse);
-    return std::make_tuple(r.output, r.gates, r.cells, r.tanh_cells);
+  m.def("lstm_sequence", [](const Tensor& input, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                            const Tensor& w_hh, std::optional<Tensor> b_ih, std::optional<Tensor> b_hh, bool reverse) {
+    MaybeReleaseGil gil(input.numel() + w_hh.numel());
+    const LstmSequence r = lstm_sequence(input, h0, c0, w_ih, w_hh, optional_tensor(b_ih), optional_tensor(b_hh), reverse);
+    return std::make_tuple(r.output, r.inputs, r.gates, r.cells, r.tanh_cells);
   });
-  m.def("lstm_sequence_backward", [](const Tensor& grad, const Tensor& output, const Tensor& gates, const Tensor& cells,
-                                     const Tensor& tanh_cells, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
-                                     bool has_bias, bool reverse) {
-    MaybeReleaseGil gil(gates.numel() * h0.shape().back());
+  m.def("lstm_sequence_backward", [](const Tensor& grad, const Tensor& inputs, const Tensor& gates, const Tensor& cells,
+                                     const Tensor& tanh_cells, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                                     bool reverse) {
+    MaybeReleaseGil gil(gates.numel() + inputs.numel());
     const LstmSequenceGrads r =
-        lstm_sequence_backward(grad, LstmSequence{output, gates, cells, tanh_cells}, h0, c0, w_hh, has_bias, reverse);
-    return std::make_tuple(r.grad_projected, r.grad_h0, r.grad_c0, r.grad_w_hh,
-                           r.grad_b_hh.defined() ? py::cast(r.grad_b_hh) : py::none());
+        lstm_sequence_backward(grad, LstmSequence{Tensor(), inputs, gates, cells, tanh_cells}, c0, w_ih, w_hh, reverse);
+    return std::make_tuple(r.grad_input, r.grad_h0, r.grad_c0, r.grad_w_ih, r.grad_w_hh, r.grad_bias);
   });
   m.def("layer_norm_backward", [](const Tensor& grad, const Tensor& input, const Tensor& mean, const Tensor& invstd,
                                   std::optional<Tensor> weight) {

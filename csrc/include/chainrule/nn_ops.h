@@ -65,22 +65,26 @@ std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& input, std::int64_t 
 std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad, const Tensor& input, const Tensor& mean,
                                                        const Tensor& invstd, const Tensor* weight);
 
-// The LSTM recurrence of one layer and direction over a whole sequence (csrc/kernels/recurrent.cpp):
-// projected (L, N, 4H) = x W_ih^T + b_ih for every step, states h0, c0 (N, H), W_hh (4H, H), b_hh
-// (4H,) or null, gates in PyTorch's order i, f, g, o; `reverse` walks the steps from the last.
+// One LSTM layer and direction over a whole sequence (csrc/kernels/recurrent.cpp): input (L, N, I)
+// (any strides: a batch_first input's transposed view too), states h0, c0 (N, H), W_ih (4H, I),
+// W_hh (4H, H), b_ih and b_hh (4H,) or null, gates in PyTorch's order i, f, g, o; `reverse` walks
+// the steps from the last. Each step is one GEMM, [x_t, h_{t-1}] @ [W_ih, W_hh]^T, and one fused
+// pointwise pass.
 struct LstmSequence {
   Tensor output;      // (L + 1, N, H): the hidden states in time order, then the last cell state
+  Tensor inputs;      // (L, N, I + H): each step's input beside the hidden state it read (saved)
   Tensor gates;       // (L, N, 4H): the gates after their nonlinearities (saved for backward)
   Tensor cells;       // (L, N, H): each step's cell state
   Tensor tanh_cells;  // (L, N, H): tanh of it
 };
-LstmSequence lstm_sequence(const Tensor& projected, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
-                           const Tensor* b_hh, bool reverse);
+LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                           const Tensor& w_hh, const Tensor* b_ih, const Tensor* b_hh, bool reverse);
 struct LstmSequenceGrads {
-  Tensor grad_projected, grad_h0, grad_c0, grad_w_hh, grad_b_hh;  // grad_b_hh undefined without a bias
+  Tensor grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh;
+  Tensor grad_bias;  // b_ih's and b_hh's gradient alike (both are added to every step's gates)
 };
-// Back-propagation through time from the gradient of `output`.
-LstmSequenceGrads lstm_sequence_backward(const Tensor& grad, const LstmSequence& saved, const Tensor& h0,
-                                         const Tensor& c0, const Tensor& w_hh, bool has_bias, bool reverse);
+// Back-propagation through time from the gradient of `output` (the saved output itself is not read).
+LstmSequenceGrads lstm_sequence_backward(const Tensor& grad, const LstmSequence& saved, const Tensor& c0,
+                                         const Tensor& w_ih, const Tensor& w_hh, bool reverse);
 
 }  // namespace chainrule

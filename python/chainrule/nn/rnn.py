@@ -1,9 +1,10 @@
 """RNN, LSTM and GRU, with PyTorch's arguments, parameter names (weight_ih_l0, bias_hh_l1_reverse,
 ...), gate order and initialisation, so a PyTorch state_dict loads and gives the same outputs.
 
-Each layer and direction projects the whole input sequence at once (one GEMM for every time step:
-x @ W_ih^T + b_ih), then one op of the op table (chainrule/ops/recurrent.py) runs the recurrence over all steps, forward and
-backward through time, so a layer records two graph nodes however long the sequence.
+Each layer and direction is one op of the op table (chainrule/ops/recurrent.py) over all steps,
+forward and backward through time: the LSTM's includes the input projection; the GRU and RNN
+project the whole input sequence first (one GEMM for every step: x @ W_ih^T + b_ih). A layer
+records one or two graph nodes however long the sequence.
 """
 from __future__ import annotations
 
@@ -102,24 +103,29 @@ class RNNBase(Module):
             for direction in range(directions):
                 index = layer * directions + direction
                 w_ih, w_hh, b_ih, b_hh = self._weights(layer, direction)
-                # (L, N, gates * H): every step's input projection in one 2-D GEMM
-                steps, batch = layer_input.shape[0], layer_input.shape[1]
-                projected = F.linear(layer_input.reshape(steps * batch, -1), w_ih, b_ih).reshape(steps, batch, -1)
                 state = [s[index] for s in states]
-                if self.mode == "LSTM":
-                    both = _lstm_sequence(projected, state[0], state[1], w_hh, b_hh, bool(direction))
+                if self.mode == "LSTM":  # one op, the input projection included
+                    both = _lstm_sequence(layer_input, state[0], state[1], w_ih, w_hh, b_ih, b_hh, bool(direction))
                     hs = both[:-1]
                     finals[1].append(both[-1])
-                elif self.mode == "GRU":
-                    hs = _gru_sequence(projected, state[0], w_hh, b_hh, bool(direction))
                 else:
-                    hs = _rnn_sequence(projected, state[0], w_hh, b_hh, bool(direction), self.mode == "RNN_RELU")
+                    hs = self._projected_recurrence(layer_input, state[0], w_ih, w_hh, b_ih, b_hh, bool(direction))
                 finals[0].append(hs[0] if direction else hs[-1])  # the last step taken
                 outputs.append(hs)
             layer_input = outputs[0] if directions == 1 else cat(outputs, 2)
             if self.dropout > 0 and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, True)
         return layer_input, finals
+
+    def _projected_recurrence(self, input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                              b_hh: Tensor | None, reverse: bool) -> Tensor:
+        """A GRU or RNN layer: every step's input projection in one 2-D GEMM, (L, N, gates * H), then
+        the recurrence over it."""
+        steps, batch = input.shape[0], input.shape[1]
+        projected = F.linear(input.reshape(steps * batch, -1), w_ih, b_ih).reshape(steps, batch, -1)
+        if self.mode == "GRU":
+            return _gru_sequence(projected, h0, w_hh, b_hh, reverse)
+        return _rnn_sequence(projected, h0, w_hh, b_hh, reverse, self.mode == "RNN_RELU")
 
     def _forward(self, input: Any, hx: Any, states_given: list[Any]) -> tuple[Tensor, list[Tensor]]:
         input, unbatched = self._check_input(input, hx)

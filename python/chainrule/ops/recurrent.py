@@ -1,17 +1,18 @@
 """The recurrences of RNN, LSTM and GRU layers, each one op over a whole sequence: the forward
-steps through time with `_core` calls on raw arrays (no graph node per step), the backward runs
-back-propagation through time, step by step in reverse, then forms the recurrent weight's gradient
-in one matrix product over all steps. The input projection x W_ih^T + b_ih (every step at once)
-stays an ordinary linear op before it, so each op takes
+steps through time on raw arrays (no graph node per step), the backward runs back-propagation
+through time, step by step in reverse, then forms the weights' gradients in one matrix product
+over all steps. Gates are in PyTorch's order (LSTM: i, f, g, o; GRU: r, z, n), and `reverse`
+walks the sequence backwards (a bidirectional layer's second direction; outputs stay in time
+order).
 
-    projected (L, N, G * H), h0 (N, H) [, c0 (N, H)], w_hh (G * H, H), b_hh (G * H,) or None
+The LSTM is one op per layer and direction, input projection included, whose time loop runs in
+C++ (csrc/kernels/recurrent.cpp). The GRU and the plain RNN take the input projection
+x W_ih^T + b_ih of every step, made beforehand by one linear op,
 
-with the gates in PyTorch's order (LSTM: i, f, g, o; GRU: r, z, n), and `reverse` to walk the
-sequence backwards (a bidirectional layer's second direction; outputs stay in time order).
+    projected (L, N, G * H), h0 (N, H), w_hh (G * H, H), b_hh (G * H,) or None,
 
-The LSTM's time loop runs in C++ (csrc/kernels/recurrent.cpp); the GRU's and the plain RNN's in
-Python on raw arrays, one pointwise update function per step, forward and backward, shared with the
-single-step ops (`lstm_cell_update`, `gru_cell_update`).
+and step through time in Python on raw arrays, one pointwise update function per step, forward
+and backward, shared with the single-step ops (`lstm_cell_update`, `gru_cell_update`).
 """
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ Array = _core.Tensor
 
 
 # ---------------------------------------------------------------- the gradient checks' cases
-# Small sizes (L = 3 steps, N = 2, H = 2), both directions: the finite differences run the whole
+# Small sizes (L = 3 steps, N = 2, I = 3, H = 2), both directions: the finite differences run the whole
 # sequence once per input element.
 def _lstm_case(reverse: bool) -> Any:
-    return lambda x, h0, c0, w, b: C.apply(LSTMSequence, x, h0, c0, w, b, reverse)
+    return lambda x, h0, c0, w_ih, w_hh, b_ih, b_hh: C.apply(LSTMSequence, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
+
+
+def _lstm_no_bias_case(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any) -> Any:
+    return C.apply(LSTMSequence, x.transpose(0, 1), h0, c0, w_ih, w_hh, None, None, False)  # a strided input too
 
 
 def _gru_case(reverse: bool) -> Any:
@@ -40,7 +45,7 @@ def _rnn_case(reverse: bool, relu: bool) -> Any:
     return lambda x, h0, w, b: C.apply(RNNSequence, x, h0, w, b, reverse, relu)
 
 
-_LSTM_SHAPES = [(3, 2, 8), (2, 2), (2, 2), (8, 2), (8,)]
+_LSTM_SHAPES = [(3, 2, 3), (2, 2), (2, 2), (8, 3), (8, 2), (8,), (8,)]
 _GRU_SHAPES = [(3, 2, 6), (2, 2), (6, 2), (6,)]
 _RNN_SHAPES = [(3, 2, 2), (2, 2), (2, 2), (2,)]
 
@@ -132,28 +137,38 @@ def _saved_steps(ctx: Any) -> tuple[Array, list[Array], list[tuple[Array, ...]]]
     return saved[0], list(saved[1:1 + length]), [flat[k * per_step:(k + 1) * per_step] for k in range(length)]
 
 
-@op("lstm_sequence", saves="every step's hidden and cell states and gate activations",
+@op("lstm_sequence", saves="each step's [x_t, h_{t-1}], gate activations and cell states",
     names=("nn.LSTM",), cases=[Case("lstm_sequence", _lstm_case(False), _LSTM_SHAPES),
-                               Case("lstm_sequence_reverse", _lstm_case(True), _LSTM_SHAPES)])
+                               Case("lstm_sequence_reverse", _lstm_case(True), _LSTM_SHAPES),
+                               Case("lstm_sequence_no_bias_strided_input", _lstm_no_bias_case,
+                                    [(2, 3, 3), (2, 2), (2, 2), (8, 3), (8, 2)])])
 class LSTMSequence(Function):
-    """Output (L + 1, N, H): the hidden states of every step in time order, then the last cell
-    state. The time loop runs in C++ (`_core.lstm_sequence`): per step one GEMM and one fused
-    pointwise pass, the gates' activations and cell states kept for the backward."""
+    """One LSTM layer and direction: input (L, N, I), h0 and c0 (N, H), W_ih (4H, I), W_hh (4H, H),
+    b_ih and b_hh (4H,) or None. Output (L + 1, N, H): the hidden states of every step in time
+    order, then the last cell state.
+
+    Per step, with gates = [x_t, h_{t-1}] @ [W_ih, W_hh]^T + b_ih + b_hh split into i, f, g, o:
+    c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t). Backward, step by
+    step in reverse: the gates' gradients from those reaching h_t and c_t (sigmoid' = s (1 - s),
+    tanh' = 1 - t^2); [dx_t, dh_{t-1}] = d_gates @ [W_ih, W_hh]; dc_{t-1} = dc_t sigmoid(f); then
+    [dW_ih, dW_hh] = sum over steps of d_gates^T [x_t, h_{t-1}] and db_ih = db_hh = the sum of
+    d_gates. The time loop, forward and backward, runs in C++ (csrc/kernels/recurrent.cpp)."""
 
     @staticmethod
-    def forward(ctx: Any, projected: Array, h0: Array, c0: Array, w_hh: Array, b_hh: Array | None,
-                reverse: bool) -> Array:
-        output, gates, cells, tanh_cells = C.lstm_sequence(projected, h0, c0, w_hh, b_hh, reverse)
-        ctx.reverse, ctx.has_bias = reverse, b_hh is not None
-        ctx.save_for_backward(output, gates, cells, tanh_cells, h0, c0, w_hh)
+    def forward(ctx: Any, input: Array, h0: Array, c0: Array, w_ih: Array, w_hh: Array, b_ih: Array | None,
+                b_hh: Array | None, reverse: bool) -> Array:
+        output, inputs, gates, cells, tanh_cells = C.lstm_sequence(input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
+        ctx.reverse, ctx.biases = reverse, (b_ih is not None, b_hh is not None)
+        ctx.save_for_backward(inputs, gates, cells, tanh_cells, c0, w_ih, w_hh)
         return output
 
     @staticmethod
     def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
-        # through time in reverse: each step's gate gradients, the states' gradients carried back
-        # through W_hh, and W_hh's gradient as one product over all steps
-        grads = C.lstm_sequence_backward(grad, *ctx.saved_tensors, ctx.has_bias, ctx.reverse)
-        return (*grads, None)
+        grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = C.lstm_sequence_backward(
+            grad, *ctx.saved_tensors, ctx.reverse)
+        has_b_ih, has_b_hh = ctx.biases
+        return (grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias if has_b_ih else None,
+                grad_bias if has_b_hh else None, None)
 
 
 @op("gru_sequence", saves="every step's incoming hidden state and gate activations",
