@@ -3,15 +3,16 @@
 // 32 x 128 state, 64 steps); done one op at a time from Python, their per-call costs outweigh
 // the arithmetic, so the time loop lives here.
 //
-// The input projection joins the recurrent one: each step's input x_t sits beside the hidden state
-// h_{t-1} it reads, in one row [x_t, h_{t-1}] of `inputs`, so a step is one GEMM against
-// [W_ih, W_hh]^T (k = I + H) and one fused pointwise pass (gate nonlinearities, cell and hidden
-// update; float32 sigmoid and tanh vectorised by vector_math). Backward walks the steps in reverse
-// with one GEMM each, d_gates @ [W_ih, W_hh], which gives the gradients of x_t and h_{t-1}
-// together, then forms both weights' gradients in one product over all steps,
-// d_gates^T @ inputs. A separate input projection (one GEMM of k = I over all steps, and its
-// backward's two) cost more than the columns it adds to every step's GEMM: the char-RNN's
-// k = 32 products ran at 74-118 GFLOP/s against 190-200 for the steps' (bench/README.md).
+// The input projection and the biases join the recurrent product: each step's input x_t sits
+// beside the hidden state h_{t-1} it reads (and a 1 when there are biases), in one row
+// [x_t, h_{t-1}, 1] of `inputs`, so a step is one GEMM against [W_ih, W_hh, b_ih + b_hh]^T
+// (k = I + H + 1) and one fused pointwise pass (gate nonlinearities, cell and hidden update;
+// float32 sigmoid and tanh vectorised by vector_math). Backward walks the steps in reverse with
+// one GEMM each, d_gates @ [W_ih, W_hh], which gives the gradients of x_t and h_{t-1} together,
+// then forms all the weights' gradients in one product over all steps, d_gates^T @ inputs (the
+// column of ones giving the bias's). A separate input projection (one GEMM of k = I over all
+// steps, and two in its backward) cost more than the columns it adds to each step's GEMM: the
+// char-RNN's k = 32 products ran at 74-118 GFLOP/s against about 200 for the steps'.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -46,6 +47,47 @@ void tanh_array(const T* x, T* out, std::int64_t n) {
   }
 }
 
+// Scratch space kept between calls on one thread, up to kKeptBytes per element type: the
+// backward's gate gradients (4 MB in the char-RNN) would otherwise fault in fresh pages every
+// training step. Larger requests get a buffer of their own, freed with the Scratch.
+constexpr std::size_t kKeptBytes = std::size_t{32} << 20;
+
+template <typename T>
+class Scratch {
+ public:
+  explicit Scratch(std::int64_t count) {
+    const auto n = static_cast<std::size_t>(count);
+    std::vector<T>& kept = kept_buffer();
+    if (n * sizeof(T) > kKeptBytes || in_use()) {
+      own_.resize(n);
+      data_ = own_.data();
+      return;
+    }
+    if (kept.size() < n) kept.resize(n);
+    in_use() = kept_ = true;
+    data_ = kept.data();
+  }
+  ~Scratch() {
+    if (kept_) in_use() = false;
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* get() const { return data_; }
+
+ private:
+  static std::vector<T>& kept_buffer() {
+    thread_local std::vector<T> buffer;
+    return buffer;
+  }
+  static bool& in_use() {
+    thread_local bool flag = false;
+    return flag;
+  }
+  std::vector<T> own_;
+  T* data_ = nullptr;
+  bool kept_ = false;
+};
+
 struct LstmSizes {
   std::int64_t length, batch, input, hidden;
 };
@@ -78,14 +120,10 @@ LstmSizes check_lstm(const Tensor& input, const Tensor& h0, const Tensor& c0, co
 // Step k in processing order runs time step t = time_of(k): from the last one when reversed.
 std::int64_t time_of(std::int64_t k, std::int64_t length, bool reverse) { return reverse ? length - 1 - k : k; }
 
-// One sample's pointwise update in a step: `gates` comes in as [x_t, h_{t-1}] @ [W_ih, W_hh]^T
-// and leaves as the activations i, f, g, o (bias added first); c = f c_prev + i g.
+// One sample's pointwise update in a step: `gates` comes in as [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T
+// and leaves as the activations i, f, g, o; c = f c_prev + i g.
 template <typename T>
-void lstm_cell_forward(T* __restrict gates, const T* __restrict bias, const T* __restrict c_prev,
-                       T* __restrict c, std::int64_t H) {
-  if (bias != nullptr) {
-    for (std::int64_t j = 0; j < 4 * H; ++j) gates[j] += bias[j];
-  }
+void lstm_cell_forward(T* __restrict gates, const T* __restrict c_prev, T* __restrict c, std::int64_t H) {
   sigmoid_array(gates, gates, 2 * H);              // i, f
   tanh_array(gates + 2 * H, gates + 2 * H, H);     // g
   sigmoid_array(gates + 3 * H, gates + 3 * H, H);  // o
@@ -124,27 +162,31 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
   const LstmSizes s = check_lstm(input, h0_in, c0_in, w_ih, w_hh, b_ih, b_hh);
   const DType dtype = input.dtype();
   const Tensor h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
-  const std::int64_t L = s.length, N = s.batch, I = s.input, H = s.hidden, G = 4 * H, K = I + H;
+  const std::int64_t L = s.length, N = s.batch, I = s.input, H = s.hidden, G = 4 * H;
+  // With biases, each row of inputs ends in a 1 and the weights in b_ih + b_hh: the GEMM adds the
+  // bias, and backward's weight GEMM gives its gradient as one more column.
+  const bool has_bias = b_ih != nullptr || b_hh != nullptr;
+  const std::int64_t K = I + H + (has_bias ? 1 : 0);
   LstmSequence r{Tensor::empty({L + 1, N, H}, dtype), Tensor::empty({L, N, K}, dtype), Tensor::empty({L, N, G}, dtype),
                  Tensor::empty({L, N, H}, dtype), Tensor::empty({L, N, H}, dtype)};
-  const Tensor weights_t = Tensor::empty({K, G}, dtype);  // [W_ih, W_hh]^T, read in place by every GEMM
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
-      T* w = weights_t.data_as<T>();
+      // [W_ih, W_hh, b]^T (K x 4H), read in place by every step's GEMM
+      Scratch<T> weights_t(K * G);
+      T* w = weights_t.get();
       for (std::int64_t g = 0; g < G; ++g) {
         for (std::int64_t i = 0; i < I; ++i) w[i * G + g] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
         for (std::int64_t h = 0; h < H; ++h) {
           w[(I + h) * G + g] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
         }
+        if (has_bias) {
+          T b = T(0);
+          for (const Tensor* bias : {b_ih, b_hh}) b += bias != nullptr ? bias->data_as<T>()[g * bias->strides()[0]] : T(0);
+          w[(I + H) * G + g] = b;
+        }
       }
-      std::vector<T> bias;  // b_ih + b_hh: both are added to every step's gates
-      for (const Tensor* b : {b_ih, b_hh}) {
-        if (b == nullptr) continue;
-        bias.resize(static_cast<std::size_t>(G), T(0));
-        for (std::int64_t g = 0; g < G; ++g) bias[g] += b->data_as<T>()[g * b->strides()[0]];
-      }
-      // each step's row [x_t, h_{t-1}]: x copied in from any strides, h0 before the first step
+      // each step's row [x_t, h_{t-1}, 1]: x copied in from any strides, h0 before the first step
       T* inputs = r.inputs.data_as<T>();
       const T* x = input.data_as<T>();
       const Shape& xs = input.strides();
@@ -152,6 +194,7 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
         for (std::int64_t n = 0; n < N; ++n) {
           T* row = inputs + (t * N + n) * K;
           for (std::int64_t i = 0; i < I; ++i) row[i] = x[t * xs[0] + n * xs[1] + i * xs[2]];
+          if (has_bias) row[I + H] = T(1);
         }
       }
       const std::int64_t first = time_of(0, L, reverse);
@@ -167,9 +210,7 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
         gemm::product<T>(N, G, K, inputs + t * N * K, K, 1, w, G, 1, gates, G, threads);
         T* cell = r.cells.data_as<T>() + t * N * H;
         T* tanh_cell = r.tanh_cells.data_as<T>() + t * N * H;
-        for (std::int64_t n = 0; n < N; ++n) {
-          lstm_cell_forward(gates + n * G, bias.empty() ? nullptr : bias.data(), c_prev + n * H, cell + n * H, H);
-        }
+        for (std::int64_t n = 0; n < N; ++n) lstm_cell_forward(gates + n * G, c_prev + n * H, cell + n * H, H);
         tanh_array(cell, tanh_cell, N * H);
         // h_t = o tanh(c_t): into the output and into the next step's row of inputs
         T* h = out + t * N * H;
@@ -192,14 +233,15 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
                                          const Tensor& w_ih, const Tensor& w_hh, bool reverse) {
   // What the forward saved, checked (a caller of the module function could pass anything)
   const char* op = "lstm_sequence_backward";
-  if (saved.inputs.ndim() != 3 || saved.cells.ndim() != 3) {
-    fail<ValueError>(op, ": expected saved inputs (L, N, I + H) and cells (L, N, H), got shapes ", saved.inputs.shape(),
-                     " and ", saved.cells.shape());
+  if (saved.inputs.ndim() != 3 || saved.cells.ndim() != 3 || w_ih.ndim() != 2) {
+    fail<ValueError>(op, ": expected saved inputs (L, N, I + H [+ 1]), cells (L, N, H) and W_ih (4H, I), got shapes ",
+                     saved.inputs.shape(), ", ", saved.cells.shape(), " and ", w_ih.shape());
   }
   const std::int64_t L = saved.cells.shape()[0], N = saved.cells.shape()[1], H = saved.cells.shape()[2];
-  const std::int64_t G = 4 * H, K = saved.inputs.shape()[2], I = K - H;
+  const std::int64_t G = 4 * H, I = w_ih.shape()[1], K = saved.inputs.shape()[2], J = I + H;
+  const bool has_bias = K == J + 1;  // the forward's column of ones
   const DType dtype = saved.inputs.dtype();
-  bool fits = is_floating(dtype) && I >= 0 && saved.inputs.shape() == Shape{L, N, K} &&
+  bool fits = is_floating(dtype) && (K == J || has_bias) && saved.inputs.shape() == Shape{L, N, K} &&
               saved.gates.shape() == Shape{L, N, G} && saved.tanh_cells.shape() == Shape{L, N, H} &&
               c0_in.shape() == Shape{N, H} && w_ih.shape() == Shape{G, I} && w_hh.shape() == Shape{G, H} &&
               grad_in.shape() == Shape{L + 1, N, H};
@@ -216,27 +258,28 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
   const Tensor inputs = saved.inputs.contiguous(), gates_saved = saved.gates.contiguous();
   const Tensor cells = saved.cells.contiguous(), tanh_cells = saved.tanh_cells.contiguous();
   LstmSequenceGrads r{Tensor::empty({L, N, I}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({N, H}, dtype),
-                      Tensor::empty({G, I}, dtype), Tensor::empty({G, H}, dtype), Tensor::empty({G}, dtype)};
-  const Tensor grad_gates = Tensor::empty({L, N, G}, dtype);
-  const Tensor weights = Tensor::empty({G, K}, dtype);          // [W_ih, W_hh]
-  const Tensor grad_step = Tensor::empty({N, K}, dtype);        // one step's [dx_t, dh_{t-1}]
-  const Tensor grad_weights = Tensor::empty({G, K}, dtype);
+                      Tensor::empty({G, I}, dtype), Tensor::empty({G, H}, dtype),
+                      has_bias ? Tensor::empty({G}, dtype) : Tensor()};
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
-      T* w = weights.data_as<T>();
+      // one scratch: every step's gate gradients (L N x 4H), [W_ih, W_hh] (4H x J), one step's
+      // [dx_t, dh_{t-1}] (N x J) and the weights' gradient (4H x K)
+      Scratch<T> scratch(L * N * G + G * J + N * J + G * K);
+      T* d_all = scratch.get();
+      T* w = d_all + L * N * G;
+      T* step = w + G * J;  // its h part is the hidden state's gradient carried back
+      T* gw = step + N * J;
       for (std::int64_t g = 0; g < G; ++g) {
-        for (std::int64_t i = 0; i < I; ++i) w[g * K + i] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
+        for (std::int64_t i = 0; i < I; ++i) w[g * J + i] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
         for (std::int64_t h = 0; h < H; ++h) {
-          w[g * K + I + h] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
+          w[g * J + I + h] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
         }
       }
-      const int threads = threads_for(N * G * K, kRecurrentGemmGrain);
-      T* step = grad_step.data_as<T>();  // its h part is the hidden state's gradient carried back
-      std::fill(step, step + N * K, T(0));
+      const int threads = threads_for(N * G * J, kRecurrentGemmGrain);
+      std::fill(step, step + N * J, T(0));
       T* grad_c = r.grad_c0.data_as<T>();  // the cell state's gradient carried back: ends as c0's
       std::memcpy(grad_c, grad.data_as<T>() + L * N * H, static_cast<std::size_t>(N * H) * sizeof(T));
-      T* d_all = grad_gates.data_as<T>();
       for (std::int64_t k = L - 1; k >= 0; --k) {
         const std::int64_t t = time_of(k, L, reverse);
         const T* c_prev = k == 0 ? c0.data_as<T>() : cells.data_as<T>() + time_of(k - 1, L, reverse) * N * H;
@@ -245,33 +288,28 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
         const T* grad_output = grad.data_as<T>() + t * N * H;
         T* d = d_all + t * N * G;
         for (std::int64_t n = 0; n < N; ++n) {
-          lstm_cell_backward(gates + n * G, tanh_cell + n * H, c_prev + n * H, grad_output + n * H, step + n * K + I,
+          lstm_cell_backward(gates + n * G, tanh_cell + n * H, c_prev + n * H, grad_output + n * H, step + n * J + I,
                              grad_c + n * H, d + n * G, H);
         }
         // [dx_t, dh_{t-1}] = d_gates (N x 4H) @ [W_ih, W_hh] (4H x (I + H))
-        gemm::product<T>(N, K, G, d, G, 1, w, K, 1, step, K, threads);
+        gemm::product<T>(N, J, G, d, G, 1, w, J, 1, step, J, threads);
         T* grad_x = r.grad_input.data_as<T>() + t * N * I;
         for (std::int64_t n = 0; n < N; ++n) {
-          std::memcpy(grad_x + n * I, step + n * K, static_cast<std::size_t>(I) * sizeof(T));
+          std::memcpy(grad_x + n * I, step + n * J, static_cast<std::size_t>(I) * sizeof(T));
         }
       }
       T* grad_h0 = r.grad_h0.data_as<T>();
       for (std::int64_t n = 0; n < N; ++n) {
-        std::memcpy(grad_h0 + n * H, step + n * K + I, static_cast<std::size_t>(H) * sizeof(T));
+        std::memcpy(grad_h0 + n * H, step + n * J + I, static_cast<std::size_t>(H) * sizeof(T));
       }
-      // both weights' gradients over all steps at once: d_gates^T (4H x L N) @ inputs (L N x (I + H))
-      T* gw = grad_weights.data_as<T>();
+      // the weights' gradients over all steps at once: d_gates^T (4H x L N) @ inputs (L N x K),
+      // whose columns are W_ih's, W_hh's and (the column of ones) the bias's
       gemm::product<T>(G, K, L * N, d_all, 1, G, inputs.data_as<T>(), K, 1, gw, K,
                        threads_for(G * K * L * N, kRecurrentGemmGrain));
       for (std::int64_t g = 0; g < G; ++g) {
         std::memcpy(r.grad_w_ih.data_as<T>() + g * I, gw + g * K, static_cast<std::size_t>(I) * sizeof(T));
         std::memcpy(r.grad_w_hh.data_as<T>() + g * H, gw + g * K + I, static_cast<std::size_t>(H) * sizeof(T));
-      }
-      T* gb = r.grad_bias.data_as<T>();
-      std::fill(gb, gb + G, T(0));
-      for (std::int64_t row = 0; row < L * N; ++row) {
-        const T* d_row = d_all + row * G;
-        for (std::int64_t j = 0; j < G; ++j) gb[j] += d_row[j];
+        if (has_bias) r.grad_bias.data_as<T>()[g] = gw[g * K + J];
       }
     }
   });

@@ -96,7 +96,8 @@ void register_nn(py::module_& m) {
     MaybeReleaseGil gil(gates.numel() + inputs.numel());
     const LstmSequenceGrads r =
         lstm_sequence_backward(grad, LstmSequence{Tensor(), inputs, gates, cells, tanh_cells}, c0, w_ih, w_hh, reverse);
-    return std::make_tuple(r.grad_input, r.grad_h0, r.grad_c0, r.grad_w_ih, r.grad_w_hh, r.grad_bias);
+    return std::make_tuple(r.grad_input, r.grad_h0, r.grad_c0, r.grad_w_ih, r.grad_w_hh,
+                           r.grad_bias.defined() ? py::cast(r.grad_bias) : py::none());
   });
   m.def("layer_norm_backward", [](const Tensor& grad, const Tensor& input, const Tensor& mean, const Tensor& invstd,
                                   std::optional<Tensor> weight) {

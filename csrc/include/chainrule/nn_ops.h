@@ -68,11 +68,11 @@ std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad, const
 // One LSTM layer and direction over a whole sequence (csrc/kernels/recurrent.cpp): input (L, N, I)
 // (any strides: a batch_first input's transposed view too), states h0, c0 (N, H), W_ih (4H, I),
 // W_hh (4H, H), b_ih and b_hh (4H,) or null, gates in PyTorch's order i, f, g, o; `reverse` walks
-// the steps from the last. Each step is one GEMM, [x_t, h_{t-1}] @ [W_ih, W_hh]^T, and one fused
-// pointwise pass.
+// the steps from the last. Each step is one GEMM, [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b_ih + b_hh]^T,
+// and one fused pointwise pass.
 struct LstmSequence {
   Tensor output;      // (L + 1, N, H): the hidden states in time order, then the last cell state
-  Tensor inputs;      // (L, N, I + H): each step's input beside the hidden state it read (saved)
+  Tensor inputs;      // (L, N, I + H [+ 1]): each step's [x_t, h_{t-1}] (and a 1 with biases), saved
   Tensor gates;       // (L, N, 4H): the gates after their nonlinearities (saved for backward)
   Tensor cells;       // (L, N, H): each step's cell state
   Tensor tanh_cells;  // (L, N, H): tanh of it
@@ -81,7 +81,7 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0, const Tensor& 
                            const Tensor& w_hh, const Tensor* b_ih, const Tensor* b_hh, bool reverse);
 struct LstmSequenceGrads {
   Tensor grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh;
-  Tensor grad_bias;  // b_ih's and b_hh's gradient alike (both are added to every step's gates)
+  Tensor grad_bias;  // b_ih's and b_hh's gradient alike (undefined without biases)
 };
 // Back-propagation through time from the gradient of `output` (the saved output itself is not read).
 LstmSequenceGrads lstm_sequence_backward(const Tensor& grad, const LstmSequence& saved, const Tensor& c0,

@@ -147,7 +147,8 @@ class LSTMSequence(Function):
     b_ih and b_hh (4H,) or None. Output (L + 1, N, H): the hidden states of every step in time
     order, then the last cell state.
 
-    Per step, with gates = [x_t, h_{t-1}] @ [W_ih, W_hh]^T + b_ih + b_hh split into i, f, g, o:
+    Per step, with gates = x_t W_ih^T + h_{t-1} W_hh^T + b_ih + b_hh split into i, f, g, o (one
+    GEMM: [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b_ih + b_hh]^T):
     c_t = sigmoid(f) c_{t-1} + sigmoid(i) tanh(g), h_t = sigmoid(o) tanh(c_t). Backward, step by
     step in reverse: the gates' gradients from those reaching h_t and c_t (sigmoid' = s (1 - s),
     tanh' = 1 - t^2); [dx_t, dh_{t-1}] = d_gates @ [W_ih, W_hh]; dc_{t-1} = dc_t sigmoid(f); then
