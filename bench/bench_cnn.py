@@ -5,7 +5,8 @@
 - Conv2d forward + backward (input, weight and bias gradients) of 64 images 3x32x32 with 32
   3x3 filters, padding 1, in GFLOP/s and as a fraction of one core's FMA peak (times threads);
 - one training step of the char-RNN (examples/char_rnn.py: Embedding 32, LSTM 128, Linear;
-  32 windows of 64 characters, Adam).
+  32 windows of 64 characters, Adam), with its GFLOP/s and fraction of the FMA peak (its products
+  alone: at the peak they would take 1.07 GFLOP / 270 GFLOP/s = 4.0 ms on one core).
 
 Run: python bench/bench_cnn.py [--quick] [--threads 1 2] [--cpu-time] [--peak-gflops 270] [--json out.json]
 Medians of repeated timings; the machine is shared, so compare the ratios, not the absolutes.
@@ -141,9 +142,23 @@ def conv_step(min_time: float) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- the char-RNN step
+CHAR_RNN = dict(vocab=40, window=64, batch=32, embed=32, hidden=128)
+
+
+def char_rnn_flops() -> float:
+    """The multiply-adds of one step, doubled: the LSTM's [x_t, h_{t-1}] @ [W_ih, W_hh]^T per step,
+    its two products of the same size in backward (the inputs' and the weights' gradients), and
+    the head's three. The pointwise work is left out: this is the floor the FMA peak allows."""
+    c = CHAR_RNN
+    rows = c["window"] * c["batch"]
+    lstm = 2.0 * rows * 4 * c["hidden"] * (c["embed"] + c["hidden"])
+    head = 2.0 * rows * c["hidden"] * c["vocab"]
+    return 3 * (lstm + head)
+
+
 def char_rnn_step(min_time: float) -> dict[str, float]:
     char_rnn = _example("char_rnn")
-    vocab, window, batch = 40, 64, 32
+    vocab, window, batch = CHAR_RNN["vocab"], CHAR_RNN["window"], CHAR_RNN["batch"]
     data = np.random.default_rng(0).integers(0, vocab, (batch, window + 1))
     model = char_rnn.CharModel(vocab)
     optimizer = cr.optim.Adam(model.parameters(), lr=5e-3)
@@ -205,8 +220,9 @@ def main() -> None:
             line = f"{name:36s} {threads}T  chainrule {1000 * result['chainrule']:8.2f} ms"
             if "torch" in result:
                 line += f"  torch {1000 * result['torch']:8.2f} ms  speed ratio {result['torch'] / result['chainrule']:.2f}x"
-            if name.startswith("Conv2d"):
-                gflops = conv_flops() / result["chainrule"] / 1e9
+            flops = {"Conv2d": conv_flops, "char-RNN": char_rnn_flops}.get(name.split(" ")[0])
+            if flops is not None:
+                gflops = flops() / result["chainrule"] / 1e9
                 line += f"  ({gflops:.0f} GFLOP/s, {gflops / (args.peak_gflops * threads):.0%} of FMA peak)"
             print(line, flush=True)
     if args.json:

@@ -209,3 +209,29 @@ def test_sizes_no_machine_holds_fail_before_any_layer_is_made(layer):
         make(2, 2, 2**40)
     with pytest.raises(ValueError, match="does not fit in int64"):
         make(2, 2, 2**70)
+
+
+def test_lstm_op_checks_shapes_and_dtypes_and_takes_an_empty_sequence():
+    from chainrule import _core
+
+    rng = np.random.default_rng(6)
+    x, h0, c0 = (cr.tensor(rng.standard_normal(s)) for s in ((3, 2, 5), (2, 4), (2, 4)))
+    w_ih, w_hh, b = (cr.tensor(rng.standard_normal(s)) for s in ((16, 5), (16, 4), (16,)))
+    lstm = cr.ops.forward("lstm_sequence")
+    with pytest.raises(ValueError, match=r"W_ih \(16, 4\)"):
+        lstm(x, h0, c0, w_hh, w_hh, b, b, False)
+    with pytest.raises(TypeError, match="float32"):
+        lstm(x, h0, c0, w_ih.float(), w_hh, b, b, False)
+    # the backward's module function checks what it is given as saved tensors too
+    output, inputs, gates, cells, tanh_cells = _core.lstm_sequence(x._data, h0._data, c0._data, w_ih._data,
+                                                                   w_hh._data, b._data, None, False)
+    assert inputs.shape == (3, 2, 5 + 4 + 1)  # [x_t, h_{t-1}, 1]: the bias's column of ones
+    with pytest.raises(ValueError, match="do not fit one LSTM layer"):
+        _core.lstm_sequence_backward(output, inputs, gates, cells, tanh_cells, c0._data, w_hh._data, w_hh._data,
+                                     False)
+    with pytest.raises(ValueError, match="do not fit one LSTM layer"):
+        _core.lstm_sequence_backward(output, inputs, cells, cells, tanh_cells, c0._data, w_ih._data, w_hh._data,
+                                     False)
+    # no steps: the output is the initial cell state alone
+    empty = lstm(cr.zeros(0, 2, 5, dtype=cr.float64), h0, c0, w_ih, w_hh, None, None, True)
+    np.testing.assert_array_equal(empty.numpy(), c0.numpy()[None])

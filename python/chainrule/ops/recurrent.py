@@ -33,6 +33,10 @@ def _lstm_case(reverse: bool) -> Any:
     return lambda x, h0, c0, w_ih, w_hh, b_ih, b_hh: C.apply(LSTMSequence, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
 
 
+def _lstm_one_bias_case(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_hh: Any) -> Any:
+    return C.apply(LSTMSequence, x, h0, c0, w_ih, w_hh, None, b_hh, True)
+
+
 def _lstm_no_bias_case(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any) -> Any:
     return C.apply(LSTMSequence, x.transpose(0, 1), h0, c0, w_ih, w_hh, None, None, False)  # a strided input too
 
@@ -141,7 +145,8 @@ def _saved_steps(ctx: Any) -> tuple[Array, list[Array], list[tuple[Array, ...]]]
     names=("nn.LSTM",), cases=[Case("lstm_sequence", _lstm_case(False), _LSTM_SHAPES),
                                Case("lstm_sequence_reverse", _lstm_case(True), _LSTM_SHAPES),
                                Case("lstm_sequence_no_bias_strided_input", _lstm_no_bias_case,
-                                    [(2, 3, 3), (2, 2), (2, 2), (8, 3), (8, 2)])])
+                                    [(2, 3, 3), (2, 2), (2, 2), (8, 3), (8, 2)]),
+                               Case("lstm_sequence_one_bias_reverse", _lstm_one_bias_case, _LSTM_SHAPES[:6])])
 class LSTMSequence(Function):
     """One LSTM layer and direction: input (L, N, I), h0 and c0 (N, H), W_ih (4H, I), W_hh (4H, H),
     b_ih and b_hh (4H,) or None. Output (L + 1, N, H): the hidden states of every step in time
