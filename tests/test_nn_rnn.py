@@ -235,3 +235,22 @@ def test_lstm_op_checks_shapes_and_dtypes_and_takes_an_empty_sequence():
     # no steps: the output is the initial cell state alone
     empty = lstm(cr.zeros(0, 2, 5, dtype=cr.float64), h0, c0, w_ih, w_hh, None, None, True)
     np.testing.assert_array_equal(empty.numpy(), c0.numpy()[None])
+
+
+def test_lstm_op_with_empty_tensors_of_any_size_fails_fast_or_returns_empty():
+    # sizes a hostile caller can give through empty tensors: no hang, no overflow, no crash
+    from chainrule import _core
+
+    def z(*shape):
+        return _core.empty(list(shape), _core.DType.float32)
+
+    with pytest.raises(ValueError, match="sizes too large"):
+        _core.lstm_sequence(z(1, 0, 3), z(0, 2**61), z(0, 2**61), z(0, 3), z(0, 2**61), None, None, False)
+    assert _core.lstm_sequence(z(2**62, 0, 3), z(0, 2), z(0, 2), z(8, 3), z(8, 2), None, None, False)[0].shape == \
+        (2**62 + 1, 0, 2)
+    with pytest.raises(ValueError, match="sizes too large"):
+        _core.lstm_sequence_backward(z(1, 0, 2**61), z(0, 0, 2**62), z(0, 0, 4), z(0, 0, 2**61), z(0, 0, 2**61),
+                                     z(0, 2**61), z(0, 3), z(0, 2**61), False)
+    grads = _core.lstm_sequence_backward(z(2**62 + 1, 0, 2), z(2**62, 0, 5), z(2**62, 0, 8), z(2**62, 0, 2),
+                                         z(2**62, 0, 2), z(0, 2), z(8, 3), z(8, 2), False)
+    assert grads[3].shape == (8, 3) and not grads[3].numpy().any()  # no samples: zero weight gradients

@@ -16,11 +16,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
 #include "chainrule/nn_ops.h"
+#include "chainrule/ops.h"
 #include "gemm.h"
 #include "vector_math.h"
 
@@ -88,6 +90,34 @@ class Scratch {
   bool kept_ = false;
 };
 
+// The product (or sum) of sizes, or ValueError when it does not fit in int64: empty tensors can
+// have any sizes, and the buffers and products an op makes combine them.
+std::int64_t checked_product(std::initializer_list<std::int64_t> sizes, const char* op) {
+  std::int64_t product = 1;
+  for (const std::int64_t size : sizes) {
+    if (size < 0 || __builtin_mul_overflow(product, size, &product)) {
+      fail<ValueError>(op, ": sizes too large (their product does not fit in int64)");
+    }
+  }
+  return product;
+}
+
+std::int64_t checked_sum(std::initializer_list<std::int64_t> sizes, const char* op) {
+  std::int64_t sum = 0;
+  for (const std::int64_t size : sizes) {
+    if (size < 0 || __builtin_add_overflow(sum, size, &sum)) fail<ValueError>(op, ": sizes too large");
+  }
+  return sum;
+}
+
+// Every buffer and product of one LSTM layer's forward or backward fits in int64 (each is at most
+// one of these products).
+void check_lstm_sizes(std::int64_t L, std::int64_t N, std::int64_t I, std::int64_t H, const char* op) {
+  const std::int64_t G = checked_product({H, 4}, op), K = checked_sum({I, H, 2}, op), steps = checked_sum({L, 1}, op);
+  const std::int64_t rows = checked_product({steps, N}, op);
+  checked_product({checked_sum({rows, K, N}, op), checked_sum({G, K}, op), K}, op);  // L N K, L N 4H, 4H K L N, ...
+}
+
 struct LstmSizes {
   std::int64_t length, batch, input, hidden;
 };
@@ -106,6 +136,7 @@ LstmSizes check_lstm(const Tensor& input, const Tensor& h0, const Tensor& c0, co
                      input.shape(), ", ", h0.shape(), ", ", c0.shape(), ", ", w_ih.shape(), " and ", w_hh.shape());
   }
   const LstmSizes s{input.shape()[0], input.shape()[1], input.shape()[2], h0.shape()[1]};
+  check_lstm_sizes(s.length, s.batch, s.input, s.hidden, op);
   const Shape state{s.batch, s.hidden}, bias{4 * s.hidden};
   if (h0.shape() != state || c0.shape() != state || w_ih.shape() != Shape{4 * s.hidden, s.input} ||
       w_hh.shape() != Shape{4 * s.hidden, s.hidden} || (b_ih != nullptr && b_ih->shape() != bias) ||
@@ -169,6 +200,7 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
   const std::int64_t K = I + H + (has_bias ? 1 : 0);
   LstmSequence r{Tensor::empty({L + 1, N, H}, dtype), Tensor::empty({L, N, K}, dtype), Tensor::empty({L, N, G}, dtype),
                  Tensor::empty({L, N, H}, dtype), Tensor::empty({L, N, H}, dtype)};
+  if (N == 0 || H == 0) return r;  // every output is empty (and the steps' loop would have no work)
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
@@ -238,7 +270,9 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
                      saved.inputs.shape(), ", ", saved.cells.shape(), " and ", w_ih.shape());
   }
   const std::int64_t L = saved.cells.shape()[0], N = saved.cells.shape()[1], H = saved.cells.shape()[2];
-  const std::int64_t G = 4 * H, I = w_ih.shape()[1], K = saved.inputs.shape()[2], J = I + H;
+  const std::int64_t I = w_ih.shape()[1], K = saved.inputs.shape()[2];
+  check_lstm_sizes(L, N, std::max(I, K), H, op);
+  const std::int64_t G = 4 * H, J = I + H;
   const bool has_bias = K == J + 1;  // the forward's column of ones
   const DType dtype = saved.inputs.dtype();
   bool fits = is_floating(dtype) && (K == J || has_bias) && saved.inputs.shape() == Shape{L, N, K} &&
@@ -260,6 +294,12 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
   LstmSequenceGrads r{Tensor::empty({L, N, I}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({N, H}, dtype),
                       Tensor::empty({G, I}, dtype), Tensor::empty({G, H}, dtype),
                       has_bias ? Tensor::empty({G}, dtype) : Tensor()};
+  if (N == 0 || H == 0) {  // no samples or no hidden units: nothing depends on anything
+    for (const Tensor& t : {r.grad_input, r.grad_h0, r.grad_c0, r.grad_w_ih, r.grad_w_hh, r.grad_bias}) {
+      if (t.defined()) fill_(t, Scalar::from_double(0.0));
+    }
+    return r;
+  }
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
