@@ -103,8 +103,10 @@ CPU = device("cpu")
 
 
 def is_device(value: Any) -> bool:
-    """Whether `value` names a device (a device, or a string of a device type), as `Tensor.to`
-    and `Module.to` tell a device argument from a dtype."""
+    """Whether `value` names a device (a device, a string of a device type, or an int: a CUDA
+    device's index), as `Tensor.to` and `Module.to` tell a device argument from a dtype."""
+    if isinstance(value, int):
+        return not isinstance(value, bool)
     return isinstance(value, device) or (isinstance(value, str) and value.partition(":")[0] in _KNOWN_TYPES)
 
 

@@ -120,14 +120,17 @@ class Module:
             object.__setattr__(self, name, value)
             return
         was_parameter = name in self._parameters
-        for registry in (self._parameters, self._modules, self._buffers):
-            registry.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            target = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
-        elif value is None and was_parameter:
-            self._parameters[name] = None  # e.g. Linear(bias=False) keeps the slot
+            target = self._modules
+        else:  # None keeps a parameter's slot (Linear(bias=False)); anything else is plain
+            target = self._parameters if value is None and was_parameter else None
+        for registry in (self._parameters, self._modules, self._buffers):
+            if registry is not target:
+                registry.pop(name, None)
+        if target is not None:
+            target[name] = value  # a name assigned again keeps its place in the order, as in PyTorch
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
