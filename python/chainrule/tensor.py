@@ -94,8 +94,8 @@ class Tensor(C.TensorBase):
 
         >>> import chainrule as cr
         >>> w = cr.ones(2, requires_grad=True)
-        >>> w.data.mul_(3); w
-        tensor([3., 3.], requires_grad=True)
+        >>> _ = w.data.mul_(3); w
+        tensor([3.0000, 3.0000], requires_grad=True)
         """
         return _wrap(self._data)
 
