@@ -17,8 +17,8 @@ SCRIPTS = Path(__file__).resolve().parent / "porting_scripts"
 
 def ported(source: str) -> str:
     """The one edit a port needs: the imports name chainrule instead of torch."""
-    source = re.sub(r"^import torch$", "import chainrule as torch", source, flags=re.M)
-    return re.sub(r"^(import|from) torch\b", r"\1 chainrule", source, flags=re.M)
+    source = re.sub(r"^import torch$", "import chainrule as torch", source, flags=re.MULTILINE)
+    return re.sub(r"^(import|from) torch\b", r"\1 chainrule", source, flags=re.MULTILINE)
 
 
 def run(name: str, framework: str) -> dict:

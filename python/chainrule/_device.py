@@ -26,7 +26,7 @@ def _unavailable(name: str) -> DeviceUnavailableError:
         f"(cr.cuda.is_available() is False; use 'cpu')")
 
 
-class device:  # noqa: N801  (PyTorch's name)
+class device:
     """A device: only the CPU exists. `type` is "cpu", `index` None or 0.
 
     >>> import chainrule as cr
@@ -34,11 +34,11 @@ class device:  # noqa: N801  (PyTorch's name)
     (device(type='cpu'), 'cpu:0', True)
     """
 
-    __slots__ = ("type", "index")
+    __slots__ = ("index", "type")
     type: str
     index: int | None
 
-    def __init__(self, type: Any, index: int | None = None) -> None:  # noqa: A002
+    def __init__(self, type: Any, index: int | None = None) -> None:
         if isinstance(type, device):
             if index is not None:
                 raise TypeError("device: an index cannot be given with a device")
@@ -95,7 +95,7 @@ class device:  # noqa: N801  (PyTorch's name)
     def __enter__(self) -> device:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
 

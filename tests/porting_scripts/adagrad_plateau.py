@@ -2,7 +2,7 @@
 on the validation loss; gradients clipped by value; the parameters read as one vector."""
 import numpy as np
 import torch
-import torch.nn as nn
+import torch.nn as nn  # noqa: PLR0402  (the spelling PyTorch scripts use)
 
 rng = np.random.default_rng(3)
 true_w = np.array([[1.5], [-2.0], [0.5], [0.0]], dtype=np.float32)

@@ -2,7 +2,7 @@
 L1 loss, RMSprop with momentum and an exponentially decaying learning rate."""
 import numpy as np
 import torch
-import torch.nn as nn
+import torch.nn as nn  # noqa: PLR0402  (the spelling PyTorch scripts use)
 from torch.utils.data import DataLoader, TensorDataset
 
 rng = np.random.default_rng(1)

@@ -2,7 +2,8 @@
 are the parent's) but with no forward of their own, as in PyTorch."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 from chainrule.nn.module import Module
 

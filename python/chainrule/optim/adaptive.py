@@ -2,7 +2,8 @@
 PyTorch's update arithmetic and operation order, in Tensor ops (one parameter at a time)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Iterable
+from typing import Any, Callable
 
 from chainrule.autograd.grad_mode import enable_grad, no_grad
 from chainrule.creation import full_like, zeros_like

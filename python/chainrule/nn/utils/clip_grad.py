@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import tensor

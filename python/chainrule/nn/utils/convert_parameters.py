@@ -1,7 +1,7 @@
 """All parameters as one flat vector, and back (PyTorch's convert_parameters)."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from chainrule.tensor import Tensor, cat
 
