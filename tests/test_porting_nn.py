@@ -86,6 +86,18 @@ def test_cuda_accelerator_and_default_device_tell_the_truth():
     assert cr.ones(1).to(device).device == device
 
 
+def test_backends_are_unavailable_and_their_flags_settable():
+    import chainrule.backends.cudnn as cudnn
+
+    assert cudnn is cr.backends.cudnn
+    assert not cudnn.is_available() and cudnn.version() is None
+    assert not cr.backends.mps.is_available() and not cr.backends.mps.is_built()
+    assert (cudnn.enabled, cudnn.benchmark, cudnn.deterministic) == (True, False, False)  # PyTorch's
+    cudnn.deterministic, cudnn.benchmark = True, False  # what reproducibility recipes write
+    assert cr.backends.cudnn.deterministic is True
+    cudnn.deterministic = False
+
+
 def test_cpu_only_answers_match_a_cpu_build_of_pytorch(torch):
     if torch.cuda.is_available():
         pytest.skip("this PyTorch has CUDA: its answers differ from a CPU-only build's")
@@ -93,6 +105,8 @@ def test_cpu_only_answers_match_a_cpu_build_of_pytorch(torch):
     assert cr.cuda.device_count() == torch.cuda.device_count()
     assert cr.accelerator.current_accelerator() == torch.accelerator.current_accelerator()
     assert str(cr.get_default_device()) == str(torch.get_default_device())
+    assert cr.backends.cudnn.is_available() == torch.backends.cudnn.is_available()
+    assert cr.backends.mps.is_available() == torch.backends.mps.is_available()
 
 
 # ---------------------------------------------------------------- Variable, .data, format

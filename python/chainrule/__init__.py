@@ -61,7 +61,7 @@ from chainrule.functions import (  # noqa: A004
 )
 from chainrule import autograd, distributed, nn, optim, random, utils  # noqa: E402
 from chainrule.serialization import load, save  # noqa: E402
-from chainrule import accelerator, cuda  # noqa: E402
+from chainrule import accelerator, backends, cuda  # noqa: E402
 from chainrule._device import device, get_default_device, set_default_device  # noqa: E402
 
 __version__ = _core.__version__
@@ -127,7 +127,7 @@ __all__ = [
     "squeeze", "sub", "sum", "transpose", "unsqueeze", "where",
     "autograd", "distributed", "nn", "optim", "random", "utils", "viz", "load", "save",
     "set_num_threads", "get_num_threads", "show_config",
-    "accelerator", "cuda", "device", "get_default_device", "set_default_device",
+    "accelerator", "backends", "cuda", "device", "get_default_device", "set_default_device",
 ]
 
 # The functions made from the op table (chainrule/ops): at run time from the table itself,
