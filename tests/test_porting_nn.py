@@ -87,7 +87,7 @@ def test_cuda_accelerator_and_default_device_tell_the_truth():
 
 
 def test_backends_are_unavailable_and_their_flags_settable():
-    import chainrule.backends.cudnn as cudnn
+    import chainrule.backends.cudnn as cudnn  # noqa: PLR0402  (as scripts import it)
 
     assert cudnn is cr.backends.cudnn
     assert not cudnn.is_available() and cudnn.version() is None
@@ -639,6 +639,12 @@ SCHEDULERS = {
     "OneCycleLR": lambda L, o: L.OneCycleLR(o, max_lr=[1.0, 0.5], total_steps=30),
     "OneCycleLR-3-linear": lambda L, o: L.OneCycleLR(o, max_lr=1.0, epochs=3, steps_per_epoch=10,
                                                       three_phase=True, anneal_strategy="linear"),
+    "ConstantLR": lambda L, o: L.ConstantLR(o, factor=0.25, total_iters=7),
+    "SequentialLR-warmup-cosine": lambda L, o: L.SequentialLR(
+        o, [L.LinearLR(o, start_factor=0.1, total_iters=5), L.CosineAnnealingLR(o, T_max=20, eta_min=1e-4)],
+        milestones=[5]),
+    "SequentialLR-three": lambda L, o: L.SequentialLR(
+        o, [L.ConstantLR(o, 0.2, 4), L.StepLR(o, 3, 0.5), L.MultiStepLR(o, [2, 5], 0.1)], milestones=[6, 15]),
 }
 
 
@@ -647,6 +653,39 @@ def test_scheduler_rates_equal_pytorch_bit_for_bit(torch, name):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PyTorch's step-order warnings
         assert _rates(cr, SCHEDULERS[name]) == _rates(torch, SCHEDULERS[name])
+
+
+@pytest.mark.parametrize("name", ["StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR",
+                                  "ConstantLR"])
+def test_scheduler_step_to_an_epoch_uses_pytorchs_closed_form(torch, name):
+    def run(lib):
+        opt = lib.optim.SGD([lib.nn.Parameter(lib.zeros(1))], lr=0.1)
+        scheduler = SCHEDULERS[name](lib.optim.lr_scheduler, opt)
+        seen = []
+        for epoch in (3, 7, 1, 10, 5):
+            scheduler.step(epoch)  # PyTorch's deprecated form (it warns)
+            seen.append(scheduler.get_last_lr()[0])
+        return seen
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert run(cr) == run(torch)
+
+
+def test_old_custom_schedulers_subclass_the_old_name():
+    class Halving(cr.optim.lr_scheduler._LRScheduler):
+        def get_lr(self):
+            return [base * 0.5 ** self.last_epoch for base in self.base_lrs]
+    opt = cr.optim.SGD([cr.nn.Parameter(cr.zeros(1))], lr=1.0)
+    scheduler = Halving(opt)
+    opt.step()
+    scheduler.step()
+    scheduler.step()
+    assert scheduler.get_last_lr() == [0.25] and opt.param_groups[0]["initial_lr"] == 1.0
+    with pytest.raises(ValueError, match="milestones"):
+        cr.optim.lr_scheduler.SequentialLR(opt, [scheduler, cr.optim.lr_scheduler.StepLR(opt, 2)], [])
+    other = cr.optim.SGD([cr.nn.Parameter(cr.zeros(1))], lr=1.0)
+    with pytest.raises(ValueError, match="another optimizer"):
+        cr.optim.lr_scheduler.SequentialLR(opt, [scheduler, cr.optim.lr_scheduler.StepLR(other, 2)], [3])
 
 
 def test_one_cycle_cycles_adam_beta1_as_pytorch(torch):
@@ -680,10 +719,11 @@ def test_reduce_on_plateau_matches_pytorch(torch, kwargs):
     assert _rates(cr, make, metrics=metrics) == _rates(torch, make, metrics=metrics)
 
 
-def test_scheduler_state_dict_resumes_the_schedule():
+@pytest.mark.parametrize("name", ["CosineAnnealingLR", "SequentialLR-warmup-cosine"])
+def test_scheduler_state_dict_resumes_the_schedule(name):
     def fresh():
         opt = cr.optim.SGD([cr.nn.Parameter(cr.zeros(1))], lr=0.1)
-        return opt, cr.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+        return opt, SCHEDULERS[name](cr.optim.lr_scheduler, opt)
     opt, sched = fresh()
     for _ in range(4):
         opt.step(); sched.step()
@@ -692,9 +732,12 @@ def test_scheduler_state_dict_resumes_the_schedule():
     opt2, sched2 = fresh()
     opt2.load_state_dict(saved_opt)
     sched2.load_state_dict(saved)
-    for _ in range(5):
+    for _ in range(8):
         opt.step(); sched.step(); opt2.step(); sched2.step()
         assert sched.get_last_lr() == sched2.get_last_lr()
+
+
+def test_scheduler_argument_errors():
     with pytest.raises(KeyError, match="initial_lr"):
         cr.optim.lr_scheduler.StepLR(cr.optim.SGD([cr.nn.Parameter(cr.zeros(1))], lr=0.1), 2, last_epoch=3)
     with pytest.raises(TypeError, match="Optimizer"):

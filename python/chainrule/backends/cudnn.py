@@ -19,4 +19,3 @@ def is_available() -> bool:
 
 def version() -> None:
     """None: no cuDNN library is loaded (PyTorch's answer without one)."""
-    return None

@@ -6,6 +6,7 @@ agree with PyTorch's to the last bit, not only to round-off.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import types
 from collections import Counter
@@ -15,6 +16,7 @@ from typing import Any, Callable
 from chainrule.optim.optimizer import Optimizer
 
 __all__ = [
+    "ConstantLR",
     "CosineAnnealingLR",
     "ExponentialLR",
     "LRScheduler",
@@ -23,6 +25,7 @@ __all__ = [
     "MultiStepLR",
     "OneCycleLR",
     "ReduceLROnPlateau",
+    "SequentialLR",
     "StepLR",
 ]
 
@@ -44,10 +47,17 @@ class LRScheduler:
                                "state first)")
         self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._initial_step()
+
+    def _initial_step(self) -> None:
+        """The step at construction: epoch 0 (or last_epoch + 1), where get_lr() knows it is
+        the first (`_is_initial`)."""
         self._step_count = 0
         self._is_initial = True
-        self.step()
-        self._is_initial = False
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
 
     def get_lr(self) -> list[float]:
         raise NotImplementedError
@@ -59,6 +69,11 @@ class LRScheduler:
     def step(self, epoch: int | None = None) -> None:
         """Moves to the next epoch (or to `epoch`, PyTorch's deprecated form) and sets the rates."""
         self._step_count += 1
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """Sets the rates of the next epoch, or of `epoch` by the closed form where there is one
+        (SequentialLR restarts a schedule this way, without counting a step)."""
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
@@ -121,6 +136,10 @@ class MultiStepLR(LRScheduler):
         factor = self.gamma ** self.milestones[self.last_epoch]
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
+    def _get_closed_form_lr(self) -> list[float]:
+        passed = bisect.bisect_right(sorted(self.milestones.elements()), self.last_epoch)
+        return [base * self.gamma ** passed for base in self.base_lrs]
+
 
 class ExponentialLR(LRScheduler):
     """Multiplies the rate by gamma every epoch."""
@@ -133,6 +152,9 @@ class ExponentialLR(LRScheduler):
         if self._is_initial:
             return [group["lr"] for group in self.optimizer.param_groups]
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -220,9 +242,9 @@ class LinearLR(LRScheduler):
         return [group["lr"] * ratio for group in groups]
 
     def _get_closed_form_lr(self) -> list[float]:
-        progress = min(self.total_iters, self.last_epoch) / self.total_iters
-        factor = self.start_factor + (self.end_factor - self.start_factor) * progress
-        return [base * factor for base in self.base_lrs]
+        change = self.end_factor - self.start_factor
+        return [base * (self.start_factor + change * min(self.total_iters, self.last_epoch) / self.total_iters)
+                for base in self.base_lrs]
 
 
 class OneCycleLR(LRScheduler):
@@ -376,3 +398,97 @@ class ReduceLROnPlateau:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.__dict__.update(state_dict)
+
+
+class ConstantLR(LRScheduler):
+    """The base rate times `factor` for the first total_iters epochs, then the base rate."""
+
+    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1) -> None:
+        if not 0 <= factor <= 1:
+            raise ValueError(f"ConstantLR: factor must be in [0, 1], got {factor}")
+        self.factor, self.total_iters = factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0:
+            return [group["lr"] * self.factor for group in groups]
+        if self.last_epoch != self.total_iters:
+            return [group["lr"] for group in groups]
+        return [group["lr"] * (1.0 / self.factor) for group in groups]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return [base * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
+                for base in self.base_lrs]
+
+
+class SequentialLR(LRScheduler):
+    """Runs `schedulers` one after another, switching at the `milestones` epochs (one fewer
+    than schedulers): a warm-up then a decay, say. Each scheduler restarts from epoch 0 when
+    its turn comes, as in PyTorch.
+
+    >>> import chainrule as cr
+    >>> opt = cr.optim.SGD([cr.nn.Parameter(cr.zeros(1))], lr=1.0)
+    >>> L = cr.optim.lr_scheduler
+    >>> sched = L.SequentialLR(opt, [L.ConstantLR(opt, factor=0.1, total_iters=2),
+    ...                              L.ExponentialLR(opt, gamma=0.5)], milestones=[2])
+    >>> rates = []
+    >>> for _ in range(4):
+    ...     opt.step(); sched.step(); rates.append(sched.get_last_lr()[0])
+    >>> rates
+    [0.1, 1.0, 0.5, 0.25]
+    """
+
+    def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler], milestones: Sequence[int],
+                 last_epoch: int = -1) -> None:
+        if not schedulers:
+            raise ValueError("SequentialLR: expected at least one scheduler")
+        for i, scheduler in enumerate(schedulers):
+            if isinstance(scheduler, ReduceLROnPlateau):
+                raise ValueError(f"SequentialLR: scheduler {i} is a ReduceLROnPlateau, whose step "
+                                 "needs a metric; it cannot be sequenced")
+            if getattr(scheduler, "optimizer", None) is not optimizer:
+                raise ValueError(f"SequentialLR: scheduler {i} ({type(scheduler).__name__}) belongs "
+                                 "to another optimizer")
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR: expected {len(schedulers) - 1} milestones for "
+                             f"{len(schedulers)} schedulers, got {len(milestones)}")
+        self._schedulers = list(schedulers)
+        self._milestones = list(milestones)
+        self.last_epoch = last_epoch + 1
+        self.optimizer = optimizer
+        # Each scheduler took its first step when it was made; take those back and start over
+        # from the first scheduler's epoch 0.
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        for scheduler in self._schedulers:
+            scheduler.last_epoch -= 1
+        first = self._schedulers[bisect.bisect_right(self._milestones, 0)]
+        first._initial_step()
+        self._last_lr = first.get_last_lr()
+
+    def step(self) -> None:  # type: ignore[override]  (PyTorch's SequentialLR takes no epoch)
+        self.last_epoch += 1
+        index = bisect.bisect_right(self._milestones, self.last_epoch)
+        scheduler = self._schedulers[index]
+        if index > 0 and self._milestones[index - 1] == self.last_epoch:
+            scheduler._update_lr(0)  # its turn begins: restart it at epoch 0
+        else:
+            scheduler.step()
+        self._last_lr = scheduler.get_last_lr()
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [scheduler.state_dict() for scheduler in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        inner = state.pop("_schedulers")
+        self.__dict__.update(state)
+        for scheduler, saved in zip(self._schedulers, inner):
+            scheduler.load_state_dict(saved)
+
+
+_LRScheduler = LRScheduler  # the name before PyTorch 2.0, which older custom schedulers subclass
