@@ -74,20 +74,22 @@ class RMSprop(Optimizer):
                     if group["centered"]:
                         state["grad_avg"] = zeros_like(p)
                 state["step"] += 1
+                # In-place on fresh temporaries where PyTorch's order allows: the same
+                # roundings, fewer buffers allocated per step.
                 square_avg = state["square_avg"]
-                square_avg.mul_(alpha).add_(g * (1 - alpha) * g)
+                square_avg.mul_(alpha).add_((g * (1 - alpha)).mul_(g))
                 if group["centered"]:
                     grad_avg = state["grad_avg"]
-                    grad_avg.add_((g - grad_avg) * (1 - alpha))  # lerp toward g
-                    avg = (square_avg - grad_avg * grad_avg).sqrt() + eps
+                    grad_avg.add_((g - grad_avg).mul_(1 - alpha))  # lerp toward g
+                    avg = (square_avg - grad_avg * grad_avg).sqrt().add_(eps)
                 else:
-                    avg = square_avg.sqrt() + eps
+                    avg = square_avg.sqrt().add_(eps)
                 if momentum > 0:
                     buffer = state["momentum_buffer"]
                     buffer.mul_(momentum).add_(g / avg)
                     p.add_(buffer * -lr)
                 else:
-                    p.add_(g * -lr / avg)
+                    p.add_((g * -lr).div_(avg))
         return loss
 
 
@@ -129,5 +131,5 @@ class Adagrad(Optimizer):
                 state["step"] += 1
                 clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
                 state["sum"].add_(g * g)
-                p.add_(g * -clr / (state["sum"].sqrt() + group["eps"]))
+                p.add_((g * -clr).div_(state["sum"].sqrt().add_(group["eps"])))
         return loss
