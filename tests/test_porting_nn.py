@@ -51,8 +51,13 @@ def test_unknown_device_strings_raise_as_pytorch(torch):
             torch.device(spec)
         with pytest.raises(RuntimeError):
             cr.device(spec)
-    with pytest.raises(TypeError):
-        cr.device(1.5)
+    with pytest.raises(RuntimeError):
+        cr.device("cpu", -1)
+    for bad in ((1.5,), ("cpu", "0"), ("cpu", 0.0)):
+        with pytest.raises(TypeError):
+            torch.device(*bad)
+        with pytest.raises(TypeError):
+            cr.device(*bad)
 
 
 def test_tensors_and_modules_live_on_the_cpu():

@@ -54,11 +54,14 @@ class device:
         if suffix:
             if index is not None:
                 raise RuntimeError(f"device: type {type!r} already holds an index; got index={index} too")
-            if not suffix.isdigit():
+            if not (suffix.isascii() and suffix.isdigit()):
                 raise RuntimeError(f"Invalid device string: '{type}'")
             index = int(suffix)
-        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
-            raise RuntimeError(f"Device index must not be negative, got {index}")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise TypeError(f"device: the index must be an int, got {index.__class__.__name__}")
+            if index < 0:
+                raise RuntimeError(f"Device index must not be negative, got {index}")
         if name != "cpu":
             raise _unavailable(type if index is None or suffix else f"{name}:{index}")
         object.__setattr__(self, "type", name)
