@@ -54,9 +54,9 @@ def test_autograd_guide_shows_what_chainrule_prints():
     b = cr.tensor(3.0, requires_grad=True)
     g = w * x
     f = g + b
-    forward = f"{g} {f}"
+    forward = f"{g!s} {f!s}"  # what print(g, f) shows (format() of a 0-d tensor is its number)
     f.backward()
-    gradients = f"{w.grad} {x.grad} {b.grad}"
+    gradients = f"{w.grad!s} {x.grad!s} {b.grad!s}"
     assert (w.grad.item(), x.grad.item(), b.grad.item()) == (5.0, -2.0, 1.0)
     assert forward in text
     assert gradients in text

@@ -326,6 +326,7 @@ const char* unary_op_name(UnaryOp op) {
     case UnaryOp::Square: return "square";
     case UnaryOp::Sign: return "sign";
     case UnaryOp::LogicalNot: return "logical_not";
+    case UnaryOp::Erf: return "erf";
   }
   return "?";
 }
@@ -463,6 +464,7 @@ Tensor unary(UnaryOp op, const Tensor& a) {
       else signed_numbers(CHAINRULE_RUN(SignF));
       break;
     case UnaryOp::LogicalNot: unary_kernel<LogicalNotF, bool>(out, x); break;
+    case UnaryOp::Erf: floats(CHAINRULE_RUN_SLOW(ErfF)); break;
   }
 #undef CHAINRULE_RUN_SLOW
 #undef CHAINRULE_RUN

@@ -96,6 +96,7 @@ CHAINRULE_UNARY(SinF, -1, T, std::sin(x))
 CHAINRULE_UNARY(CosF, -1, T, std::cos(x))
 CHAINRULE_UNARY(SignF, -1, T, (x > T(0)) - (x < T(0)))
 CHAINRULE_UNARY(LogicalNotF, -1, bool, !x)
+CHAINRULE_UNARY(ErfF, -1, T, std::erf(x))
 #undef CHAINRULE_UNARY
 constexpr int kUnarySlots = 5;
 

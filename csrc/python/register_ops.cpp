@@ -77,6 +77,7 @@ void register_ops(py::module_& m) {
       {"abs", UnaryOp::Abs}, {"sigmoid", UnaryOp::Sigmoid}, {"tanh", UnaryOp::Tanh},
       {"relu", UnaryOp::Relu}, {"sin", UnaryOp::Sin}, {"cos", UnaryOp::Cos},
       {"square", UnaryOp::Square}, {"sign", UnaryOp::Sign}, {"logical_not", UnaryOp::LogicalNot},
+      {"erf", UnaryOp::Erf},
   };
   for (const auto& [name, op] : unaries) {
     const UnaryOp code = op;

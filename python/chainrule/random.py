@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from chainrule import _core
+from chainrule._device import CPU
 from chainrule.tensor import Tensor, _wrap, check_device
 
 __all__ = ["Generator", "default_generator", "get_rng_state", "initial_seed", "manual_seed",
@@ -52,8 +53,9 @@ class Generator:
         return g
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self) -> Any:
+        """`cr.device("cpu")`, as PyTorch's CPU generator answers (it also equals "cpu")."""
+        return CPU
 
     def manual_seed(self, seed: int) -> Generator:
         """Seeds the generator (any int; negative ones wrap to 64 bits); returns it."""

@@ -22,6 +22,7 @@ enum class BinaryOp : std::int8_t {
 enum class UnaryOp : std::int8_t {
   Neg, Exp, Log, Sqrt, Abs, Sigmoid, Tanh, Relu, Sin, Cos, Square, Sign,
   LogicalNot,
+  Erf,  // the Gauss error function (exact GELU)
 };
 enum class ReduceOp : std::int8_t { Sum, Mean, Amax, Amin };
 

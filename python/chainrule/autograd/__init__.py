@@ -6,7 +6,8 @@ from chainrule.autograd.grad_mode import (
     enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled,
 )
 from chainrule.autograd.api import GradcheckError, backward, grad, gradcheck
+from chainrule.autograd.variable import Variable
 
 __all__ = ["Function", "enable_grad", "inference_mode", "is_grad_enabled",
            "is_inference_mode_enabled", "no_grad", "set_grad_enabled", "grad",
-           "backward", "gradcheck", "GradcheckError"]
+           "backward", "gradcheck", "GradcheckError", "Variable"]

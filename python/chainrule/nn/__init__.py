@@ -1,5 +1,5 @@
 """Neural-network building blocks, in PyTorch's spelling."""
-from chainrule.nn import functional, init, parallel
+from chainrule.nn import functional, init, parallel, utils
 from chainrule.nn.layers import (Dropout, Identity, Linear, LogSoftmax, ReLU, Sequential, Sigmoid,
                                  Softmax, Tanh)
 from chainrule.nn.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
@@ -17,3 +17,9 @@ __all__ = ["functional", "init", "parallel", "Dropout", "Identity", "Linear", "L
            "MSELoss", "Module", "Parameter"]
 __all__ += ["Conv2d", "Dropout2d", "Flatten", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "AvgPool2d", "MaxPool2d", "GRU",
             "LSTM", "RNN", "Embedding"]
+from chainrule.nn.activations import ELU, GELU, LeakyReLU, Softplus
+from chainrule.nn.containers import ModuleDict, ModuleList
+from chainrule.nn.losses import HuberLoss, L1Loss, NLLLoss, SmoothL1Loss
+
+__all__ += ["utils", "ELU", "GELU", "LeakyReLU", "Softplus", "ModuleDict", "ModuleList", "HuberLoss",
+            "L1Loss", "NLLLoss", "SmoothL1Loss"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterator
 
+from chainrule._device import check_device, is_device
 from chainrule._dtype import float32, float64
 from chainrule.autograd.grad_mode import no_grad
 from chainrule.creation import as_tensor
@@ -119,14 +120,17 @@ class Module:
             object.__setattr__(self, name, value)
             return
         was_parameter = name in self._parameters
-        for registry in (self._parameters, self._modules, self._buffers):
-            registry.pop(name, None)
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            target = self._parameters
         elif isinstance(value, Module):
-            self._modules[name] = value
-        elif value is None and was_parameter:
-            self._parameters[name] = None  # e.g. Linear(bias=False) keeps the slot
+            target = self._modules
+        else:  # None keeps a parameter's slot (Linear(bias=False)); anything else is plain
+            target = self._parameters if value is None and was_parameter else None
+        for registry in (self._parameters, self._modules, self._buffers):
+            if registry is not target:
+                registry.pop(name, None)
+        if target is not None:
+            target[name] = value  # a name assigned again keeps its place in the order, as in PyTorch
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
@@ -224,7 +228,6 @@ class Module:
         """
         from chainrule._dtype import dtype as dtype_class
         from chainrule._dtype import to_dtype
-        from chainrule.tensor import check_device
 
         target = kwargs.pop("dtype", None)
         device = kwargs.pop("device", None)
@@ -236,7 +239,7 @@ class Module:
                 target = arg.dtype
             elif isinstance(arg, dtype_class):
                 target = arg
-            elif isinstance(arg, str) and arg.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
+            elif is_device(arg):
                 device = arg
             else:
                 target = arg
@@ -258,6 +261,28 @@ class Module:
         return self.to(float64)
 
     def cpu(self) -> Module:
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        """Raises: chainrule has no CUDA backend (see `cr.cuda.is_available()`)."""
+        check_device("cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
+        return self
+
+    def apply(self, fn: Any) -> Module:
+        """Calls `fn` on every sub-module, children before their parent, then on self; returns
+        self. The usual use: custom initialisation.
+
+        >>> import chainrule as cr
+        >>> def init(m):
+        ...     if isinstance(m, cr.nn.Linear):
+        ...         cr.nn.init.zeros_(m.bias)
+        >>> net = cr.nn.Sequential(cr.nn.Linear(2, 2), cr.nn.ReLU()).apply(init)
+        >>> net[0].bias.tolist()
+        [0.0, 0.0]
+        """
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
         return self
 
     # ---------------------------------------------------------------- modes and grads

@@ -5,10 +5,12 @@
     reductions.py   sum, mean (native), amax, amin, max/min along a dim
     products.py     matmul, linear (native)
     shapes.py       reshape and views, transpose, permute, expand, copies, casts, indexing, cat
-    losses.py       cross_entropy (native), binary cross-entropy with and without logits
+    losses.py       cross_entropy (native), binary cross-entropy with and without logits,
+                    nll_loss, huber (smooth L1)
     convolution.py  conv2d, max_pool2d, avg_pool2d
     normalization.py  batch_norm, layer_norm, embedding
     recurrent.py    the LSTM, GRU and RNN recurrences over whole sequences, LSTM and GRU cell updates
+    activations.py  erf, gelu, leaky_relu, elu
 
 Adding an op that needs no new kernel is one entry (a Function subclass with `@op(...)`) plus
 its gradcheck case; `method=True`, `function=True`, `functional=True` make `Tensor.name`,
@@ -23,6 +25,7 @@ from typing import Any, Callable
 from chainrule import _core
 from chainrule.ops import elementwise, losses, products, reductions, shapes  # noqa: F401  (registers)
 from chainrule.ops import convolution, normalization, recurrent  # noqa: F401  (registers)
+from chainrule.ops import activations  # noqa: F401  (registers)
 from chainrule.ops.elementwise import (
     Abs,
     Clamp,

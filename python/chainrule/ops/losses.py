@@ -1,5 +1,7 @@
 """Losses fused into one op each, so that their edges (h = 0 or 1, large logits) keep finite
-gradients: cross-entropy (native), binary cross-entropy with and without logits."""
+gradients: cross-entropy (native), binary cross-entropy with and without logits; and the
+per-element forms of the negative log-likelihood and the Huber (smooth L1) loss, whose weights
+and reductions nn.functional applies."""
 from __future__ import annotations
 
 from typing import Any
@@ -96,3 +98,69 @@ class BinaryCrossEntropyWithLogits(Function):
         gy = C.mul(g, C.add(C.neg(x), C.mul(C.sub(pw, 1.0), ctx.softplus)))
         gpw = C.mul(g, C.mul(y, ctx.softplus))
         return gx, gy, gpw
+
+
+def _nll_case(x: Any) -> Any:
+    import chainrule as cr
+
+    return _functional().nll_loss(x, cr.tensor([1, 0, 3]), reduction="none")
+
+
+def _nll_spatial_case(x: Any) -> Any:
+    import chainrule as cr
+
+    return _functional().nll_loss(x, cr.tensor([[0, 2], [1, 1]]), weight=cr.tensor([0.5, 2.0, 1.0],
+                                  dtype=cr.float64), ignore_index=2)
+
+
+@op("nll_loss", saves="which class each sample picks (a mask over dim 1)",
+    names=("F.nll_loss", "nn.NLLLoss"),
+    cases=[Case("nll_loss", _nll_case, [(3, 4)]),
+           Case("nll_loss_spatial_weighted", _nll_spatial_case, [(2, 3, 2)])])
+class NllLoss(Function):
+    """-input[n, target[n], ...] per sample: the negative log-likelihood of the picked class,
+    taken through a mask over the class dim (1, or 0 for an unbatched input) so that it is one
+    `where` and one `sum`; d/d input = -g at the picked class, 0 elsewhere."""
+
+    @staticmethod
+    def forward(ctx: Any, input: Array, target: Array) -> Array:
+        dim = 0 if input.ndim == 1 else 1
+        classes = C.arange_int64(0, input.shape[dim], 1)
+        # classes laid along `dim`, target given a size-1 dim there: they broadcast to input's shape
+        classes = classes.reshape([input.shape[dim]] + [1] * (input.ndim - dim - 1))
+        picked = C.eq(target.unsqueeze(dim), classes)
+        ctx.dim = dim
+        ctx.save_for_backward(picked)
+        return C.neg(C.sum(C.where(picked, input, C.full((), 0, input.dtype)), [dim], False))
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (picked,) = ctx.saved_tensors
+        return C.where(picked, C.neg(g.unsqueeze(ctx.dim)), C.full((), 0, g.dtype)), None
+
+
+@op("huber_loss", saves="the difference input - target", names=("F.huber_loss", "F.smooth_l1_loss",
+    "nn.HuberLoss", "nn.SmoothL1Loss"),
+    cases=[Case("huber_loss", lambda x, y: _functional().huber_loss(x, y, reduction="none", delta=0.5),
+                [(3, 4), (3, 4)]),
+           Case("smooth_l1_loss", lambda x, y: _functional().smooth_l1_loss(x, y, beta=0.7),
+                [(3, 4), (3, 4)])])
+class HuberLoss(Function):
+    """With d = input - target: 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta); the
+    derivative is d clamped to [-delta, delta] (continuous at |d| = delta). SmoothL1 with beta is
+    this divided by beta."""
+
+    @staticmethod
+    def forward(ctx: Any, input: Array, target: Array, delta: float) -> Array:
+        d = C.sub(input, target)
+        ctx.save_for_backward(d)
+        ctx.delta = delta
+        size = C.abs(d)
+        linear = C.mul(C.sub(size, 0.5 * delta), delta)
+        return C.where(C.lt(size, delta), C.mul(C.square(d), 0.5), linear)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (d,) = ctx.saved_tensors
+        gd = C.mul(g, C.clamp(d, -ctx.delta, ctx.delta))
+        return gd, C.neg(gd), None

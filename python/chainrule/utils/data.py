@@ -3,18 +3,22 @@ shuffling with chainrule's generators."""
 from __future__ import annotations
 
 import functools
+import itertools
+import math
+import warnings
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from chainrule import _core
+from chainrule.creation import randperm
 from chainrule.random import Generator
 from chainrule.tensor import Tensor, _wrap
 from chainrule.utils._workers import WorkerInfo, get_worker_info
 
 __all__ = ["BatchSampler", "DataLoader", "Dataset", "DistributedSampler", "RandomSampler",
-           "Sampler", "SequentialSampler", "TensorDataset", "WorkerInfo", "default_collate",
-           "get_worker_info"]
+           "Sampler", "SequentialSampler", "Subset", "TensorDataset", "WorkerInfo", "default_collate",
+           "get_worker_info", "random_split"]
 
 
 class Dataset:
@@ -52,6 +56,62 @@ class TensorDataset(Dataset):
 
     def __len__(self) -> int:
         return self.tensors[0].shape[0]
+
+
+class Subset(Dataset):
+    """The samples of `dataset` at `indices`, in that order."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, indices
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, list):
+            return [self.dataset[self.indices[i]] for i in index]
+        return self.dataset[self.indices[index]]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _split_lengths(total: int, lengths: Sequence[float]) -> list[int]:
+    """Fractions summing to 1 become counts as PyTorch makes them: floor(total * fraction)
+    each, then the remainder handed out one by one from the first split on."""
+    if not (math.isclose(sum(lengths), 1) and sum(lengths) <= 1):
+        return [int(n) for n in lengths]
+    counts = []
+    for i, fraction in enumerate(lengths):
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"random_split: fraction at index {i} is not between 0 and 1: {fraction}")
+        counts.append(int(math.floor(total * fraction)))
+    for i in range(total - sum(counts)):
+        counts[i % len(counts)] += 1
+    for i, count in enumerate(counts):
+        if count == 0:
+            warnings.warn(f"random_split: length of split at index {i} is 0; this split will be empty",
+                          stacklevel=3)
+    return counts
+
+
+def random_split(dataset: Any, lengths: Sequence[float], generator: Generator | None = None) -> list[Subset]:
+    """Splits `dataset` into non-overlapping random subsets of the given lengths (counts, or
+    fractions that sum to 1), drawing one permutation from `generator` (chainrule's default
+    generator when None): the same seed, the same split.
+
+    >>> import chainrule as cr
+    >>> train, test = cr.utils.data.random_split(range(10), [0.8, 0.2],
+    ...                                          generator=cr.Generator().manual_seed(0))
+    >>> len(train), len(test), sorted(list(train) + list(test)) == list(range(10))
+    (8, 2, True)
+    """
+    counts = _split_lengths(len(dataset), lengths)
+    if any(n < 0 for n in counts):
+        raise ValueError(f"random_split: lengths must not be negative, got {list(lengths)}")
+    if sum(counts) != len(dataset):
+        raise ValueError(f"random_split: the lengths {list(lengths)} sum to {sum(counts)}, but the "
+                         f"dataset has {len(dataset)} samples")
+    order = randperm(sum(counts), generator=generator).tolist()
+    ends = itertools.accumulate(counts)
+    return [Subset(dataset, order[end - n:end]) for end, n in zip(ends, counts)]
 
 
 def default_collate(samples: Sequence[Any]) -> Any:
