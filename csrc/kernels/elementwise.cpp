@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 #include "elementwise_ops.h"
 #include "elementwise_simd.h"
@@ -13,6 +14,8 @@
 #include "vector_math.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 using detail::LoopPlan;
@@ -339,6 +342,7 @@ DType unary_result_dtype(UnaryOp op, DType a) {
 }
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  if (record::active()) return record::result("binary", {a, b}, [op](const Ts& x) { return binary(op, x[0], x[1]); });
   const char* name = binary_op_name(op);
   const DType compute = compute_dtype(op, a.dtype(), b.dtype());
   if (a.shape() == b.shape() && a.dtype() == compute && b.dtype() == compute) {
@@ -384,6 +388,7 @@ std::optional<Tensor> pow_scalar_exponent(const Tensor& a, const Scalar& b) {
 }  // namespace
 
 Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
+  if (record::active()) return record::result("binary", {a}, [op, b](const Ts& x) { return binary(op, x[0], b); });
   if (op == BinaryOp::Pow) {
     if (std::optional<Tensor> special = pow_scalar_exponent(a, b)) return *std::move(special);
   }
@@ -397,6 +402,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
 }
 
 Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
+  if (record::active()) return record::result("binary", {b}, [op, a](const Ts& x) { return binary(op, a, x[0]); });
   const DType compute = compute_dtype(op, a.default_dtype(), b.dtype());
   const Tensor scalar = scalar_tensor(a, compute);
   if (b.dtype() != compute) return binary(op, scalar, b);
@@ -406,6 +412,7 @@ Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
 }
 
 void binary_(BinaryOp op, const Tensor& out, const Tensor& b) {
+  if (record::active()) return record::in_place("binary_", {out, b}, [op](const Ts& x) { binary_(op, x[0], x[1]); });
   const char* name = binary_op_name(op);
   const DType result = binary_result_dtype(op, out.dtype(), b.dtype());
   if (result != out.dtype()) {
@@ -420,11 +427,13 @@ void binary_(BinaryOp op, const Tensor& out, const Tensor& b) {
 }
 
 void binary_(BinaryOp op, const Tensor& out, const Scalar& b) {
+  if (record::active()) return record::in_place("binary_", {out}, [op, b](const Ts& x) { binary_(op, x[0], b); });
   const DType compute = compute_dtype(op, out.dtype(), b.default_dtype());
   binary_(op, out, scalar_tensor(b, compute));
 }
 
 Tensor unary(UnaryOp op, const Tensor& a) {
+  if (record::active()) return record::result("unary", {a}, [op](const Ts& x) { return unary(op, x[0]); });
   const DType compute = unary_compute_dtype(op, a.dtype());
   Tensor x = a.to(compute);
   Tensor out = Tensor::empty(a.shape(), unary_result_dtype(op, a.dtype()));
@@ -470,6 +479,7 @@ Tensor unary(UnaryOp op, const Tensor& a) {
 }
 
 Tensor clamp(const Tensor& a, std::optional<Scalar> min, std::optional<Scalar> max) {
+  if (record::active()) return record::result("clamp", {a}, [min, max](const Ts& x) { return clamp(x[0], min, max); });
   if (!min && !max) fail<ValueError>("clamp: at least one of min and max must be given");
   DType dtype = a.dtype();
   if (min) dtype = promote(dtype, min->default_dtype());
@@ -488,6 +498,7 @@ Tensor clamp(const Tensor& a, std::optional<Scalar> min, std::optional<Scalar> m
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+  if (record::active()) return record::result("where", {condition, a, b}, [](const Ts& x) { return where(x[0], x[1], x[2]); });
   if (condition.dtype() != DType::Bool) {
     fail<TypeError>("where: expected a bool condition, got dtype ", condition.dtype());
   }
@@ -502,6 +513,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
 }
 
 void copy_into_new(const Tensor& dst, const Tensor& src) {
+  if (record::active()) return record::in_place("copy", {dst, src}, [](const Ts& x) { copy_into_new(x[0], x[1]); });
   Tensor from = src.broadcast_to(dst.shape(), "copy_");
   if (needs_copy_before_write(from, dst)) from = from.clone();
   dispatch_dtype(dst.dtype(), [&](auto out_zero) {
@@ -512,22 +524,26 @@ void copy_into_new(const Tensor& dst, const Tensor& src) {
 }
 
 void copy_(const Tensor& dst, const Tensor& src) {
+  if (record::active()) return record::in_place("copy_", {dst, src}, [](const Ts& x) { copy_(x[0], x[1]); });
   check_writable(dst, "copy_");
   copy_into_new(dst, src);
   dst.bump_version();
 }
 
 void fill_(const Tensor& dst, const Scalar& value) {
+  if (record::active()) return record::in_place("fill_", {dst}, [value](const Ts& x) { fill_(x[0], value); });
   copy_(dst, scalar_tensor(value, dst.dtype()));
 }
 
 Tensor full(const Shape& shape, const Scalar& value, DType dtype) {
+  if (record::active()) return record::result("full", {}, [=](const Ts&) { return full(shape, value, dtype); });
   Tensor out = Tensor::empty(shape, dtype);
   copy_into_new(out, scalar_tensor(value, dtype));
   return out;
 }
 
 Tensor arange(double start, double stop, double step, DType dtype) {
+  if (record::active()) return record::result("arange", {}, [=](const Ts&) { return arange(start, stop, step, dtype); });
   if (step == 0) fail<ValueError>("arange: step must be nonzero");
   if (!std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step)) {
     fail<ValueError>("arange: start, stop and step must be finite, got ", start, ", ", stop, ", ", step);
@@ -545,6 +561,7 @@ Tensor arange(double start, double stop, double step, DType dtype) {
 }
 
 Tensor arange_int64(std::int64_t start, std::int64_t stop, std::int64_t step) {
+  if (record::active()) return record::result("arange", {}, [=](const Ts&) { return arange_int64(start, stop, step); });
   if (step == 0) fail<ValueError>("arange: step must be nonzero");
   // The count in 128-bit arithmetic: stop - start may not fit in int64.
   const __int128 span = static_cast<__int128>(stop) - start;
@@ -558,6 +575,7 @@ Tensor arange_int64(std::int64_t start, std::int64_t stop, std::int64_t step) {
 }
 
 Tensor eye(std::int64_t n, std::int64_t m, DType dtype) {
+  if (record::active()) return record::result("eye", {}, [=](const Ts&) { return eye(n, m, dtype); });
   Tensor out = full({n, m}, Scalar::from_int(0), dtype);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);

@@ -15,12 +15,15 @@
 
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 #include "elementwise_ops.h"
 #include "gemm.h"
 #include "parallel.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 using detail::parallel_chunks;
 using detail::parallel_for;
 using detail::parallel_region;
@@ -383,6 +386,7 @@ template void product<double>(std::int64_t, std::int64_t, std::int64_t, const do
 }  // namespace gemm
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  if (record::active()) return record::result("matmul", {a_in, b_in}, [](const Ts& x) { return matmul(x[0], x[1]); });
   if (a_in.ndim() == 0 || b_in.ndim() == 0) {
     fail<ValueError>("matmul: both operands need at least 1 dim, got shapes ", a_in.shape(), " and ",
                      b_in.shape());

@@ -14,10 +14,13 @@
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
 #include "chainrule/nn_ops.h"
+#include "chainrule/record.h"
 #include "gemm.h"
 #include "vector_math.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 constexpr std::int64_t kRecurrentGemmGrain = std::int64_t{1} << 22;  // multiply-adds per thread
@@ -79,6 +82,14 @@ const T* incoming_hidden(const T* output, const T* h0, std::int64_t t, const Lst
 
 LstmSequence lstm_sequence(const Tensor& projected_in, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_hh_in,
                            const Tensor* b_hh_in, bool reverse) {
+  if (record::active()) {
+    const Ts out = record::run("lstm_sequence", {projected_in, h0_in, c0_in, w_hh_in, record::optional(b_hh_in)}, {},
+                               [reverse](const Ts& x) {
+                                 LstmSequence s = lstm_sequence(x[0], x[1], x[2], x[3], record::optional(x[4]), reverse);
+                                 return Ts{s.output, s.gates, s.cells, s.tanh_cells};
+                               });
+    return LstmSequence{out[0], out[1], out[2], out[3]};
+  }
   const LstmSizes s = check_lstm(projected_in, h0_in, c0_in, w_hh_in, b_hh_in);
   const DType dtype = projected_in.dtype();
   const Tensor projected = projected_in.contiguous(), h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
@@ -134,6 +145,17 @@ LstmSequence lstm_sequence(const Tensor& projected_in, const Tensor& h0_in, cons
 
 LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequence& saved, const Tensor& h0_in,
                                          const Tensor& c0_in, const Tensor& w_hh_in, bool has_bias, bool reverse) {
+  if (record::active()) {
+    const Ts out = record::run(
+        "lstm_sequence_backward",
+        {grad_in, saved.output, saved.gates, saved.cells, saved.tanh_cells, h0_in, c0_in, w_hh_in}, {},
+        [has_bias, reverse](const Ts& x) {
+          const LstmSequenceGrads g = lstm_sequence_backward(x[0], LstmSequence{x[1], x[2], x[3], x[4]}, x[5], x[6],
+                                                             x[7], has_bias, reverse);
+          return Ts{g.grad_projected, g.grad_h0, g.grad_c0, g.grad_w_hh, g.grad_b_hh};
+        });
+    return LstmSequenceGrads{out[0], out[1], out[2], out[3], out[4]};
+  }
   const LstmSizes s{saved.gates.shape()[0], saved.gates.shape()[1], saved.cells.shape()[2]};
   const std::int64_t N = s.batch, H = s.hidden, G = 4 * H;
   if (grad_in.shape() != saved.output.shape() || grad_in.dtype() != saved.output.dtype()) {

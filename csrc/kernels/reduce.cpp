@@ -16,12 +16,15 @@
 
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 #include "numeric.h"
 #include "parallel.h"
 #include "vector_math.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 using detail::parallel_for;
 namespace {
 
@@ -304,6 +307,7 @@ Tensor arg_extreme(const Tensor& a, std::optional<std::int64_t> dim, bool keepdi
 }  // namespace
 
 Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims, bool keepdim) {
+  if (record::active()) return record::result("reduce", {a}, [=](const Ts& x) { return reduce(op, x[0], dims, keepdim); });
   const char* name = reduce_name(op);
   const std::vector<bool> reduced = dim_mask(dims, a.ndim(), name);
   const Shape shape = reduced_shape(a, reduced, keepdim);
@@ -335,15 +339,18 @@ Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dim
 }
 
 Tensor argmax(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim) {
+  if (record::active()) return record::result("argmax", {a}, [=](const Ts& x) { return argmax(x[0], dim, keepdim); });
   return arg_extreme(a, dim, keepdim, true);
 }
 
 Tensor argmin(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim) {
+  if (record::active()) return record::result("argmin", {a}, [=](const Ts& x) { return argmin(x[0], dim, keepdim); });
   return arg_extreme(a, dim, keepdim, false);
 }
 
 Tensor sum_to(const Tensor& a, const Shape& shape) {
   if (a.shape() == shape) return a;
+  if (record::active()) return record::result("sum_to", {a}, [shape](const Ts& x) { return sum_to(x[0], shape); });
   if (shape.size() > a.shape().size() || broadcast_shapes(shape, a.shape(), "sum_to") != a.shape()) {
     fail<ValueError>("sum_to: shape ", a.shape(), " cannot be summed down to ", shape);
   }

@@ -61,6 +61,7 @@ from chainrule.functions import (  # noqa: A004
 )
 from chainrule import autograd, distributed, nn, optim, random, utils  # noqa: E402
 from chainrule.serialization import load, save  # noqa: E402
+from chainrule.compiler import compile  # noqa: E402, A004
 
 __version__ = _core.__version__
 
@@ -124,7 +125,7 @@ __all__ = [
     "ne", "neg", "numel", "permute", "pow", "reshape", "softmax",
     "squeeze", "sub", "sum", "transpose", "unsqueeze", "where",
     "autograd", "distributed", "nn", "optim", "random", "utils", "viz", "load", "save",
-    "set_num_threads", "get_num_threads", "show_config",
+    "set_num_threads", "get_num_threads", "show_config", "compile",
 ]
 
 # The functions made from the op table (chainrule/ops): at run time from the table itself,

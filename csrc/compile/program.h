@@ -1,0 +1,106 @@
+// A recorded program (cr.compile): the core ops one call of a function ran, as steps over
+// slots, and its replay. No Python here: csrc/python/compile.cpp adds the guards and the
+// Python objects (arguments, .grad, results).
+//
+// A slot is one storage the recording saw. Its kind says where its contents come from:
+//   External  memory that existed before the call and is not rebound: parameters, optimizer
+//             state, constants. The replay reads and updates the very same memory.
+//   Bound     memory handed in anew at each call: the function's tensor arguments and a
+//             .grad the call reads before writing it. Rebound before each replay.
+//   Internal  memory a step of the call produced (every intermediate, gradient and result).
+//             Allocated once, at recording, and written again by each replay.
+// A step keeps its operands and results as views of slots (shape, strides, offset), so views
+// made between ops (transpose, reshape, slicing) need no step of their own.
+#pragma once
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "chainrule/record.h"
+
+namespace chainrule::compile {
+
+enum class SlotKind { External, Bound, Internal };
+
+struct Slot {
+  std::shared_ptr<Storage> storage;
+  SlotKind kind = SlotKind::External;
+  std::int64_t recorded_offset = 0;  // Bound: the bound view's offset at recording
+  std::int64_t offset_shift = 0;     // Bound: this replay's offset minus the recorded one
+  std::vector<Tensor*> views;        // the program's tensors that view this storage
+};
+
+struct Step {
+  const char* name;
+  record::Rerun rerun;
+  record::Tensors operands, results;       // views of slots; undefined where an optional operand was absent
+  std::vector<int> operand_slots, result_slots;  // -1 where undefined
+};
+
+// A view of a slot that leaves the program (a result of the function, a .grad).
+struct Exit {
+  int slot;
+  Shape shape, strides;
+  std::int64_t offset;
+  DType dtype;
+};
+
+class Program {
+ public:
+  // The bound views given to `replay` must have the recorded shape, strides and dtype (the
+  // caller's guards check it with `accepts`).
+  bool accepts(const std::vector<Tensor>& bound, std::string* why) const;
+  // Runs the steps: rebinds the bound slots, gives internal slots that someone outside still
+  // holds (a result the caller kept) fresh memory, then reruns every op in order.
+  void replay(const std::vector<Tensor>& bound);
+  Tensor exit(int index) const;  // a fresh view for the exit, after a replay
+  std::size_t exits() const { return exits_.size(); }
+  std::vector<std::string> step_names() const;
+  std::int64_t work() const { return work_; }  // elements the steps touch, to decide on the GIL
+
+ private:
+  friend class Builder;
+  void rebind(Slot& slot, std::shared_ptr<Storage> storage, std::int64_t shift);
+
+  std::vector<Slot> slots_;
+  std::vector<Step> steps_;
+  std::vector<int> bound_slots_;   // per bound input, its slot
+  std::vector<Tensor> bound_seen_; // per bound input, the view seen at recording
+  std::vector<Exit> exits_;
+  std::int64_t work_ = 0;
+};
+
+// Records the core ops of one call into a Program (install with record::set_recorder).
+class Builder final : public record::Recorder {
+ public:
+  Builder() : program_(std::make_unique<Program>()) {}
+  // Declares a tensor handed in at each call (an argument, before the call; a .grad the call
+  // read, after it: `adopt` turns the external slot the ops made for it into a bound one).
+  // Returns its index among the bound inputs.
+  int bind(const Tensor& array, bool adopt = false);
+  // The slot a tensor lives in (-1: never seen).
+  int slot_of(const Tensor& array) const;
+  bool is_internal(int slot) const { return program_->slots_[static_cast<std::size_t>(slot)].kind == SlotKind::Internal; }
+  // A view that leaves the program; false (with a reason noted) when it cannot.
+  int add_exit(const Tensor& array);
+  const std::vector<std::string>& reasons() const { return reasons_; }
+  // The program, with its slots' views indexed; the builder is spent.
+  std::unique_ptr<Program> finish();
+
+  void op(const char* name, const record::Tensors& operands, const std::vector<int>& written,
+          const record::Tensors& results, record::Rerun rerun) override;
+  void unsupported(std::string reason) override;
+  void allocated(const std::shared_ptr<Storage>& storage) override;
+
+ private:
+  int new_slot(const Tensor& array, SlotKind kind);
+  int operand_slot(const Tensor& array, bool written, const char* op);
+
+  std::unique_ptr<Program> program_;
+  std::unordered_map<const Storage*, int> slot_of_;
+  std::unordered_map<const Storage*, std::weak_ptr<Storage>> made_outside_;
+  std::vector<std::string> reasons_;
+};
+
+}  // namespace chainrule::compile
