@@ -1,6 +1,7 @@
 #include "program.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "chainrule/errors.h"
@@ -77,12 +78,31 @@ void Program::replay(const std::vector<Tensor>& bound) {
       rebind(slot, Storage::allocate(slot.storage->nbytes()), slot.offset_shift);
     }
   }
-  for (Step& step : steps_) {
-    const record::Tensors fresh = step.rerun(step.operands);
-    for (std::size_t i = 0; i < fresh.size() && i < step.results.size(); ++i) {
-      if (step.results[i].defined()) store(fresh[i], step.results[i]);
+  for (Step& step : steps_) run(step);
+}
+
+void Program::run(Step& step) {
+  if (step.into) {
+    step.into(step.operands, step.results[0]);
+    return;
+  }
+  const record::Tensors fresh = step.rerun(step.operands);
+  for (std::size_t i = 0; i < fresh.size() && i < step.results.size(); ++i) {
+    if (step.results[i].defined()) store(fresh[i], step.results[i]);
+  }
+}
+
+std::vector<double> Program::time_steps(int repeats) {
+  std::vector<double> total(steps_.size(), 0.0);
+  for (int r = 0; r < repeats; ++r) {
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      run(steps_[i]);
+      total[i] += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
     }
   }
+  for (double& t : total) t /= repeats;
+  return total;
 }
 
 Tensor Program::exit(int index) const {
@@ -151,8 +171,8 @@ int Builder::operand_slot(const Tensor& array, bool written, const char* op) {
 }
 
 void Builder::op(const char* name, const record::Tensors& operands, const std::vector<int>& written,
-                 const record::Tensors& results, record::Rerun rerun) {
-  Step step{name, std::move(rerun), operands, results, {}, {}};
+                 const record::Tensors& results, record::Rerun rerun, record::Into into) {
+  Step step{name, std::move(rerun), std::move(into), operands, results, {}, {}};
   for (std::size_t i = 0; i < operands.size(); ++i) {
     const Tensor& t = operands[i];
     const bool writes = std::find(written.begin(), written.end(), static_cast<int>(i)) != written.end();
@@ -165,6 +185,7 @@ void Builder::op(const char* name, const record::Tensors& operands, const std::v
       continue;
     }
     const int known = slot_of(t);  // a view of an operand (sum_to that sums nothing, say)
+    if (known >= 0) step.into = nullptr;  // nothing to write: the op returns its operand
     step.result_slots.push_back(known >= 0 ? known : new_slot(t, SlotKind::Internal));
     program_->work_ += t.numel();
   }

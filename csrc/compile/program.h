@@ -34,6 +34,7 @@ struct Slot {
 struct Step {
   const char* name;
   record::Rerun rerun;
+  record::Into into;  // when set: the one result is written in place, no allocation
   record::Tensors operands, results;       // views of slots; undefined where an optional operand was absent
   std::vector<int> operand_slots, result_slots;  // -1 where undefined
 };
@@ -54,6 +55,9 @@ class Program {
   // Runs the steps: rebinds the bound slots, gives internal slots that someone outside still
   // holds (a result the caller kept) fresh memory, then reruns every op in order.
   void replay(const std::vector<Tensor>& bound);
+  // Nanoseconds each step took, summed over `repeats` replays with the bound inputs of the last
+  // one (for profiling; the results are those of a replay).
+  std::vector<double> time_steps(int repeats);
   Tensor exit(int index) const;  // a fresh view for the exit, after a replay
   std::size_t exits() const { return exits_.size(); }
   std::vector<std::string> step_names() const;
@@ -62,6 +66,7 @@ class Program {
  private:
   friend class Builder;
   void rebind(Slot& slot, std::shared_ptr<Storage> storage, std::int64_t shift);
+  static void run(Step& step);
 
   std::vector<Slot> slots_;
   std::vector<Step> steps_;
@@ -89,7 +94,7 @@ class Builder final : public record::Recorder {
   std::unique_ptr<Program> finish();
 
   void op(const char* name, const record::Tensors& operands, const std::vector<int>& written,
-          const record::Tensors& results, record::Rerun rerun) override;
+          const record::Tensors& results, record::Rerun rerun, record::Into into) override;
   void unsupported(std::string reason) override;
   void allocated(const std::shared_ptr<Storage>& storage) override;
 

@@ -341,19 +341,29 @@ DType unary_result_dtype(UnaryOp op, DType a) {
   return op == UnaryOp::LogicalNot ? DType::Bool : unary_compute_dtype(op, a);
 }
 
-Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  if (record::active()) return record::result("binary", {a, b}, [op](const Ts& x) { return binary(op, x[0], x[1]); });
-  const char* name = binary_op_name(op);
+namespace {
+
+// The work of binary(op, a, b) written into `out`, which has the result's shape and dtype.
+void binary_into(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
   const DType compute = compute_dtype(op, a.dtype(), b.dtype());
   if (a.shape() == b.shape() && a.dtype() == compute && b.dtype() == compute) {
-    // The common case (no broadcasting, no cast): no intermediate views to build.
-    Tensor out = Tensor::empty(a.shape(), binary_result_dtype(op, a.dtype(), b.dtype()));
-    run_binary(op, out, a, b);
-    return out;
+    run_binary(op, out, a, b);  // the common case (no broadcasting, no cast): no views to build
+    return;
   }
-  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  const char* name = binary_op_name(op);
+  run_binary(op, out, a.to(compute).broadcast_to(out.shape(), name), b.to(compute).broadcast_to(out.shape(), name));
+}
+
+}  // namespace
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  if (record::active()) {
+    return record::result("binary", {a, b}, [op](const Ts& x) { return binary(op, x[0], x[1]); },
+                          [op](const Ts& x, const Tensor& out) { binary_into(op, out, x[0], x[1]); });
+  }
+  const Shape shape = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), binary_op_name(op));
   Tensor out = Tensor::empty(shape, binary_result_dtype(op, a.dtype(), b.dtype()));
-  run_binary(op, out, a.to(compute).broadcast_to(shape, name), b.to(compute).broadcast_to(shape, name));
+  binary_into(op, out, a, b);
   return out;
 }
 
@@ -387,22 +397,45 @@ std::optional<Tensor> pow_scalar_exponent(const Tensor& a, const Scalar& b) {
 
 }  // namespace
 
+namespace {
+
+// The common case of a tensor and a Python number (no pow, no cast): the scalar as a stride-0
+// view of the tensor's shape, so there is no broadcasting or cast to set up.
+bool plain_scalar_case(BinaryOp op, const Tensor& t, const Scalar& s) {
+  return op != BinaryOp::Pow && t.dtype() == compute_dtype(op, t.dtype(), s.default_dtype());
+}
+
+}  // namespace
+
 Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
-  if (record::active()) return record::result("binary", {a}, [op, b](const Ts& x) { return binary(op, x[0], b); });
+  if (record::active()) {
+    record::Into into;
+    if (plain_scalar_case(op, a, b)) {  // the number's stride-0 view made once, here
+      const Tensor scalar = scalar_tensor(b, a.dtype()).as_strided(a.shape(), Shape(a.shape().size(), 0), 0);
+      into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, x[0], scalar); };
+    }
+    return record::result("binary", {a}, [op, b](const Ts& x) { return binary(op, x[0], b); }, std::move(into));
+  }
   if (op == BinaryOp::Pow) {
     if (std::optional<Tensor> special = pow_scalar_exponent(a, b)) return *std::move(special);
   }
   const DType compute = compute_dtype(op, a.dtype(), b.default_dtype());
   const Tensor scalar = scalar_tensor(b, compute);
   if (a.dtype() != compute) return binary(op, a, scalar);
-  // The scalar as a stride-0 view of the tensor's shape: no broadcasting or cast to set up.
   Tensor out = Tensor::empty(a.shape(), binary_result_dtype(op, a.dtype(), b.default_dtype()));
   run_binary(op, out, a, scalar.as_strided(a.shape(), Shape(a.shape().size(), 0), 0));
   return out;
 }
 
 Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
-  if (record::active()) return record::result("binary", {b}, [op, a](const Ts& x) { return binary(op, a, x[0]); });
+  if (record::active()) {
+    record::Into into;
+    if (plain_scalar_case(op, b, a)) {
+      const Tensor scalar = scalar_tensor(a, b.dtype()).as_strided(b.shape(), Shape(b.shape().size(), 0), 0);
+      into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, scalar, x[0]); };
+    }
+    return record::result("binary", {b}, [op, a](const Ts& x) { return binary(op, a, x[0]); }, std::move(into));
+  }
   const DType compute = compute_dtype(op, a.default_dtype(), b.dtype());
   const Tensor scalar = scalar_tensor(a, compute);
   if (b.dtype() != compute) return binary(op, scalar, b);
@@ -432,17 +465,18 @@ void binary_(BinaryOp op, const Tensor& out, const Scalar& b) {
   binary_(op, out, scalar_tensor(b, compute));
 }
 
-Tensor unary(UnaryOp op, const Tensor& a) {
-  if (record::active()) return record::result("unary", {a}, [op](const Ts& x) { return unary(op, x[0]); });
+namespace {
+
+// The work of unary(op, a) written into `out`, which has the result's shape and dtype.
+void unary_into(UnaryOp op, const Tensor& out, const Tensor& a) {
   const DType compute = unary_compute_dtype(op, a.dtype());
   Tensor x = a.to(compute);
-  Tensor out = Tensor::empty(a.shape(), unary_result_dtype(op, a.dtype()));
-  if (compute == DType::Float32 && x.is_contiguous() &&
+  if (compute == DType::Float32 && x.is_contiguous() && out.is_contiguous() &&
       (op == UnaryOp::Exp || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh)) {
     const vector_math::Functions& vm = vector_math::functions();
     const vector_math::ArrayFn fn = op == UnaryOp::Exp ? vm.exp : op == UnaryOp::Sigmoid ? vm.sigmoid : vm.tanh;
     run_contiguous(x.data_as<float>(), out.data_as<float>(), x.numel(), fn);
-    return out;
+    return;
   }
   auto floats = [&](auto kernel_for) {
     if (compute == DType::Float32) kernel_for(float{});
@@ -475,6 +509,17 @@ Tensor unary(UnaryOp op, const Tensor& a) {
   }
 #undef CHAINRULE_RUN_SLOW
 #undef CHAINRULE_RUN
+}
+
+}  // namespace
+
+Tensor unary(UnaryOp op, const Tensor& a) {
+  if (record::active()) {
+    return record::result("unary", {a}, [op](const Ts& x) { return unary(op, x[0]); },
+                          [op](const Ts& x, const Tensor& out) { unary_into(op, out, x[0]); });
+  }
+  Tensor out = Tensor::empty(a.shape(), unary_result_dtype(op, a.dtype()));
+  unary_into(op, out, a);
   return out;
 }
 
@@ -536,7 +581,11 @@ void fill_(const Tensor& dst, const Scalar& value) {
 }
 
 Tensor full(const Shape& shape, const Scalar& value, DType dtype) {
-  if (record::active()) return record::result("full", {}, [=](const Ts&) { return full(shape, value, dtype); });
+  if (record::active()) {
+    const Tensor scalar = scalar_tensor(value, dtype);
+    return record::result("full", {}, [=](const Ts&) { return full(shape, value, dtype); },
+                          [scalar](const Ts&, const Tensor& out) { copy_into_new(out, scalar); });
+  }
   Tensor out = Tensor::empty(shape, dtype);
   copy_into_new(out, scalar_tensor(value, dtype));
   return out;

@@ -306,27 +306,26 @@ Tensor arg_extreme(const Tensor& a, std::optional<std::int64_t> dim, bool keepdi
 
 }  // namespace
 
-Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims, bool keepdim) {
-  if (record::active()) return record::result("reduce", {a}, [=](const Ts& x) { return reduce(op, x[0], dims, keepdim); });
+namespace {
+
+// The work of reduce(op, a, dims, keepdim) written into `out` (the result's dtype, and its
+// elements in its order: the keepdim shape or not).
+void reduce_into(ReduceOp op, const Tensor& out, const Tensor& a, const std::vector<std::int64_t>& dims) {
   const char* name = reduce_name(op);
   const std::vector<bool> reduced = dim_mask(dims, a.ndim(), name);
-  const Shape shape = reduced_shape(a, reduced, keepdim);
   std::int64_t count = 1;
   for (std::int64_t d = 0; d < a.ndim(); ++d) {
     if (reduced[d]) count *= a.shape()[d];
   }
-  DType result = a.dtype();
-  if (op == ReduceOp::Sum && !is_floating(result)) result = DType::Int64;
-  if (op == ReduceOp::Mean) result = float_result(result);
-  Tensor out = Tensor::empty(shape, result);
-  if (out.numel() == 0) return out;
+  const DType result = out.dtype();
+  if (out.numel() == 0) return;
   if (count == 0) {
     if (op == ReduceOp::Amax || op == ReduceOp::Amin) {
       fail<ValueError>(name, ": cannot reduce over an empty dim (shape ", a.shape(),
                        "): the operation has no identity");
     }
     fill_(out, op == ReduceOp::Sum ? Scalar::from_int(0) : Scalar::from_double(std::nan("")));
-    return out;
+    return;
   }
   // Mean reduces in the float dtype of its result; sums of bool reduce as int64.
   Tensor input = a;
@@ -335,6 +334,21 @@ Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dim
   Tensor source;
   const Problem p = plan_problem(input, reduced, &source);
   dispatch_dtype(input.dtype(), [&](auto zero) { reduce_typed<decltype(zero)>(op, source, p, out); });
+}
+
+}  // namespace
+
+Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims, bool keepdim) {
+  if (record::active()) {
+    return record::result("reduce", {a}, [=](const Ts& x) { return reduce(op, x[0], dims, keepdim); },
+                          [=](const Ts& x, const Tensor& out) { reduce_into(op, out, x[0], dims); });
+  }
+  const Shape shape = reduced_shape(a, dim_mask(dims, a.ndim(), reduce_name(op)), keepdim);
+  DType result = a.dtype();
+  if (op == ReduceOp::Sum && !is_floating(result)) result = DType::Int64;
+  if (op == ReduceOp::Mean) result = float_result(result);
+  Tensor out = Tensor::empty(shape, result);
+  reduce_into(op, out, a, dims);
   return out;
 }
 
@@ -348,9 +362,30 @@ Tensor argmin(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim) {
   return arg_extreme(a, dim, keepdim, false);
 }
 
+namespace {
+
+// sum_to(a, out's shape) into `out`, for a sum that sums something (its result is fresh).
+void sum_to_into(const Tensor& a, const Tensor& out) {
+  const std::size_t lead = a.shape().size() - out.shape().size();
+  std::vector<std::int64_t> dims;
+  for (std::size_t d = 0; d < a.shape().size(); ++d) {
+    if (d < lead || (out.shape()[d - lead] == 1 && a.shape()[d] != 1)) dims.push_back(static_cast<std::int64_t>(d));
+  }
+  if (dims.empty()) {  // nothing to sum: sum_to copied a because its strides allowed no view
+    copy_into_new(out, a.reshape(out.shape()));
+    return;
+  }
+  reduce_into(ReduceOp::Sum, out, a, dims);
+}
+
+}  // namespace
+
 Tensor sum_to(const Tensor& a, const Shape& shape) {
   if (a.shape() == shape) return a;
-  if (record::active()) return record::result("sum_to", {a}, [shape](const Ts& x) { return sum_to(x[0], shape); });
+  if (record::active()) {
+    return record::result("sum_to", {a}, [shape](const Ts& x) { return sum_to(x[0], shape); },
+                          [](const Ts& x, const Tensor& out) { sum_to_into(x[0], out); });
+  }
   if (shape.size() > a.shape().size() || broadcast_shapes(shape, a.shape(), "sum_to") != a.shape()) {
     fail<ValueError>("sum_to: shape ", a.shape(), " cannot be summed down to ", shape);
   }

@@ -177,6 +177,7 @@ class CompiledProgram {
 
   std::string guard_failure;
   std::vector<std::string> steps() const { return program_->step_names(); }
+  std::vector<double> time_steps(int repeats) { return program_->time_steps(repeats); }
 
  private:
   friend class Recording;
@@ -264,7 +265,9 @@ void register_compile(py::module_& m) {
   py::class_<CompiledProgram>(m, "CompiledProgram")
       .def("run", &CompiledProgram::run, py::arg("arguments"))
       .def_readonly("guard_failure", &CompiledProgram::guard_failure)
-      .def_property_readonly("steps", &CompiledProgram::steps);
+      .def_property_readonly("steps", &CompiledProgram::steps)
+      .def("time_steps", &CompiledProgram::time_steps, py::arg("repeats"),
+           "Nanoseconds per step, averaged over `repeats` replays of the steps alone (profiling).");
   py::class_<Recording>(m, "Recording")
       .def(py::init<const py::list&>(), py::arg("arguments"))
       .def("start", &Recording::start)

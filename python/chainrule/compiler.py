@@ -22,6 +22,7 @@ the same thread count, so the results are bit-identical to eager. See docs/compi
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 import warnings
 from typing import Any, Callable
@@ -70,17 +71,6 @@ def note_module(module: Any, hooks: bool) -> None:
             watch.recording.unsupported("a forward hook of a module runs Python code")
 
 
-def _optimizer_settings(optimizer: Any) -> list[tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]]]:
-    # Each group's hyperparameters (lr may change between calls: then the guard fails) and the
-    # identities of its parameters.
-    out = []
-    for group in optimizer.param_groups:
-        keys = tuple(k for k in group if k != "params")
-        values = tuple(group[k] for k in keys) + (tuple(map(id, group["params"])),)
-        out.append((group, keys, values))
-    return out
-
-
 def _optimizer_state(optimizer: Any) -> tuple[Any, ...]:
     # Which state each parameter has, by identity: a first step that makes state (momentum
     # buffers, Adam's moments) is a warm-up, and a load_state_dict replaces the objects.
@@ -88,11 +78,31 @@ def _optimizer_state(optimizer: Any) -> tuple[Any, ...]:
                  for p, s in optimizer.state.items())
 
 
-def _settings_hold(settings: list[tuple[dict[str, Any], tuple[str, ...], tuple[Any, ...]]]) -> bool:
-    for group, keys, values in settings:
-        if tuple(group[k] for k in keys) + (tuple(map(id, group["params"])),) != values:
+class _OptimizerGuard:
+    """An optimizer as a recording saw it: each group's hyperparameters (lr may change between
+    calls: then the guard fails) and parameters, and the objects of its state."""
+
+    def __init__(self, optimizer: Any) -> None:
+        self.optimizer = optimizer
+        self.groups = []
+        for group in optimizer.param_groups:
+            keys = tuple(k for k in group if k != "params")
+            get = operator.itemgetter(*keys) if keys else (lambda g: ())
+            self.groups.append((group, get, get(group), group["params"], tuple(map(id, group["params"]))))
+        self.state_size = len(optimizer.state)
+        self.state = [(s, len(s), k, v) for s in optimizer.state.values() for k, v in s.items()]
+
+    def holds(self) -> bool:
+        opt = self.optimizer
+        if len(opt.state) != self.state_size:
             return False
-    return True
+        for group, get, values, params, ids in self.groups:
+            if get(group) != values or group["params"] is not params or tuple(map(id, params)) != ids:
+                return False
+        for s, size, k, v in self.state:
+            if len(s) != size or s.get(k) is not v:
+                return False
+        return True
 
 
 def _flatten(value: Any, tensors: list[Tensor]) -> Any:
@@ -154,18 +164,26 @@ class _Entry:
     def __init__(self, spec: Any, program: Any, watch: _Watch, outputs: Any, kinds: list[tuple[str, Any]]) -> None:
         self.spec = spec
         self.program = program
-        self.optimizers = [(_optimizer_settings(opt), opt, state) for opt, state in watch.optimizers.values()]
+        self.optimizers = [_OptimizerGuard(opt) for opt, _ in watch.optimizers.values()]
         self.modules = [(m, m.training) for m in watch.modules.values()]
         self.outputs = outputs  # the result's structure
         self.kinds = kinds      # per returned tensor: ("out", k), ("arg", i) or ("object", tensor)
+        # The usual result, one fresh tensor, is returned without rebuilding a structure.
+        self.single = isinstance(outputs, _TensorAt) and kinds[0][0] == "out"
 
     def python_guards_hold(self) -> bool:
-        for settings, opt, state in self.optimizers:
-            if not _settings_hold(settings) or _optimizer_state(opt) != state:
+        for guard in self.optimizers:
+            if not guard.holds():
                 return False
-        return all(m.training is flag for m, flag in self.modules)
+        for m, flag in self.modules:
+            if m.training is not flag:
+                return False
+        return True
 
     def result(self, fresh: list[Tensor], arguments: list[Tensor]) -> Any:
+        if self.single:
+            return fresh[0]
+
         def leaf(i: int) -> Any:
             kind, where = self.kinds[i]
             return fresh[where] if kind == "out" else arguments[where] if kind == "arg" else where

@@ -21,6 +21,9 @@ namespace chainrule::record {
 using Tensors = std::vector<Tensor>;
 // Runs an op again on new values of its tensor operands and returns its results.
 using Rerun = std::function<Tensors(const Tensors& operands)>;
+// Runs an op of one result again, writing it into `result` (the memory the replay keeps for
+// it) with the same kernel: no allocation, no copy. Optional; the hot ops have one.
+using Into = std::function<void(const Tensors& operands, const Tensor& result)>;
 
 class Recorder {
  public:
@@ -28,7 +31,7 @@ class Recorder {
   // The op `name` ran on `operands` (those at the positions in `written` were changed in
   // place) and made `results`; `rerun` runs it again.
   virtual void op(const char* name, const Tensors& operands, const std::vector<int>& written,
-                  const Tensors& results, Rerun rerun) = 0;
+                  const Tensors& results, Rerun rerun, Into into) = 0;
   // Something happened that a replay cannot repeat (a value read out, a hook, ...).
   virtual void unsupported(std::string reason) = 0;
   // Memory allocated outside any op (a tensor from Python data, the buffer of a clone).
@@ -49,12 +52,13 @@ inline Recorder* recording() { return detail::recording; }
 void set_recorder(Recorder* recorder);
 
 // Runs `rerun(operands)` as the op `name` and records it; returns its results.
-Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun rerun);
+Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun rerun, Into into = nullptr);
 
-// An op with one tensor result: f(operands) -> Tensor.
+// An op with one tensor result: f(operands) -> Tensor; into(operands, result) writes the same
+// result into given memory.
 template <typename F>
-Tensor result(const char* name, Tensors operands, F f) {
-  return run(name, std::move(operands), {}, [f](const Tensors& x) { return Tensors{f(x)}; })[0];
+Tensor result(const char* name, Tensors operands, F f, Into into = nullptr) {
+  return run(name, std::move(operands), {}, [f](const Tensors& x) { return Tensors{f(x)}; }, std::move(into))[0];
 }
 // An op that writes operand 0 in place and returns nothing: f(operands).
 template <typename F>
