@@ -64,7 +64,7 @@ void Program::rebind(Slot& slot, std::shared_ptr<Storage> storage, std::int64_t 
   }
 }
 
-void Program::replay(const std::vector<Tensor>& bound) {
+bool Program::replay(const std::vector<Tensor>& bound) {
   for (std::size_t i = 0; i < bound.size(); ++i) {
     Slot& slot = slots_[static_cast<std::size_t>(bound_slots_[i])];
     const std::int64_t shift = bound[i].offset() - bound_seen_[i].offset();
@@ -78,18 +78,26 @@ void Program::replay(const std::vector<Tensor>& bound) {
       rebind(slot, Storage::allocate(slot.storage->nbytes()), slot.offset_shift);
     }
   }
-  for (Step& step : steps_) run(step);
+  for (Step& step : steps_) {
+    if (!run(step)) return false;
+  }
+  return true;
 }
 
-void Program::run(Step& step) {
+bool Program::run(Step& step) {
+  if (!step.expected.empty()) {
+    const Tensor& t = step.operands[0];
+    return std::memcmp(t.data(), step.expected.data(), step.expected.size()) == 0;
+  }
   if (step.into) {
     step.into(step.operands, step.results[0]);
-    return;
+    return true;
   }
   const record::Tensors fresh = step.rerun(step.operands);
   for (std::size_t i = 0; i < fresh.size() && i < step.results.size(); ++i) {
     if (step.results[i].defined()) store(fresh[i], step.results[i]);
   }
+  return true;
 }
 
 std::vector<double> Program::time_steps(int repeats) {
@@ -172,12 +180,16 @@ int Builder::operand_slot(const Tensor& array, bool written, const char* op) {
 
 void Builder::op(const char* name, const record::Tensors& operands, const std::vector<int>& written,
                  const record::Tensors& results, record::Rerun rerun, record::Into into) {
-  Step step{name, std::move(rerun), std::move(into), operands, results, {}, {}};
+  Step step{name, std::move(rerun), std::move(into), operands, results, {}, {}, {}};
   for (std::size_t i = 0; i < operands.size(); ++i) {
     const Tensor& t = operands[i];
     const bool writes = std::find(written.begin(), written.end(), static_cast<int>(i)) != written.end();
     step.operand_slots.push_back(t.defined() ? operand_slot(t, writes, name) : -1);
     if (t.defined()) program_->work_ += t.numel();
+    if (writes && changed_state_ == nullptr &&
+        program_->slots_[static_cast<std::size_t>(step.operand_slots.back())].kind != SlotKind::Internal) {
+      changed_state_ = name;
+    }
   }
   for (const Tensor& t : results) {
     if (!t.defined()) {
@@ -194,6 +206,19 @@ void Builder::op(const char* name, const record::Tensors& operands, const std::v
 
 void Builder::unsupported(std::string reason) {
   if (std::find(reasons_.begin(), reasons_.end(), reason) == reasons_.end()) reasons_.push_back(std::move(reason));
+}
+
+void Builder::value_read(const Tensor& t) {
+  if (changed_state_ != nullptr) {
+    unsupported(std::string(".item() (or bool(), float(), int() of a tensor) reads a value into Python after ") +
+                changed_state_ + " changed a parameter or an argument; return the tensor and read it outside "
+                "the compiled function");
+    return;
+  }
+  Step check{"check", nullptr, nullptr, {t}, {}, {operand_slot(t, false, "item")}, {}, {}};
+  const auto* first = static_cast<const unsigned char*>(t.data());
+  check.expected.assign(first, first + itemsize(t.dtype()));
+  program_->steps_.push_back(std::move(check));
 }
 
 void Builder::allocated(const std::shared_ptr<Storage>& storage) { made_outside_[storage.get()] = storage; }

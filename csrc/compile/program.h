@@ -37,6 +37,9 @@ struct Step {
   record::Into into;  // when set: the one result is written in place, no allocation
   record::Tensors operands, results;       // views of slots; undefined where an optional operand was absent
   std::vector<int> operand_slots, result_slots;  // -1 where undefined
+  // A check instead of an op: the value Python read at recording (item(), bool(t)) and
+  // branched on; a replay that finds another value stops (its guard failed).
+  std::vector<unsigned char> expected;
 };
 
 // A view of a slot that leaves the program (a result of the function, a .grad).
@@ -54,7 +57,9 @@ class Program {
   bool accepts(const std::vector<Tensor>& bound, std::string* why) const;
   // Runs the steps: rebinds the bound slots, gives internal slots that someone outside still
   // holds (a result the caller kept) fresh memory, then reruns every op in order.
-  void replay(const std::vector<Tensor>& bound);
+  // Returns false when a value Python branched on came out different: the replay stopped
+  // before any step that changes memory outside the program (parameters, arguments).
+  bool replay(const std::vector<Tensor>& bound);
   // Nanoseconds each step took, summed over `repeats` replays with the bound inputs of the last
   // one (for profiling; the results are those of a replay).
   std::vector<double> time_steps(int repeats);
@@ -66,7 +71,7 @@ class Program {
  private:
   friend class Builder;
   void rebind(Slot& slot, std::shared_ptr<Storage> storage, std::int64_t shift);
-  static void run(Step& step);
+  static bool run(Step& step);
 
   std::vector<Slot> slots_;
   std::vector<Step> steps_;
@@ -96,6 +101,7 @@ class Builder final : public record::Recorder {
   void op(const char* name, const record::Tensors& operands, const std::vector<int>& written,
           const record::Tensors& results, record::Rerun rerun, record::Into into) override;
   void unsupported(std::string reason) override;
+  void value_read(const Tensor& t) override;
   void allocated(const std::shared_ptr<Storage>& storage) override;
 
  private:
@@ -106,6 +112,7 @@ class Builder final : public record::Recorder {
   std::unordered_map<const Storage*, int> slot_of_;
   std::unordered_map<const Storage*, std::weak_ptr<Storage>> made_outside_;
   std::vector<std::string> reasons_;
+  const char* changed_state_ = nullptr;  // the first op that wrote memory outside the program
 };
 
 }  // namespace chainrule::compile

@@ -158,10 +158,12 @@ class CompiledProgram {
     for (const GradPlan& plan : grads_) {
       if (plan.clear_first) set_grad(plan.leaf.ptr(), nullptr);
     }
+    bool same_values = false;
     {
       MaybeReleaseGil gil(program_->work());
-      program_->replay(bound);
+      same_values = program_->replay(bound);
     }
+    if (!same_values) return fail("a value the function read with .item() or bool() came out different");
     for (const GradPlan& plan : grads_) {
       if (plan.final == GradPlan::Final::None) set_grad(plan.leaf.ptr(), nullptr);
       if (plan.final == GradPlan::Final::Exit) {

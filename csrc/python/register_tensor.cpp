@@ -82,11 +82,12 @@ Tensor from_numpy(const py::array& array) {
 }
 
 py::object item(const Tensor& t) {
-  record::unsupported(".item() reads a tensor's value into Python (a replay cannot repeat what Python does with it)");
   if (t.numel() != 1) {
     fail<ValueError>("item: only a tensor with one element can be converted to a Python scalar, got shape ",
                      t.shape());
   }
+  // Python may branch on the value: a recording checks it again at each replay.
+  if (record::Recorder* recorder = record::recording()) recorder->value_read(t);
   switch (t.dtype()) {
     case DType::Bool: return py::bool_(*t.data_as<bool>());
     case DType::Int64: return py::int_(*t.data_as<std::int64_t>());

@@ -32,8 +32,10 @@ class Recorder {
   // place) and made `results`; `rerun` runs it again.
   virtual void op(const char* name, const Tensors& operands, const std::vector<int>& written,
                   const Tensors& results, Rerun rerun, Into into) = 0;
-  // Something happened that a replay cannot repeat (a value read out, a hook, ...).
+  // Something happened that a replay cannot repeat (values handed to NumPy, a hook, ...).
   virtual void unsupported(std::string reason) = 0;
+  // Python read the one value of `t` (item(), bool(t)): what it does next may depend on it.
+  virtual void value_read(const Tensor& t) = 0;
   // Memory allocated outside any op (a tensor from Python data, the buffer of a clone).
   virtual void allocated(const std::shared_ptr<Storage>& storage) = 0;
 };
