@@ -78,8 +78,18 @@ bool Program::replay(const std::vector<Tensor>& bound) {
       rebind(slot, Storage::allocate(slot.storage->nbytes()), slot.offset_shift);
     }
   }
+  std::vector<std::vector<unsigned char>> backup;
+  for (const int s : undo_) {
+    const Storage& storage = *slots_[static_cast<std::size_t>(s)].storage;
+    const auto* bytes = static_cast<const unsigned char*>(storage.data());
+    backup.emplace_back(bytes, bytes + storage.nbytes());
+  }
   for (Step& step : steps_) {
-    if (!run(step)) return false;
+    if (run(step)) continue;
+    for (std::size_t i = 0; i < undo_.size(); ++i) {
+      std::memcpy(slots_[static_cast<std::size_t>(undo_[i])].storage->data(), backup[i].data(), backup[i].size());
+    }
+    return false;
   }
   return true;
 }
@@ -186,9 +196,10 @@ void Builder::op(const char* name, const record::Tensors& operands, const std::v
     const bool writes = std::find(written.begin(), written.end(), static_cast<int>(i)) != written.end();
     step.operand_slots.push_back(t.defined() ? operand_slot(t, writes, name) : -1);
     if (t.defined()) program_->work_ += t.numel();
-    if (writes && changed_state_ == nullptr &&
-        program_->slots_[static_cast<std::size_t>(step.operand_slots.back())].kind != SlotKind::Internal) {
-      changed_state_ = name;
+    const int slot = step.operand_slots.back();
+    if (writes && program_->slots_[static_cast<std::size_t>(slot)].kind != SlotKind::Internal &&
+        std::find(written_outside_.begin(), written_outside_.end(), slot) == written_outside_.end()) {
+      written_outside_.push_back(slot);
     }
   }
   for (const Tensor& t : results) {
@@ -209,12 +220,7 @@ void Builder::unsupported(std::string reason) {
 }
 
 void Builder::value_read(const Tensor& t) {
-  if (changed_state_ != nullptr) {
-    unsupported(std::string(".item() (or bool(), float(), int() of a tensor) reads a value into Python after ") +
-                changed_state_ + " changed a parameter or an argument; return the tensor and read it outside "
-                "the compiled function");
-    return;
-  }
+  program_->undo_ = written_outside_;  // what a replay stopped here must put back
   Step check{"check", nullptr, nullptr, {t}, {}, {operand_slot(t, false, "item")}, {}, {}};
   const auto* first = static_cast<const unsigned char*>(t.data());
   check.expected.assign(first, first + itemsize(t.dtype()));

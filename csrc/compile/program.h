@@ -58,7 +58,8 @@ class Program {
   // Runs the steps: rebinds the bound slots, gives internal slots that someone outside still
   // holds (a result the caller kept) fresh memory, then reruns every op in order.
   // Returns false when a value Python branched on came out different: the replay stopped
-  // before any step that changes memory outside the program (parameters, arguments).
+  // there, and the memory outside the program it had changed (a batch norm's running
+  // statistics, say) is put back as it was.
   bool replay(const std::vector<Tensor>& bound);
   // Nanoseconds each step took, summed over `repeats` replays with the bound inputs of the last
   // one (for profiling; the results are those of a replay).
@@ -78,6 +79,7 @@ class Program {
   std::vector<int> bound_slots_;   // per bound input, its slot
   std::vector<Tensor> bound_seen_; // per bound input, the view seen at recording
   std::vector<Exit> exits_;
+  std::vector<int> undo_;  // slots outside the program written before the last check
   std::int64_t work_ = 0;
 };
 
@@ -112,7 +114,7 @@ class Builder final : public record::Recorder {
   std::unordered_map<const Storage*, int> slot_of_;
   std::unordered_map<const Storage*, std::weak_ptr<Storage>> made_outside_;
   std::vector<std::string> reasons_;
-  const char* changed_state_ = nullptr;  // the first op that wrote memory outside the program
+  std::vector<int> written_outside_;  // slots outside the program that ops wrote so far
 };
 
 }  // namespace chainrule::compile
