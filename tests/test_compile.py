@@ -402,3 +402,35 @@ def test_a_compiled_function_and_its_program_are_freed():
     assert program() is None
     # the parameters are the caller's: still alive and usable
     assert all(np.isfinite(p.numpy()).all() for p in params)
+
+
+# ---------------------------------------------------------------- the examples' --compile
+
+def _example(name):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"compile_example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_xor_example_compiled_gives_the_eager_numbers(optimizer):
+    xor = _example("xor")
+    eager = xor.train(steps=300, optimizer_name=optimizer, verbose=False)
+    compiled = xor.train(steps=300, optimizer_name=optimizer, verbose=False, compile=True)
+    assert compiled["cost"] == eager["cost"]
+    assert same(compiled["hypothesis"], eager["hypothesis"])
+
+
+def test_digits_example_compiled_gives_the_eager_numbers():
+    pytest.importorskip("sklearn")
+    digits = _example("digits")
+    eager = digits.train(epochs=2, show_progress=False, verbose=False)
+    compiled = digits.train(epochs=2, show_progress=False, verbose=False, compile=True)
+    assert compiled["accuracy"] == eager["accuracy"]
