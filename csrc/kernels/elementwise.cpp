@@ -358,7 +358,14 @@ void binary_into(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& 
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   if (record::active()) {
-    return record::result("binary", {a, b}, [op](const Ts& x) { return binary(op, x[0], x[1]); },
+    Ts operands{a, b};
+    const DType compute = compute_dtype(op, a.dtype(), b.dtype());
+    if (a.shape() != b.shape() && a.dtype() == compute && b.dtype() == compute) {
+      // Recorded on the broadcast views (the same memory): a replay has no broadcasting to do.
+      const Shape shape = broadcast_shapes(a.shape(), b.shape(), binary_op_name(op));
+      operands = {a.broadcast_to(shape, binary_op_name(op)), b.broadcast_to(shape, binary_op_name(op))};
+    }
+    return record::result("binary", std::move(operands), [op](const Ts& x) { return binary(op, x[0], x[1]); },
                           [op](const Ts& x, const Tensor& out) { binary_into(op, out, x[0], x[1]); });
   }
   const Shape shape = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), binary_op_name(op));

@@ -336,12 +336,29 @@ void reduce_into(ReduceOp op, const Tensor& out, const Tensor& a, const std::vec
   dispatch_dtype(input.dtype(), [&](auto zero) { reduce_typed<decltype(zero)>(op, source, p, out); });
 }
 
+// For a replay (record.h): when a reduction of `a` needs no cast and no copy of its input
+// (its dims coalesce), its loop plan depends on shapes and strides alone, which do not change
+// between replays: it is made once, and a replay runs the kernel on the plan straight away.
+record::Into planned_reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims) {
+  const bool cast = (op == ReduceOp::Mean && a.dtype() != float_result(a.dtype())) ||
+                    (op == ReduceOp::Sum && a.dtype() == DType::Bool);
+  if (cast || a.numel() == 0) return [op, dims](const Ts& x, const Tensor& out) { reduce_into(op, out, x[0], dims); };
+  Tensor source;
+  const Problem p = plan_problem(a, dim_mask(dims, a.ndim(), reduce_name(op)), &source);
+  if (!source.shares_storage(a) || source.offset() != a.offset() || p.K * p.R != a.numel()) {
+    return [op, dims](const Ts& x, const Tensor& out) { reduce_into(op, out, x[0], dims); };
+  }
+  return [op, p](const Ts& x, const Tensor& out) {
+    dispatch_dtype(x[0].dtype(), [&](auto zero) { reduce_typed<decltype(zero)>(op, x[0], p, out); });
+  };
+}
+
 }  // namespace
 
 Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims, bool keepdim) {
   if (record::active()) {
     return record::result("reduce", {a}, [=](const Ts& x) { return reduce(op, x[0], dims, keepdim); },
-                          [=](const Ts& x, const Tensor& out) { reduce_into(op, out, x[0], dims); });
+                          planned_reduce(op, a, dims));
   }
   const Shape shape = reduced_shape(a, dim_mask(dims, a.ndim(), reduce_name(op)), keepdim);
   DType result = a.dtype();
@@ -364,18 +381,14 @@ Tensor argmin(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim) {
 
 namespace {
 
-// sum_to(a, out's shape) into `out`, for a sum that sums something (its result is fresh).
-void sum_to_into(const Tensor& a, const Tensor& out) {
-  const std::size_t lead = a.shape().size() - out.shape().size();
+// The dims sum_to(a, shape) sums over (empty: none).
+std::vector<std::int64_t> summed_dims(const Shape& from, const Shape& shape) {
+  const std::size_t lead = from.size() - shape.size();
   std::vector<std::int64_t> dims;
-  for (std::size_t d = 0; d < a.shape().size(); ++d) {
-    if (d < lead || (out.shape()[d - lead] == 1 && a.shape()[d] != 1)) dims.push_back(static_cast<std::int64_t>(d));
+  for (std::size_t d = 0; d < from.size(); ++d) {
+    if (d < lead || (shape[d - lead] == 1 && from[d] != 1)) dims.push_back(static_cast<std::int64_t>(d));
   }
-  if (dims.empty()) {  // nothing to sum: sum_to copied a because its strides allowed no view
-    copy_into_new(out, a.reshape(out.shape()));
-    return;
-  }
-  reduce_into(ReduceOp::Sum, out, a, dims);
+  return dims;
 }
 
 }  // namespace
@@ -383,17 +396,15 @@ void sum_to_into(const Tensor& a, const Tensor& out) {
 Tensor sum_to(const Tensor& a, const Shape& shape) {
   if (a.shape() == shape) return a;
   if (record::active()) {
-    return record::result("sum_to", {a}, [shape](const Ts& x) { return sum_to(x[0], shape); },
-                          [](const Ts& x, const Tensor& out) { sum_to_into(x[0], out); });
+    const std::vector<std::int64_t> dims = summed_dims(a.shape(), shape);
+    record::Into into;  // with nothing to sum, sum_to returns a view or a copy: rerun it
+    if (!dims.empty() && shape.size() <= a.shape().size()) into = planned_reduce(ReduceOp::Sum, a, dims);
+    return record::result("sum_to", {a}, [shape](const Ts& x) { return sum_to(x[0], shape); }, std::move(into));
   }
   if (shape.size() > a.shape().size() || broadcast_shapes(shape, a.shape(), "sum_to") != a.shape()) {
     fail<ValueError>("sum_to: shape ", a.shape(), " cannot be summed down to ", shape);
   }
-  const std::size_t lead = a.shape().size() - shape.size();
-  std::vector<std::int64_t> dims;
-  for (std::size_t d = 0; d < a.shape().size(); ++d) {
-    if (d < lead || (shape[d - lead] == 1 && a.shape()[d] != 1)) dims.push_back(static_cast<std::int64_t>(d));
-  }
+  const std::vector<std::int64_t> dims = summed_dims(a.shape(), shape);
   if (dims.empty()) return a.reshape(shape);
   return reduce(ReduceOp::Sum, a, dims, true).reshape(shape);
 }
