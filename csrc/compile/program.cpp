@@ -145,6 +145,7 @@ int Builder::new_slot(const Tensor& array, SlotKind kind) {
   program_->slots_.push_back(std::move(slot));
   const int index = static_cast<int>(program_->slots_.size()) - 1;
   slot_of_[array.storage().get()] = index;
+  references_.push_back(1);
   return index;
 }
 
@@ -166,9 +167,14 @@ int Builder::bind(const Tensor& array, bool adopt) {
   return static_cast<int>(program_->bound_slots_.size()) - 1;
 }
 
-int Builder::slot_of(const Tensor& array) const {
-  auto found = slot_of_.find(array.storage().get());
+int Builder::slot_of(const Storage* storage) const {
+  auto found = slot_of_.find(storage);
   return found == slot_of_.end() ? -1 : found->second;
+}
+
+long Builder::references(const Storage* storage) const {
+  const int slot = slot_of(storage);
+  return slot < 0 ? 0 : references_[static_cast<std::size_t>(slot)];
 }
 
 int Builder::operand_slot(const Tensor& array, bool written, const char* op) {
@@ -212,6 +218,12 @@ void Builder::op(const char* name, const record::Tensors& operands, const std::v
     step.result_slots.push_back(known >= 0 ? known : new_slot(t, SlotKind::Internal));
     program_->work_ += t.numel();
   }
+  for (const int s : step.operand_slots) {
+    if (s >= 0) ++references_[static_cast<std::size_t>(s)];
+  }
+  for (const int s : step.result_slots) {
+    if (s >= 0) ++references_[static_cast<std::size_t>(s)];
+  }
   program_->steps_.push_back(std::move(step));
 }
 
@@ -222,6 +234,7 @@ void Builder::unsupported(std::string reason) {
 void Builder::value_read(const Tensor& t) {
   program_->undo_ = written_outside_;  // what a replay stopped here must put back
   Step check{"check", nullptr, nullptr, {t}, {}, {operand_slot(t, false, "item")}, {}, {}};
+  ++references_[static_cast<std::size_t>(check.operand_slots[0])];
   const auto* first = static_cast<const unsigned char*>(t.data());
   check.expected.assign(first, first + itemsize(t.dtype()));
   program_->steps_.push_back(std::move(check));

@@ -92,7 +92,8 @@ class Builder final : public record::Recorder {
   // Returns its index among the bound inputs.
   int bind(const Tensor& array, bool adopt = false);
   // The slot a tensor lives in (-1: never seen).
-  int slot_of(const Tensor& array) const;
+  int slot_of(const Tensor& array) const { return slot_of(array.storage().get()); }
+  int slot_of(const Storage* storage) const;
   bool is_internal(int slot) const { return program_->slots_[static_cast<std::size_t>(slot)].kind == SlotKind::Internal; }
   // A view that leaves the program; false (with a reason noted) when it cannot.
   int add_exit(const Tensor& array);
@@ -105,6 +106,7 @@ class Builder final : public record::Recorder {
   void unsupported(std::string reason) override;
   void value_read(const Tensor& t) override;
   void allocated(const std::shared_ptr<Storage>& storage) override;
+  long references(const Storage* storage) const override;
 
  private:
   int new_slot(const Tensor& array, SlotKind kind);
@@ -112,6 +114,7 @@ class Builder final : public record::Recorder {
 
   std::unique_ptr<Program> program_;
   std::unordered_map<const Storage*, int> slot_of_;
+  std::vector<long> references_;  // per slot: the tensors of steps that view it, and the slot itself
   std::unordered_map<const Storage*, std::weak_ptr<Storage>> made_outside_;
   std::vector<std::string> reasons_;
   std::vector<int> written_outside_;  // slots outside the program that ops wrote so far

@@ -45,7 +45,16 @@ struct GradPlan {
 struct IdentityGuard {
   py::object weak;  // a weak reference to the chainrule.Tensor
   const Storage* storage;
-  Tensor view;
+  Shape shape, strides;
+  std::int64_t offset;
+  DType dtype;
+};
+
+// A tensor object whose array an op read, and that array's view (without holding its memory:
+// the engine asks who else holds a gradient's memory before it adopts it).
+struct Read {
+  py::object object;
+  IdentityGuard guard;
 };
 
 }  // namespace
@@ -76,7 +85,10 @@ class Recording {
   ~Recording() { stop(); }
 
   void read(PyObject* tensor, const Tensor& array) {
-    if (reads_.count(tensor) == 0) reads_.emplace(tensor, std::make_pair(py::reinterpret_borrow<py::object>(tensor), array));
+    if (reads_.count(tensor) != 0) return;
+    reads_.emplace(tensor, Read{py::reinterpret_borrow<py::object>(tensor),
+                                IdentityGuard{py::object(), array.storage().get(), array.shape(), array.strides(),
+                                              array.offset(), array.dtype()}});
   }
 
   void grad(PyObject* leaf, PyObject* value, bool write) {
@@ -111,7 +123,7 @@ class Recording {
   std::vector<bool> requires_grad_;
   bool grad_enabled_ = true;
   int threads_ = 1;
-  std::unordered_map<PyObject*, std::pair<py::object, Tensor>> reads_;  // strong until finish
+  std::unordered_map<PyObject*, Read> reads_;  // strong until finish
   std::unordered_map<PyObject*, GradHistory> grads_;
   std::vector<PyObject*> order_;  // leaves in the order their .grad was first touched
 };
@@ -138,7 +150,8 @@ class CompiledProgram {
       PyObject* t = PyWeakref_GetObject(g.weak.ptr());
       if (t == Py_None) continue;  // gone: nothing can reach the memory through it any more
       const Tensor& now = tensor_array(t);
-      if (now.storage().get() != g.storage || !same_view(now, g.view) || now.offset() != g.view.offset()) {
+      if (now.storage().get() != g.storage || now.shape() != g.shape || now.strides() != g.strides ||
+          now.offset() != g.offset || now.dtype() != g.dtype) {
         return fail("a tensor the function uses was given new memory (t.data = ..., model.to(...))");
       }
     }
@@ -245,9 +258,10 @@ py::object Recording::finish(const py::list& outputs) {
   // Identity guards: every tensor object still alive whose memory the program uses as it was.
   for (auto& [object, read] : reads_) {
     if (!held_elsewhere(object)) continue;  // a temporary of the call: gone once we let go
-    const int slot = builder_.slot_of(read.second);
+    const int slot = builder_.slot_of(read.guard.storage);
     if (slot < 0 || builder_.is_internal(slot)) continue;
-    program->identities_.push_back(IdentityGuard{py::weakref(read.first), read.second.storage().get(), read.second});
+    read.guard.weak = py::weakref(read.object);
+    program->identities_.push_back(std::move(read.guard));
   }
   reads_.clear();
   if (!builder_.reasons().empty()) return py::none();

@@ -12,6 +12,7 @@
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "chainrule/record.h"
 #include "backward_once.h"
 #include "compile_hooks.h"
 #include "grad_checks.h"
@@ -28,7 +29,8 @@ PyObject* release_name = nullptr;
 // memory wrapped from NumPy or DLPack (a hook may return one) must be copied first: .grad
 // owns its memory.
 bool owns_its_storage(const Tensor& t) {
-  return t.storage().use_count() == 1 && t.storage()->owns_memory() && t.is_contiguous() && t.offset() == 0 &&
+  // A cr.compile recording's own references do not count: it only watches.
+  return t.storage().use_count() - record::references(t.storage().get()) == 1 && t.storage()->owns_memory() && t.is_contiguous() && t.offset() == 0 &&
          t.storage()->nbytes() == t.numel() * itemsize(t.dtype());
 }
 

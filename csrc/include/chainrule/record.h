@@ -38,6 +38,9 @@ class Recorder {
   virtual void value_read(const Tensor& t) = 0;
   // Memory allocated outside any op (a tensor from Python data, the buffer of a clone).
   virtual void allocated(const std::shared_ptr<Storage>& storage) = 0;
+  // How many references to `storage` the recording itself holds (code that asks whether
+  // anyone else holds an array, like the engine before it adopts a gradient, discounts them).
+  virtual long references(const Storage* storage) const = 0;
 };
 
 namespace detail {
@@ -73,6 +76,11 @@ void in_place(const char* name, Tensors operands, F f) {
 // An optional tensor argument as an operand (an undefined Tensor when absent) and back.
 inline Tensor optional(const Tensor* t) { return t != nullptr ? *t : Tensor(); }
 inline const Tensor* optional(const Tensor& t) { return t.defined() ? &t : nullptr; }
+
+// The references to `storage` the recording of this thread holds (0 when none records).
+inline long references(const Storage* storage) {
+  return recording() != nullptr ? recording()->references(storage) : 0;
+}
 
 // Tells the recorder, if any, that the replay cannot repeat what happens now.
 inline void unsupported(const char* reason) {
