@@ -194,11 +194,11 @@ int Builder::operand_slot(const Tensor& array, bool written, const char* op) {
   return new_slot(array, SlotKind::External);
 }
 
-void Builder::op(const char* name, const record::Tensors& operands, const std::vector<int>& written,
+void Builder::op(const char* name, record::Tensors operands, const std::vector<int>& written,
                  const record::Tensors& results, record::Rerun rerun, record::Into into) {
-  Step step{name, std::move(rerun), std::move(into), operands, results, {}, {}, {}};
-  for (std::size_t i = 0; i < operands.size(); ++i) {
-    const Tensor& t = operands[i];
+  Step step{name, std::move(rerun), std::move(into), std::move(operands), results, {}, {}, {}};
+  for (std::size_t i = 0; i < step.operands.size(); ++i) {
+    const Tensor& t = step.operands[i];
     const bool writes = std::find(written.begin(), written.end(), static_cast<int>(i)) != written.end();
     step.operand_slots.push_back(t.defined() ? operand_slot(t, writes, name) : -1);
     if (t.defined()) program_->work_ += t.numel();

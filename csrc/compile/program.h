@@ -86,7 +86,10 @@ class Program {
 // Records the core ops of one call into a Program (install with record::set_recorder).
 class Builder final : public record::Recorder {
  public:
-  Builder() : program_(std::make_unique<Program>()) {}
+  Builder() : program_(std::make_unique<Program>()) {
+    program_->steps_.reserve(256);  // a training step of a small model: no moving of steps
+    program_->slots_.reserve(256);
+  }
   // Declares a tensor handed in at each call (an argument, before the call; a .grad the call
   // read, after it: `adopt` turns the external slot the ops made for it into a bound one).
   // Returns its index among the bound inputs.
@@ -101,7 +104,7 @@ class Builder final : public record::Recorder {
   // The program, with its slots' views indexed; the builder is spent.
   std::unique_ptr<Program> finish();
 
-  void op(const char* name, const record::Tensors& operands, const std::vector<int>& written,
+  void op(const char* name, record::Tensors operands, const std::vector<int>& written,
           const record::Tensors& results, record::Rerun rerun, record::Into into) override;
   void unsupported(std::string reason) override;
   void value_read(const Tensor& t) override;

@@ -24,7 +24,7 @@ Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun 
     throw;
   }
   detail::active = recorder;
-  if (recorder != nullptr) recorder->op(name, operands, written, results, std::move(rerun), std::move(into));
+  if (recorder != nullptr) recorder->op(name, std::move(operands), written, results, std::move(rerun), std::move(into));
   return results;
 }
 

@@ -50,12 +50,6 @@ struct IdentityGuard {
   DType dtype;
 };
 
-// A tensor object whose array an op read, and that array's view (without holding its memory:
-// the engine asks who else holds a gradient's memory before it adopts it).
-struct Read {
-  py::object object;
-  IdentityGuard guard;
-};
 
 }  // namespace
 
@@ -84,11 +78,11 @@ class Recording {
   }
   ~Recording() { stop(); }
 
-  void read(PyObject* tensor, const Tensor& array) {
-    if (reads_.count(tensor) != 0) return;
-    reads_.emplace(tensor, Read{py::reinterpret_borrow<py::object>(tensor),
-                                IdentityGuard{py::object(), array.storage().get(), array.shape(), array.strides(),
-                                              array.offset(), array.dtype()}});
+  // Only the object: its array is read again at the end (the call cannot rebind it, see
+  // tensor_set_data), and holding the array here would count as another owner of its memory.
+  void read(PyObject* tensor) {
+    auto [it, fresh] = reads_.try_emplace(tensor);
+    if (fresh) it->second = py::reinterpret_borrow<py::object>(tensor);
   }
 
   void grad(PyObject* leaf, PyObject* value, bool write) {
@@ -123,7 +117,7 @@ class Recording {
   std::vector<bool> requires_grad_;
   bool grad_enabled_ = true;
   int threads_ = 1;
-  std::unordered_map<PyObject*, Read> reads_;  // strong until finish
+  std::unordered_map<PyObject*, py::object> reads_;  // strong until finish
   std::unordered_map<PyObject*, GradHistory> grads_;
   std::vector<PyObject*> order_;  // leaves in the order their .grad was first touched
 };
@@ -256,12 +250,13 @@ py::object Recording::finish(const py::list& outputs) {
     program->outputs_.push_back(builder_.add_exit(tensor_array(out.ptr())));
   }
   // Identity guards: every tensor object still alive whose memory the program uses as it was.
-  for (auto& [object, read] : reads_) {
-    if (!held_elsewhere(object)) continue;  // a temporary of the call: gone once we let go
-    const int slot = builder_.slot_of(read.guard.storage);
+  for (auto& [object, held] : reads_) {
+    if (!held_elsewhere(object) || !as_tensor(object)->has_array) continue;  // a temporary of the call
+    const Tensor& array = tensor_array(object);
+    const int slot = builder_.slot_of(array);
     if (slot < 0 || builder_.is_internal(slot)) continue;
-    read.guard.weak = py::weakref(read.object);
-    program->identities_.push_back(std::move(read.guard));
+    program->identities_.push_back(IdentityGuard{py::weakref(held), array.storage().get(), array.shape(),
+                                                 array.strides(), array.offset(), array.dtype()});
   }
   reads_.clear();
   if (!builder_.reasons().empty()) return py::none();
@@ -273,7 +268,7 @@ py::object Recording::finish(const py::list& outputs) {
   return py::cast(std::move(program));
 }
 
-void note_read_slow(PyObject* tensor, const Tensor& array) { current->read(tensor, array); }
+void note_read_slow(PyObject* tensor) { current->read(tensor); }
 void note_grad_slow(PyObject* leaf, PyObject* grad, bool write) { current->grad(leaf, grad, write); }
 void note_backward_slow() { current->backward_ran = true; }
 

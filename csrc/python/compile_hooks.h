@@ -11,9 +11,9 @@ class Recording;
 extern thread_local Recording* current;  // this thread's recording, or nullptr
 
 // A chainrule.Tensor's array was read for an op (its memory is then guarded by identity).
-void note_read_slow(PyObject* tensor, const Tensor& array);
-inline void note_read(PyObject* tensor, const Tensor& array) {
-  if (current != nullptr) note_read_slow(tensor, array);
+void note_read_slow(PyObject* tensor);
+inline void note_read(PyObject* tensor) {
+  if (current != nullptr) note_read_slow(tensor);
 }
 // A leaf's .grad was read (its value `grad`, NULL or None for none) or set to `grad`.
 void note_grad_slow(PyObject* leaf, PyObject* grad, bool write);

@@ -44,7 +44,7 @@ void drop_array(TensorObject* t) {
 const Tensor& tensor_array(PyObject* tensor) {
   TensorObject* t = as_tensor(tensor);
   if (!t->has_array) throw TypeError("tensor has no data (its _data is not set)");
-  compiling::note_read(tensor, array_ref(t));
+  compiling::note_read(tensor);
   return array_ref(t);
 }
 
@@ -132,7 +132,7 @@ void tensor_dealloc(PyObject* self) {
 // every time); None when no array was set.
 PyObject* tensor_get_data(PyObject* self, void*) {
   TensorObject* t = as_tensor(self);
-  if (t->has_array) compiling::note_read(self, array_ref(t));
+  if (t->has_array) compiling::note_read(self);
   if (t->data == nullptr) {
     if (!t->has_array) Py_RETURN_NONE;
     try {

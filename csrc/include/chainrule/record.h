@@ -30,7 +30,7 @@ class Recorder {
   virtual ~Recorder() = default;
   // The op `name` ran on `operands` (those at the positions in `written` were changed in
   // place) and made `results`; `rerun` runs it again.
-  virtual void op(const char* name, const Tensors& operands, const std::vector<int>& written,
+  virtual void op(const char* name, Tensors operands, const std::vector<int>& written,
                   const Tensors& results, Rerun rerun, Into into) = 0;
   // Something happened that a replay cannot repeat (values handed to NumPy, a hook, ...).
   virtual void unsupported(std::string reason) = 0;
