@@ -103,10 +103,11 @@ def chainrule_epoch(sizes: list[int], batch: int, rows: int, compiled: bool) -> 
 def xor_fresh_process(repeats: int) -> float:
     """Seconds to train XOR for 10,001 compiled steps in a new process (after the import),
     capture included: the median of `repeats` processes."""
-    code = ("import sys, time; sys.path.insert(0, %r); import bench_compile as b; "
-            "step = b.xor_step(True); t = time.perf_counter()\n"
-            "for _ in range(%d): step()\n"
-            "print(time.perf_counter() - t)") % (str(Path(__file__).resolve().parent), XOR_STEPS)
+    here = str(Path(__file__).resolve().parent)
+    code = (f"import sys, time; sys.path.insert(0, {here!r}); import bench_compile as b; "
+            f"step = b.xor_step(True); t = time.perf_counter()\n"
+            f"for _ in range({XOR_STEPS}): step()\n"
+            f"print(time.perf_counter() - t)")
     return statistics.median(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                                   check=True).stdout) for _ in range(repeats))
 
@@ -136,7 +137,7 @@ def jax_part(part: str, repeats: int) -> dict[str, float]:
         state = {"p": params}
 
         def one() -> None:
-            state["p"], c = compiled(state["p"])
+            state["p"], _ = compiled(state["p"])
         one()
         jax.block_until_ready(state["p"])
         per_step = median_seconds(lambda: jax.block_until_ready(compiled(state["p"])[1]), 2000, repeats)
@@ -200,7 +201,7 @@ def run_jax(part: str, threads: int, repeats: int) -> dict[str, float] | None:
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run([sys.executable, __file__, "--jax-part", part, "--repeats", str(repeats)],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -49,7 +49,7 @@ def train(epochs: int = 20, seed: int = 0, lr: float = 1e-3, batch_size: int = 3
 
     def train_step(xb: cr.Tensor, yb: cr.Tensor) -> cr.Tensor:
         optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
+        loss: cr.Tensor = loss_fn(model(xb), yb)
         loss.backward()
         optimizer.step()
         return loss

@@ -11,7 +11,6 @@ import pytest
 
 import chainrule as cr
 
-
 def same(a: cr.Tensor | None, b: cr.Tensor | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -177,7 +176,7 @@ def test_gradient_accumulation_without_zero_grad():
         return step, [w]
 
     inputs = [(cr.tensor([1.0, 2.0, 3.0]),)] * 5
-    eager, compiled, pe, pc, fn = run_both(make, inputs)
+    eager, compiled, pe, pc, _ = run_both(make, inputs)
     assert_all_same(eager, compiled, pe, pc)
     assert same(pc[0].grad, cr.tensor([5.0, 10.0, 15.0]))
 

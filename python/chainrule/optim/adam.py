@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from chainrule.creation import zeros, zeros_like
 from chainrule._dtype import float32
 from chainrule.compiler import note_optimizer
+from chainrule.creation import zeros, zeros_like
 from chainrule.optim import fused
 from chainrule.optim.optimizer import Optimizer
 
