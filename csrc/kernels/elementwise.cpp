@@ -477,7 +477,8 @@ namespace {
 // The work of unary(op, a) written into `out`, which has the result's shape and dtype.
 void unary_into(UnaryOp op, const Tensor& out, const Tensor& a) {
   const DType compute = unary_compute_dtype(op, a.dtype());
-  Tensor x = a.to(compute);
+  Tensor cast;  // only when the input's dtype is not the one computed in: no copy of the view
+  const Tensor& x = a.dtype() == compute ? a : (cast = a.to(compute));
   if (compute == DType::Float32 && x.is_contiguous() && out.is_contiguous() &&
       (op == UnaryOp::Exp || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh)) {
     const vector_math::Functions& vm = vector_math::functions();
