@@ -5,9 +5,10 @@ from typing import Any, Iterable
 
 from chainrule._dtype import float32
 from chainrule.compiler import note_optimizer
-from chainrule.creation import zeros, zeros_like
+from chainrule.creation import full, zeros, zeros_like
 from chainrule.optim import fused
 from chainrule.optim.optimizer import Optimizer
+from chainrule.tensor import Tensor
 
 
 class Adam(Optimizer):
@@ -41,6 +42,8 @@ class Adam(Optimizer):
                     state["step"] = zeros((), dtype=float32)
                     state["exp_avg"] = zeros_like(p)
                     state["exp_avg_sq"] = zeros_like(p)
+                elif not isinstance(state["step"], Tensor):  # an int count (a state dict of before)
+                    state["step"] = full((), float(state["step"]), dtype=float32)
                 fused.adam_step_(p, state["exp_avg"], state["exp_avg_sq"], state["step"], lr, beta1, beta2,
                                  eps, weight_decay, self.decoupled)
 
