@@ -88,7 +88,7 @@ class _OptimizerGuard:
         for group in optimizer.param_groups:
             keys = tuple(k for k in group if k != "params")
             get = operator.itemgetter(*keys) if keys else (lambda g: ())
-            self.groups.append((group, get, get(group), group["params"], tuple(map(id, group["params"]))))
+            self.groups.append((group, get, get(group), group["params"], list(group["params"])))
         self.state_size = len(optimizer.state)
         self.state = [(s, len(s), k, v) for s in optimizer.state.values() for k, v in s.items()]
 
@@ -96,8 +96,9 @@ class _OptimizerGuard:
         opt = self.optimizer
         if len(opt.state) != self.state_size:
             return False
-        for group, get, values, params, ids in self.groups:
-            if get(group) != values or group["params"] is not params or tuple(map(id, params)) != ids:
+        for group, get, values, params, seen in self.groups:
+            if (get(group) != values or group["params"] is not params or len(params) != len(seen)
+                    or not all(map(operator.is_, params, seen))):
                 return False
         for s, size, k, v in self.state:
             if len(s) != size or s.get(k) is not v:
@@ -226,7 +227,7 @@ class CompiledFunction:
             if entry.spec == spec and entry.python_guards_hold():
                 fresh = entry.program.run(tensors)
                 if fresh is not None:
-                    return entry.result(fresh, tensors)
+                    return fresh[0] if entry.single else entry.result(fresh, tensors)
                 failure = entry.program.guard_failure
             elif failure is None:
                 failure = "an argument, an optimizer setting or a module's training flag changed"
