@@ -433,3 +433,11 @@ def test_digits_example_compiled_gives_the_eager_numbers():
     eager = digits.train(epochs=2, show_progress=False, verbose=False)
     compiled = digits.train(epochs=2, show_progress=False, verbose=False, compile=True)
     assert compiled["accuracy"] == eager["accuracy"]
+
+
+def test_an_argument_that_is_also_reached_otherwise_runs_eagerly():
+    w = cr.tensor([1.0, 2.0])
+    compiled = cr.compile(lambda x: x * w)
+    with pytest.warns(RuntimeWarning, match="shares memory"):
+        assert same(compiled(w.detach()), cr.tensor([1.0, 4.0]))  # w's memory, another object
+    assert same(compiled(cr.tensor([3.0, 3.0])), cr.tensor([3.0, 6.0]))

@@ -141,7 +141,6 @@ int Builder::new_slot(const Tensor& array, SlotKind kind) {
   Slot slot;
   slot.storage = array.storage();
   slot.kind = kind;
-  slot.recorded_offset = array.offset();
   program_->slots_.push_back(std::move(slot));
   const int index = static_cast<int>(program_->slots_.size()) - 1;
   slot_of_[array.storage().get()] = index;
@@ -156,7 +155,6 @@ int Builder::bind(const Tensor& array, bool adopt) {
     slot = new_slot(array, SlotKind::Bound);
   } else if (adopt && known->kind == SlotKind::External) {
     known->kind = SlotKind::Bound;
-    known->recorded_offset = array.offset();
   } else if (known->kind != SlotKind::Bound) {
     // Memory the call already reached another way (a parameter passed as an argument too):
     // rebinding it would also move that other way. Not replayable.

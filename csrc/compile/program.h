@@ -26,7 +26,6 @@ enum class SlotKind { External, Bound, Internal };
 struct Slot {
   std::shared_ptr<Storage> storage;
   SlotKind kind = SlotKind::External;
-  std::int64_t recorded_offset = 0;  // Bound: the bound view's offset at recording
   std::int64_t offset_shift = 0;     // Bound: this replay's offset minus the recorded one
   std::vector<Tensor*> views;        // the program's tensors that view this storage
 };

@@ -59,6 +59,8 @@ class Recording {
     for (py::handle a : arguments) {
       if (!is_tensor(a.ptr())) throw TypeError("Recording: the arguments must be Tensors");
       builder_.bind(tensor_array(a.ptr()));
+      argument_slots_.push_back(builder_.slot_of(tensor_array(a.ptr())));
+      arguments_.push_back(a.ptr());
       requires_grad_.push_back(as_tensor(a.ptr())->requires_grad != 0);
     }
     num_arguments_ = arguments.size();
@@ -118,6 +120,8 @@ class Recording {
   bool grad_enabled_ = true;
   int threads_ = 1;
   std::unordered_map<PyObject*, py::object> reads_;  // strong until finish
+  std::vector<int> argument_slots_;  // the slot of each argument's memory
+  std::vector<PyObject*> arguments_;
   std::unordered_map<PyObject*, GradHistory> grads_;
   std::vector<PyObject*> order_;  // leaves in the order their .grad was first touched
 };
@@ -255,6 +259,18 @@ py::object Recording::finish(const py::list& outputs) {
     const Tensor& array = tensor_array(object);
     const int slot = builder_.slot_of(array);
     if (slot < 0 || builder_.is_internal(slot)) continue;
+    const bool argument_memory = std::count(argument_slots_.begin(), argument_slots_.end(), slot) != 0;
+    if (argument_memory) {
+      // An object the caller keeps (a parameter, a global) whose memory was also passed in as
+      // an argument: rebinding the argument at a replay would move it too.
+      const bool argument = std::count(arguments_.begin(), arguments_.end(), object) != 0;
+      bool output = false;
+      for (py::handle out : outputs) output = output || out.ptr() == object;
+      if (!argument && !output) {
+        builder_.unsupported("a tensor argument shares memory with a tensor the function reaches otherwise");
+      }
+      continue;
+    }
     program->identities_.push_back(IdentityGuard{py::weakref(held), array.storage().get(), array.shape(),
                                                  array.strides(), array.offset(), array.dtype()});
   }
