@@ -395,10 +395,10 @@ def test_a_compiled_function_and_its_program_are_freed():
     compiled = cr.compile(step)
     for _ in range(3):
         compiled()
-    program = weakref.ref(compiled)
+    function, program = weakref.ref(compiled), weakref.ref(compiled.programs[0])
     del compiled
     gc.collect()
-    assert program() is None
+    assert function() is None and program() is None
     # the parameters are the caller's: still alive and usable
     assert all(np.isfinite(p.numpy()).all() for p in params)
 
@@ -441,3 +441,32 @@ def test_an_argument_that_is_also_reached_otherwise_runs_eagerly():
     with pytest.warns(RuntimeWarning, match="shares memory"):
         assert same(compiled(w.detach()), cr.tensor([1.0, 4.0]))  # w's memory, another object
     assert same(compiled(cr.tensor([3.0, 3.0])), cr.tensor([3.0, 6.0]))
+
+
+def test_threads_replaying_one_function_get_eager_numbers():
+    import threading
+
+    threads_before = cr.get_num_threads()
+    cr.set_num_threads(1)
+    try:
+        w = cr.tensor(np.linspace(-1, 1, 1 << 16, dtype=np.float32))  # large: replays release the GIL
+        compiled = cr.compile(lambda x: ((x * w).exp() * x).sum(0, keepdim=True))
+        inputs = [cr.tensor(np.full(1 << 16, k / 10, dtype=np.float32)) for k in range(8)]
+        expected = [((x * w).exp() * x).sum(0, keepdim=True) for x in inputs]
+        with cr.no_grad():
+            compiled(inputs[0])
+            results = {}
+
+            def work(k):
+                for _ in range(20):
+                    results[k] = compiled(inputs[k])
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        for k in range(8):
+            assert same(results[k], expected[k])
+    finally:
+        cr.set_num_threads(threads_before)

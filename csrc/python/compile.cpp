@@ -133,6 +133,9 @@ class CompiledProgram {
   // Checks the guards; when they hold, replays and returns the results (new Tensors), else
   // returns None and keeps the reason in `guard_failure`.
   py::object run(const py::list& arguments) {
+    // Another thread replays this program now (the GIL is released during a long replay): its
+    // buffers are in use. The caller runs the function eagerly instead.
+    if (busy_) return fail(kBusy);
     if (grad_enabled() != grad_enabled_) return fail("grad mode changed");
     if (get_num_threads() != threads_) return fail("the thread count changed");
     if (arguments.size() != requires_grad_.size()) return fail("the number of tensor arguments changed");
@@ -171,6 +174,11 @@ class CompiledProgram {
     }
     bool same_values = false;
     {
+      busy_ = true;
+      struct Done {
+        bool& busy;
+        ~Done() { busy = false; }
+      } done{busy_};
       MaybeReleaseGil gil(program_->work());
       same_values = program_->replay(bound);
     }
@@ -188,6 +196,7 @@ class CompiledProgram {
     return std::move(results);
   }
 
+  static constexpr const char* kBusy = "busy: another thread replays this program";
   std::string guard_failure;
   std::vector<std::string> steps() const { return program_->step_names(); }
   std::vector<double> time_steps(int repeats) { return program_->time_steps(repeats); }
@@ -205,6 +214,7 @@ class CompiledProgram {
   }
 
   std::unique_ptr<compile::Program> program_;
+  bool busy_ = false;
   bool grad_enabled_ = true;
   int threads_ = 1;
   std::vector<bool> requires_grad_;

@@ -229,6 +229,8 @@ class CompiledFunction:
                 if fresh is not None:
                     return fresh[0] if entry.single else entry.result(fresh, tensors)
                 failure = entry.program.guard_failure
+                if failure.startswith("busy"):  # another thread replays it: this call runs eagerly
+                    return self._fn(*args, **kwargs)
             elif failure is None:
                 failure = "an argument, an optimizer setting or a module's training flag changed"
         if self._recordings >= CACHE_LIMIT:
