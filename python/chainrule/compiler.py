@@ -118,6 +118,19 @@ def _flatten(value: Any, tensors: list[Tensor]) -> Any:
     return _Constant(value)
 
 
+def _arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[Tensor], Any]:
+    """The tensors among a call's arguments and the structure of the rest (its guard); the
+    usual call, tensors alone by position, is its count."""
+    if not kwargs:
+        for a in args:
+            if not isinstance(a, Tensor):
+                break
+        else:
+            return list(args), len(args)
+    tensors: list[Tensor] = []
+    return tensors, _flatten((args, kwargs), tensors)
+
+
 def _rebuild(spec: Any, leaf: Callable[[int], Any]) -> Any:
     if isinstance(spec, _TensorAt):
         return leaf(spec.index)
@@ -220,8 +233,7 @@ class CompiledFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._eager_reason is not None or _state.watch is not None:
             return self._fn(*args, **kwargs)  # given up, or inside another recording (recorded there)
-        tensors: list[Tensor] = []
-        spec = _flatten((args, kwargs), tensors) if (args or kwargs) else None
+        tensors, spec = _arguments(args, kwargs)
         failure = None
         for entry in self._entries:
             if entry.spec == spec and entry.python_guards_hold():
