@@ -304,7 +304,8 @@ void register_compile(py::module_& m) {
       .def_readonly("guard_failure", &CompiledProgram::guard_failure)
       .def_property_readonly("steps", &CompiledProgram::steps)
       .def("time_steps", &CompiledProgram::time_steps, py::arg("repeats"),
-           "Nanoseconds per step, averaged over `repeats` replays of the steps alone (profiling).");
+           "Nanoseconds per step, averaged over `repeats` runs of the steps alone, for profiling: they "
+           "run for real (a training step's parameters are updated each time).");
   py::class_<Recording>(m, "Recording")
       .def(py::init<const py::list&>(), py::arg("arguments"))
       .def("start", &Recording::start)

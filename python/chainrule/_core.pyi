@@ -21,7 +21,7 @@ class CompiledProgram:
         ...
     def time_steps(self, repeats: typing.SupportsInt | typing.SupportsIndex) -> list[float]:
         """
-        Nanoseconds per step, averaged over `repeats` replays of the steps alone (profiling).
+        Nanoseconds per step, averaged over `repeats` runs of the steps alone, for profiling: they run for real (a training step's parameters are updated each time).
         """
     @property
     def guard_failure(self) -> str:
