@@ -77,7 +77,7 @@ def load_checkpoint(path: str, model: cr.nn.Module, optimizer: Any) -> int:
     optimizer_state = optimizer.state_dict()
     for index, p in enumerate(model.parameters()):
         optimizer_state["state"][index] = {
-            "step": int(received(f"optimizer.{index}.step", cr.tensor(0)).item()),
+            "step": received(f"optimizer.{index}.step", cr.tensor(0.0)),  # a float32 count, as in PyTorch
             "exp_avg": received(f"optimizer.{index}.exp_avg", p.detach()),
             "exp_avg_sq": received(f"optimizer.{index}.exp_avg_sq", p.detach())}
     optimizer.load_state_dict(optimizer_state)

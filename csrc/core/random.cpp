@@ -7,9 +7,12 @@
 #include <utility>
 
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 
 void Generator::manual_seed(std::uint64_t seed) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -102,6 +105,10 @@ void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
 std::uint64_t initial_seed() { return default_generator().initial_seed(); }
 
 void uniform_(const Tensor& t, double low, double high, Generator* generator) {
+  if (record::active() && generator == nullptr) {  // a replay draws from the default generator as eager would
+    return record::in_place("uniform_", {t}, [=](const Ts& x) { uniform_(x[0], low, high); });
+  }
+  if (generator != nullptr) record::unsupported("random numbers from a cr.Generator object");
   require_float(t.dtype(), "uniform_");
   if (t.dtype() == DType::Float32) {
     const float lo = static_cast<float>(low), span = static_cast<float>(high - low);
@@ -113,6 +120,10 @@ void uniform_(const Tensor& t, double low, double high, Generator* generator) {
 }
 
 void normal_(const Tensor& t, double mean, double std, Generator* generator) {
+  if (record::active() && generator == nullptr) {
+    return record::in_place("normal_", {t}, [=](const Ts& x) { normal_(x[0], mean, std); });
+  }
+  if (generator != nullptr) record::unsupported("random numbers from a cr.Generator object");
   require_float(t.dtype(), "normal_");
   if (std < 0) fail<ValueError>("normal_: std must be non-negative, got ", std);
   // Box-Muller, one value per pair of uniforms; the second of the pair is kept for the next draw.
@@ -151,6 +162,10 @@ Tensor randn(const Shape& shape, DType dtype, Generator* generator) {
 }
 
 Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape, Generator* generator) {
+  if (record::active() && generator == nullptr) {
+    return record::result("randint", {}, [=](const Ts&) { return randint(low, high, shape); });
+  }
+  if (generator != nullptr) record::unsupported("random numbers from a cr.Generator object");
   if (low >= high) fail<ValueError>("randint: expected low < high, got low=", low, " and high=", high);
   Tensor t = Tensor::empty(shape, DType::Int64);
   const std::uint64_t span = static_cast<std::uint64_t>(high) - static_cast<std::uint64_t>(low);
@@ -165,6 +180,8 @@ Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape, Generato
 }
 
 Tensor randperm(std::int64_t n, Generator* generator) {
+  if (record::active() && generator == nullptr) return record::result("randperm", {}, [=](const Ts&) { return randperm(n); });
+  if (generator != nullptr) record::unsupported("random numbers from a cr.Generator object");
   if (n < 0) fail<ValueError>("randperm: n must be non-negative, got ", n);
   Tensor t = Tensor::empty({n}, DType::Int64);
   std::int64_t* data = t.data_as<std::int64_t>();

@@ -6,8 +6,20 @@
 #include <new>
 
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 
 namespace chainrule {
+
+namespace {
+
+// Memory that appears outside any op while cr.compile records: the recorder must know that its
+// contents do not come from a recorded op (record.h).
+std::shared_ptr<Storage> noted(std::shared_ptr<Storage> storage) {
+  if (record::Recorder* recorder = record::active()) recorder->allocated(storage);
+  return storage;
+}
+
+}  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(std::int64_t nbytes) {
   // A small tensor's bytes (up to 16 floats) share one allocation with the storage and its
@@ -23,7 +35,7 @@ std::shared_ptr<Storage> Storage::allocate(std::int64_t nbytes) {
     small->data_ = small->bytes;
     small->nbytes_ = nbytes;
     small->inline_data_ = true;
-    return small;
+    return noted(std::move(small));
   }
   // Large buffers start on a 2 MiB boundary and ask for transparent huge pages: a fresh
   // buffer then faults in 512 times fewer pages (as NumPy does for its large arrays).
@@ -40,11 +52,11 @@ std::shared_ptr<Storage> Storage::allocate(std::int64_t nbytes) {
   if (data == nullptr) {
     fail<MemoryError>("cannot allocate ", nbytes, " bytes (", static_cast<double>(nbytes) / (1 << 30), " GiB)");
   }
-  return std::make_shared<Storage>(Private{}, data, nbytes, nullptr);
+  return noted(std::make_shared<Storage>(Private{}, data, nbytes, nullptr));
 }
 
 std::shared_ptr<Storage> Storage::wrap(void* data, std::int64_t nbytes, std::shared_ptr<void> owner) {
-  return std::make_shared<Storage>(Private{}, data, nbytes, std::move(owner));
+  return noted(std::make_shared<Storage>(Private{}, data, nbytes, std::move(owner)));
 }
 
 Storage::~Storage() {

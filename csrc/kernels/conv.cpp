@@ -15,12 +15,15 @@
 
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/nn_ops.h"
 #include "gemm.h"
 #include "parallel.h"
 #include "vector_math.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 // Multiply-adds per thread worth waking one (30-50 us here; a 3x3 convolution runs at about
@@ -185,6 +188,10 @@ int team_size(const Geometry& g, std::int64_t work) {
 }  // namespace
 
 Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor* bias, const Conv2dSettings& settings) {
+  if (record::active()) {
+    return record::result("conv2d", {input, weight, record::optional(bias)},
+                          [settings](const Ts& x) { return conv2d(x[0], x[1], record::optional(x[2]), settings); });
+  }
   const Geometry g = check_conv("conv2d", input.shape(), weight.shape(), settings);
   check_dtypes("conv2d", input, weight, bias);
   if (bias != nullptr && (bias->ndim() != 1 || bias->shape()[0] != g.out_channels)) {
@@ -225,6 +232,11 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor* bias, con
 
 Tensor conv2d_backward_input(const Tensor& grad, const Tensor& weight, const Shape& input_shape,
                              const Conv2dSettings& settings) {
+  if (record::active()) {
+    return record::result("conv2d_backward_input", {grad, weight}, [input_shape, settings](const Ts& x) {
+      return conv2d_backward_input(x[0], x[1], input_shape, settings);
+    });
+  }
   const Geometry g = check_conv("conv2d_backward_input", input_shape, weight.shape(), settings);
   check_dtypes("conv2d_backward_input", grad, weight);
   const Shape expected{g.batch, g.out_channels, g.out_h, g.out_w};
@@ -261,6 +273,11 @@ Tensor conv2d_backward_input(const Tensor& grad, const Tensor& weight, const Sha
 
 Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& input, const Shape& weight_shape,
                               const Conv2dSettings& settings) {
+  if (record::active()) {
+    return record::result("conv2d_backward_weight", {grad, input}, [weight_shape, settings](const Ts& x) {
+      return conv2d_backward_weight(x[0], x[1], weight_shape, settings);
+    });
+  }
   const Geometry g = check_conv("conv2d_backward_weight", input.shape(), weight_shape, settings);
   check_dtypes("conv2d_backward_weight", grad, input);
   const Shape expected{g.batch, g.out_channels, g.out_h, g.out_w};
@@ -310,6 +327,7 @@ Tensor conv2d_backward_weight(const Tensor& grad, const Tensor& input, const Sha
 }
 
 Tensor conv2d_backward_bias(const Tensor& grad) {
+  if (record::active()) return record::result("conv2d_backward_bias", {grad}, [](const Ts& x) { return conv2d_backward_bias(x[0]); });
   if (grad.ndim() != 4 || !is_floating(grad.dtype())) {
     fail<ValueError>("conv2d_backward_bias: expected a float gradient (N, O, H, W), got shape ", grad.shape(),
                      " and dtype ", grad.dtype());

@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 #include "elementwise_ops.h"
 #include "elementwise_simd.h"
@@ -13,6 +14,8 @@
 #include "vector_math.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 using detail::LoopPlan;
@@ -339,18 +342,36 @@ DType unary_result_dtype(UnaryOp op, DType a) {
   return op == UnaryOp::LogicalNot ? DType::Bool : unary_compute_dtype(op, a);
 }
 
-Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  const char* name = binary_op_name(op);
+namespace {
+
+// The work of binary(op, a, b) written into `out`, which has the result's shape and dtype.
+void binary_into(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
   const DType compute = compute_dtype(op, a.dtype(), b.dtype());
   if (a.shape() == b.shape() && a.dtype() == compute && b.dtype() == compute) {
-    // The common case (no broadcasting, no cast): no intermediate views to build.
-    Tensor out = Tensor::empty(a.shape(), binary_result_dtype(op, a.dtype(), b.dtype()));
-    run_binary(op, out, a, b);
-    return out;
+    run_binary(op, out, a, b);  // the common case (no broadcasting, no cast): no views to build
+    return;
   }
-  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  const char* name = binary_op_name(op);
+  run_binary(op, out, a.to(compute).broadcast_to(out.shape(), name), b.to(compute).broadcast_to(out.shape(), name));
+}
+
+}  // namespace
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  if (record::active()) {
+    Ts operands{a, b};
+    const DType compute = compute_dtype(op, a.dtype(), b.dtype());
+    if (a.shape() != b.shape() && a.dtype() == compute && b.dtype() == compute) {
+      // Recorded on the broadcast views (the same memory): a replay has no broadcasting to do.
+      const Shape shape = broadcast_shapes(a.shape(), b.shape(), binary_op_name(op));
+      operands = {a.broadcast_to(shape, binary_op_name(op)), b.broadcast_to(shape, binary_op_name(op))};
+    }
+    return record::result("binary", std::move(operands), [op](const Ts& x) { return binary(op, x[0], x[1]); },
+                          [op](const Ts& x, const Tensor& out) { binary_into(op, out, x[0], x[1]); });
+  }
+  const Shape shape = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), binary_op_name(op));
   Tensor out = Tensor::empty(shape, binary_result_dtype(op, a.dtype(), b.dtype()));
-  run_binary(op, out, a.to(compute).broadcast_to(shape, name), b.to(compute).broadcast_to(shape, name));
+  binary_into(op, out, a, b);
   return out;
 }
 
@@ -384,20 +405,45 @@ std::optional<Tensor> pow_scalar_exponent(const Tensor& a, const Scalar& b) {
 
 }  // namespace
 
+namespace {
+
+// The common case of a tensor and a Python number (no pow, no cast): the scalar as a stride-0
+// view of the tensor's shape, so there is no broadcasting or cast to set up.
+bool plain_scalar_case(BinaryOp op, const Tensor& t, const Scalar& s) {
+  return op != BinaryOp::Pow && t.dtype() == compute_dtype(op, t.dtype(), s.default_dtype());
+}
+
+}  // namespace
+
 Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
+  if (record::active()) {
+    record::Into into;
+    if (plain_scalar_case(op, a, b)) {  // the number's stride-0 view made once, here
+      const Tensor scalar = scalar_tensor(b, a.dtype()).as_strided(a.shape(), Shape(a.shape().size(), 0), 0);
+      into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, x[0], scalar); };
+    }
+    return record::result("binary", {a}, [op, b](const Ts& x) { return binary(op, x[0], b); }, std::move(into));
+  }
   if (op == BinaryOp::Pow) {
     if (std::optional<Tensor> special = pow_scalar_exponent(a, b)) return *std::move(special);
   }
   const DType compute = compute_dtype(op, a.dtype(), b.default_dtype());
   const Tensor scalar = scalar_tensor(b, compute);
   if (a.dtype() != compute) return binary(op, a, scalar);
-  // The scalar as a stride-0 view of the tensor's shape: no broadcasting or cast to set up.
   Tensor out = Tensor::empty(a.shape(), binary_result_dtype(op, a.dtype(), b.default_dtype()));
   run_binary(op, out, a, scalar.as_strided(a.shape(), Shape(a.shape().size(), 0), 0));
   return out;
 }
 
 Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
+  if (record::active()) {
+    record::Into into;
+    if (plain_scalar_case(op, b, a)) {
+      const Tensor scalar = scalar_tensor(a, b.dtype()).as_strided(b.shape(), Shape(b.shape().size(), 0), 0);
+      into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, scalar, x[0]); };
+    }
+    return record::result("binary", {b}, [op, a](const Ts& x) { return binary(op, a, x[0]); }, std::move(into));
+  }
   const DType compute = compute_dtype(op, a.default_dtype(), b.dtype());
   const Tensor scalar = scalar_tensor(a, compute);
   if (b.dtype() != compute) return binary(op, scalar, b);
@@ -407,6 +453,7 @@ Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
 }
 
 void binary_(BinaryOp op, const Tensor& out, const Tensor& b) {
+  if (record::active()) return record::in_place("binary_", {out, b}, [op](const Ts& x) { binary_(op, x[0], x[1]); });
   const char* name = binary_op_name(op);
   const DType result = binary_result_dtype(op, out.dtype(), b.dtype());
   if (result != out.dtype()) {
@@ -421,20 +468,24 @@ void binary_(BinaryOp op, const Tensor& out, const Tensor& b) {
 }
 
 void binary_(BinaryOp op, const Tensor& out, const Scalar& b) {
+  if (record::active()) return record::in_place("binary_", {out}, [op, b](const Ts& x) { binary_(op, x[0], b); });
   const DType compute = compute_dtype(op, out.dtype(), b.default_dtype());
   binary_(op, out, scalar_tensor(b, compute));
 }
 
-Tensor unary(UnaryOp op, const Tensor& a) {
+namespace {
+
+// The work of unary(op, a) written into `out`, which has the result's shape and dtype.
+void unary_into(UnaryOp op, const Tensor& out, const Tensor& a) {
   const DType compute = unary_compute_dtype(op, a.dtype());
-  Tensor x = a.to(compute);
-  Tensor out = Tensor::empty(a.shape(), unary_result_dtype(op, a.dtype()));
-  if (compute == DType::Float32 && x.is_contiguous() &&
+  Tensor cast;  // only when the input's dtype is not the one computed in: no copy of the view
+  const Tensor& x = a.dtype() == compute ? a : (cast = a.to(compute));
+  if (compute == DType::Float32 && x.is_contiguous() && out.is_contiguous() &&
       (op == UnaryOp::Exp || op == UnaryOp::Sigmoid || op == UnaryOp::Tanh)) {
     const vector_math::Functions& vm = vector_math::functions();
     const vector_math::ArrayFn fn = op == UnaryOp::Exp ? vm.exp : op == UnaryOp::Sigmoid ? vm.sigmoid : vm.tanh;
     run_contiguous(x.data_as<float>(), out.data_as<float>(), x.numel(), fn);
-    return out;
+    return;
   }
   auto floats = [&](auto kernel_for) {
     if (compute == DType::Float32) kernel_for(float{});
@@ -468,10 +519,22 @@ Tensor unary(UnaryOp op, const Tensor& a) {
   }
 #undef CHAINRULE_RUN_SLOW
 #undef CHAINRULE_RUN
+}
+
+}  // namespace
+
+Tensor unary(UnaryOp op, const Tensor& a) {
+  if (record::active()) {
+    return record::result("unary", {a}, [op](const Ts& x) { return unary(op, x[0]); },
+                          [op](const Ts& x, const Tensor& out) { unary_into(op, out, x[0]); });
+  }
+  Tensor out = Tensor::empty(a.shape(), unary_result_dtype(op, a.dtype()));
+  unary_into(op, out, a);
   return out;
 }
 
 Tensor clamp(const Tensor& a, std::optional<Scalar> min, std::optional<Scalar> max) {
+  if (record::active()) return record::result("clamp", {a}, [min, max](const Ts& x) { return clamp(x[0], min, max); });
   if (!min && !max) fail<ValueError>("clamp: at least one of min and max must be given");
   DType dtype = a.dtype();
   if (min) dtype = promote(dtype, min->default_dtype());
@@ -490,6 +553,7 @@ Tensor clamp(const Tensor& a, std::optional<Scalar> min, std::optional<Scalar> m
 }
 
 Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
+  if (record::active()) return record::result("where", {condition, a, b}, [](const Ts& x) { return where(x[0], x[1], x[2]); });
   if (condition.dtype() != DType::Bool) {
     fail<TypeError>("where: expected a bool condition, got dtype ", condition.dtype());
   }
@@ -504,6 +568,7 @@ Tensor where(const Tensor& condition, const Tensor& a, const Tensor& b) {
 }
 
 void copy_into_new(const Tensor& dst, const Tensor& src) {
+  if (record::active()) return record::in_place("copy", {dst, src}, [](const Ts& x) { copy_into_new(x[0], x[1]); });
   Tensor from = src.broadcast_to(dst.shape(), "copy_");
   if (needs_copy_before_write(from, dst)) from = from.clone();
   dispatch_dtype(dst.dtype(), [&](auto out_zero) {
@@ -514,22 +579,30 @@ void copy_into_new(const Tensor& dst, const Tensor& src) {
 }
 
 void copy_(const Tensor& dst, const Tensor& src) {
+  if (record::active()) return record::in_place("copy_", {dst, src}, [](const Ts& x) { copy_(x[0], x[1]); });
   check_writable(dst, "copy_");
   copy_into_new(dst, src);
   dst.bump_version();
 }
 
 void fill_(const Tensor& dst, const Scalar& value) {
+  if (record::active()) return record::in_place("fill_", {dst}, [value](const Ts& x) { fill_(x[0], value); });
   copy_(dst, scalar_tensor(value, dst.dtype()));
 }
 
 Tensor full(const Shape& shape, const Scalar& value, DType dtype) {
+  if (record::active()) {
+    const Tensor scalar = scalar_tensor(value, dtype);
+    return record::result("full", {}, [=](const Ts&) { return full(shape, value, dtype); },
+                          [scalar](const Ts&, const Tensor& out) { copy_into_new(out, scalar); });
+  }
   Tensor out = Tensor::empty(shape, dtype);
   copy_into_new(out, scalar_tensor(value, dtype));
   return out;
 }
 
 Tensor arange(double start, double stop, double step, DType dtype) {
+  if (record::active()) return record::result("arange", {}, [=](const Ts&) { return arange(start, stop, step, dtype); });
   if (step == 0) fail<ValueError>("arange: step must be nonzero");
   if (!std::isfinite(start) || !std::isfinite(stop) || !std::isfinite(step)) {
     fail<ValueError>("arange: start, stop and step must be finite, got ", start, ", ", stop, ", ", step);
@@ -547,6 +620,7 @@ Tensor arange(double start, double stop, double step, DType dtype) {
 }
 
 Tensor arange_int64(std::int64_t start, std::int64_t stop, std::int64_t step) {
+  if (record::active()) return record::result("arange", {}, [=](const Ts&) { return arange_int64(start, stop, step); });
   if (step == 0) fail<ValueError>("arange: step must be nonzero");
   // The count in 128-bit arithmetic: stop - start may not fit in int64.
   const __int128 span = static_cast<__int128>(stop) - start;
@@ -560,6 +634,7 @@ Tensor arange_int64(std::int64_t start, std::int64_t stop, std::int64_t step) {
 }
 
 Tensor eye(std::int64_t n, std::int64_t m, DType dtype) {
+  if (record::active()) return record::result("eye", {}, [=](const Ts&) { return eye(n, m, dtype); });
   Tensor out = full({n, m}, Scalar::from_int(0), dtype);
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);

@@ -5,10 +5,13 @@
 #include <vector>
 
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 #include "vector_math.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 void check_cross_entropy(const Tensor& logits, const Tensor& target, const char* op) {
@@ -51,6 +54,10 @@ std::pair<T, double> shifted_exp(const T* row, std::int64_t n, T* out) {
 }  // namespace
 
 Tensor linear(const Tensor& input, const Tensor& weight, const Tensor* bias) {
+  if (record::active()) {
+    return record::result("linear", {input, weight, record::optional(bias)},
+                          [](const Ts& x) { return linear(x[0], x[1], record::optional(x[2])); });
+  }
   if (weight.ndim() != 2 || input.ndim() < 1 || input.shape().back() != weight.shape()[1]) {
     fail<ValueError>("linear: input of shape ", input.shape(), " and weight of shape ", weight.shape(),
                      " do not fit (expected a weight (out_features, ", input.ndim() ? input.shape().back() : 0,
@@ -68,6 +75,7 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor* bias) {
 }
 
 Tensor cross_entropy_loss(const Tensor& logits, const Tensor& target) {
+  if (record::active()) return record::result("cross_entropy", {logits, target}, [](const Ts& x) { return cross_entropy_loss(x[0], x[1]); });
   check_cross_entropy(logits, target, "cross_entropy");
   const std::int64_t n = logits.shape()[0], classes = logits.shape()[1];
   const Tensor x = logits.contiguous();
@@ -92,6 +100,10 @@ Tensor cross_entropy_loss(const Tensor& logits, const Tensor& target) {
 }
 
 Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target) {
+  if (record::active()) {
+    return record::result("cross_entropy_backward", {grad, logits, target},
+                          [](const Ts& x) { return cross_entropy_backward(x[0], x[1], x[2]); });
+  }
   check_cross_entropy(logits, target, "cross_entropy_backward");
   const std::int64_t n = logits.shape()[0], classes = logits.shape()[1];
   if (grad.shape() != Shape{n}) fail<ValueError>("cross_entropy_backward: grad of shape ", grad.shape(), " for ", n, " samples");
@@ -122,6 +134,13 @@ Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Te
 }
 
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor* buffer, bool fresh, const SgdSettings& s) {
+  if (record::active()) {  // writes the parameter and the momentum buffer
+    record::run("sgd_step_", {param, grad, record::optional(buffer)}, {0, 2}, [fresh, s](const Ts& x) {
+      sgd_step_(x[0], x[1], record::optional(x[2]), fresh, s);
+      return Ts{};
+    });
+    return;
+  }
   for (const Tensor* t : {&grad, buffer}) {
     if (t != nullptr && (t->shape() != param.shape() || t->dtype() != param.dtype() || !t->is_contiguous())) {
       fail<ValueError>("sgd_step_: gradient or buffer of shape ", t->shape(), " and dtype ", t->dtype(),
@@ -160,7 +179,18 @@ void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor* buffer, bo
 }
 
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                const AdamSettings& s) {
+                const Tensor& step, const AdamSettings& s) {
+  if (record::active()) {  // writes the parameter, both moments and the step count
+    record::run("adam_step_", {param, grad, exp_avg, exp_avg_sq, step}, {0, 2, 3, 4}, [s](const Ts& x) {
+      adam_step_(x[0], x[1], x[2], x[3], x[4], s);
+      return Ts{};
+    });
+    return;
+  }
+  if (step.numel() != 1 || !is_floating(step.dtype())) {
+    fail<ValueError>("adam_step_: expected a one-element float step count, got shape ", step.shape(), " dtype ",
+                     step.dtype());
+  }
   for (const Tensor* t : {&grad, &exp_avg, &exp_avg_sq}) {
     if (t->shape() != param.shape() || t->dtype() != param.dtype() || !t->is_contiguous()) {
       fail<ValueError>("adam_step_: state of shape ", t->shape(), " and dtype ", t->dtype(),
@@ -171,6 +201,16 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
     fail<ValueError>("adam_step_: expected a contiguous float parameter, got shape ", param.shape(), " dtype ",
                      param.dtype());
   }
+  double count = 0;
+  dispatch_dtype(step.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      T& value = *step.data_as<T>();
+      value = value + T(1);
+      count = static_cast<double>(value);
+    }
+  });
+  step.bump_version();
   dispatch_dtype(param.dtype(), [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
@@ -183,8 +223,8 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
       const T b2 = static_cast<T>(s.beta2);
       const T one_minus_b1 = static_cast<T>(1.0 - s.beta1), one_minus_b2 = static_cast<T>(1.0 - s.beta2);
       const T eps = static_cast<T>(s.eps), wd = static_cast<T>(s.weight_decay);
-      const T step_size = static_cast<T>(s.lr / (1.0 - std::pow(s.beta1, static_cast<double>(s.step))));
-      const T bias_correction2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(s.beta2, static_cast<double>(s.step))));
+      const T step_size = static_cast<T>(s.lr / (1.0 - std::pow(s.beta1, count)));
+      const T bias_correction2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(s.beta2, count)));
       const T decay = static_cast<T>(1.0 - s.lr * s.weight_decay);
       const std::int64_t n = param.numel();
       for (std::int64_t i = 0; i < n; ++i) {

@@ -3,9 +3,12 @@
 #include <cstring>
 
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 // The index as a contiguous int64 vector, wrapped into [0, size); IndexError when out of range.
@@ -30,6 +33,7 @@ std::vector<std::int64_t> checked_index(const Tensor& index, std::int64_t size, 
 }  // namespace
 
 Tensor index_select(const Tensor& a, std::int64_t dim, const Tensor& index) {
+  if (record::active()) return record::result("index_select", {a, index}, [dim](const Ts& x) { return index_select(x[0], dim, x[1]); });
   const std::int64_t d = existing_dim(dim, a.ndim(), "index_select");
   const std::vector<std::int64_t> rows = checked_index(index, a.shape()[d], "index_select");
   // Move dim to the front so every selected slice is one contiguous row.
@@ -47,6 +51,7 @@ Tensor index_select(const Tensor& a, std::int64_t dim, const Tensor& index) {
 }
 
 void index_add_(const Tensor& out, std::int64_t dim, const Tensor& index, const Tensor& src) {
+  if (record::active()) return record::in_place("index_add_", {out, index, src}, [dim](const Ts& x) { index_add_(x[0], dim, x[1], x[2]); });
   const std::int64_t d = existing_dim(dim, out.ndim(), "index_add_");
   const std::vector<std::int64_t> rows = checked_index(index, out.shape()[d], "index_add_");
   Shape expected = out.shape();
@@ -78,6 +83,7 @@ void index_add_(const Tensor& out, std::int64_t dim, const Tensor& index, const 
 }
 
 Tensor cat(const std::vector<Tensor>& tensors, std::int64_t dim) {
+  if (record::active()) return record::result("cat", tensors, [dim](const Ts& x) { return cat(x, dim); });
   if (tensors.empty()) fail<ValueError>("cat: expected a non-empty list of tensors");
   const Tensor& first = tensors.front();
   if (first.ndim() == 0) fail<ValueError>("cat: zero-dimensional tensors cannot be concatenated");

@@ -15,12 +15,15 @@
 
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 #include "elementwise_ops.h"
 #include "gemm.h"
 #include "parallel.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 using detail::parallel_chunks;
 using detail::parallel_for;
 using detail::parallel_region;
@@ -382,7 +385,32 @@ template void product<double>(std::int64_t, std::int64_t, std::int64_t, const do
                               const double*, std::int64_t, std::int64_t, double*, std::int64_t, int);
 }  // namespace gemm
 
+namespace {
+
+// A 2-D product of operands of the result's dtype into `out` (m, n): exactly what matmul does for
+// them (one product, the GEMM's thread count), without the shape bookkeeping of batches.
+void matmul_2d_into(const Tensor& a, const Tensor& b, const Tensor& out) {
+  const std::int64_t m = a.shape()[0], k = a.shape()[1], n = b.shape()[1];
+  dispatch_dtype(out.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (!std::is_same_v<T, bool>) {
+      const int threads = threads_for(m * n * std::max<std::int64_t>(k, 1), kGemmGrain);
+      gemm_any<T>(m, n, k, Operand<T>{a.data_as<T>(), a.strides()[0], a.strides()[1]},
+                  Operand<T>{b.data_as<T>(), b.strides()[0], b.strides()[1]}, out.data_as<T>(), n, threads);
+    }
+  });
+}
+
+}  // namespace
+
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  if (record::active()) {
+    record::Into into;
+    if (a_in.ndim() == 2 && b_in.ndim() == 2 && a_in.dtype() == b_in.dtype()) {
+      into = [](const Ts& x, const Tensor& out) { matmul_2d_into(x[0], x[1], out); };
+    }
+    return record::result("matmul", {a_in, b_in}, [](const Ts& x) { return matmul(x[0], x[1]); }, std::move(into));
+  }
   if (a_in.ndim() == 0 || b_in.ndim() == 0) {
     fail<ValueError>("matmul: both operands need at least 1 dim, got shapes ", a_in.shape(), " and ",
                      b_in.shape());

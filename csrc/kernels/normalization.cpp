@@ -10,9 +10,12 @@
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
 #include "chainrule/nn_ops.h"
+#include "chainrule/record.h"
 #include "parallel.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 constexpr std::int64_t kNormGrain = std::int64_t{1} << 17;  // elements per thread worth waking one
@@ -48,6 +51,13 @@ Tensor contiguous_or_empty(const Tensor* t) { return t != nullptr ? t->contiguou
 }  // namespace
 
 std::pair<Tensor, Tensor> batch_norm_statistics(const Tensor& input) {
+  if (record::active()) {
+    const Ts out = record::run("batch_norm_statistics", {input}, {}, [](const Ts& x) {
+      auto [mean, var] = batch_norm_statistics(x[0]);
+      return Ts{mean, var};
+    });
+    return {out[0], out[1]};
+  }
   const Channels d = check_batch_norm("batch_norm", input);
   if (d.batch * d.spatial == 0) {
     fail<ValueError>("batch_norm: the batch statistics of an input of shape ", input.shape(), " need elements");
@@ -80,6 +90,10 @@ std::pair<Tensor, Tensor> batch_norm_statistics(const Tensor& input) {
 
 Tensor batch_norm(const Tensor& input, const Tensor& mean, const Tensor& invstd, const Tensor* weight,
                   const Tensor* bias) {
+  if (record::active()) {
+    return record::result("batch_norm", {input, mean, invstd, record::optional(weight), record::optional(bias)},
+                          [](const Ts& x) { return batch_norm(x[0], x[1], x[2], record::optional(x[3]), record::optional(x[4])); });
+  }
   const Channels d = check_batch_norm("batch_norm", input);
   check_per_channel("batch_norm", "mean", &mean, d.channels, input.dtype());
   check_per_channel("batch_norm", "invstd", &invstd, d.channels, input.dtype());
@@ -112,6 +126,14 @@ Tensor batch_norm(const Tensor& input, const Tensor& mean, const Tensor& invstd,
 
 std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& grad, const Tensor& input, const Tensor& mean,
                                                        const Tensor& invstd, const Tensor* weight, bool training) {
+  if (record::active()) {
+    const Ts out = record::run("batch_norm_backward", {grad, input, mean, invstd, record::optional(weight)}, {},
+                               [training](const Ts& x) {
+                                 auto [a, b, c] = batch_norm_backward(x[0], x[1], x[2], x[3], record::optional(x[4]), training);
+                                 return Ts{a, b, c};
+                               });
+    return {out[0], out[1], out[2]};
+  }
   const Channels d = check_batch_norm("batch_norm_backward", input);
   if (grad.shape() != input.shape() || grad.dtype() != input.dtype()) {
     fail<ValueError>("batch_norm_backward: gradient of shape ", grad.shape(), " for an input of shape ", input.shape());
@@ -163,6 +185,14 @@ std::tuple<Tensor, Tensor, Tensor> batch_norm_backward(const Tensor& grad, const
 
 std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& input, std::int64_t normalized_numel, const Tensor* weight,
                                               const Tensor* bias, double eps) {
+  if (record::active()) {
+    const Ts out = record::run("layer_norm", {input, record::optional(weight), record::optional(bias)}, {},
+                               [normalized_numel, eps](const Ts& x) {
+                                 auto [y, mean, invstd] = layer_norm(x[0], normalized_numel, record::optional(x[1]), record::optional(x[2]), eps);
+                                 return Ts{y, mean, invstd};
+                               });
+    return {out[0], out[1], out[2]};
+  }
   if (!is_floating(input.dtype())) fail<TypeError>("layer_norm: expected a float32 or float64 input, got dtype ", input.dtype());
   if (normalized_numel < 1 || input.numel() % normalized_numel != 0) {
     fail<ValueError>("layer_norm: an input of shape ", input.shape(), " cannot be normalised over its last ",
@@ -204,6 +234,14 @@ std::tuple<Tensor, Tensor, Tensor> layer_norm(const Tensor& input, std::int64_t 
 
 std::tuple<Tensor, Tensor, Tensor> layer_norm_backward(const Tensor& grad, const Tensor& input, const Tensor& mean,
                                                        const Tensor& invstd, const Tensor* weight) {
+  if (record::active()) {
+    const Ts out = record::run("layer_norm_backward", {grad, input, mean, invstd, record::optional(weight)}, {},
+                               [](const Ts& x) {
+                                 auto [a, b, c] = layer_norm_backward(x[0], x[1], x[2], x[3], record::optional(x[4]));
+                                 return Ts{a, b, c};
+                               });
+    return {out[0], out[1], out[2]};
+  }
   const std::int64_t rows = mean.numel();
   if (grad.shape() != input.shape() || grad.dtype() != input.dtype() || !is_floating(input.dtype()) || rows < 1 ||
       input.numel() % rows != 0 || invstd.numel() != rows) {

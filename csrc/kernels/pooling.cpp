@@ -8,10 +8,13 @@
 
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/nn_ops.h"
 #include "parallel.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 // Elements read per thread worth waking one.
@@ -97,6 +100,13 @@ AvgWindow avg_window(const PoolGeometry& g, const Pool2dSettings& s, std::int64_
 }  // namespace
 
 std::pair<Tensor, Tensor> max_pool2d(const Tensor& input, const Pool2dSettings& s) {
+  if (record::active()) {
+    const Ts out = record::run("max_pool2d", {input}, {}, [s](const Ts& x) {
+      auto [values, indices] = max_pool2d(x[0], s);
+      return Ts{values, indices};
+    });
+    return {out[0], out[1]};
+  }
   const PoolGeometry g = check_pool("max_pool2d", input.shape(), s);
   check_float("max_pool2d", input);
   const Tensor x = input.contiguous();
@@ -146,6 +156,10 @@ std::pair<Tensor, Tensor> max_pool2d(const Tensor& input, const Pool2dSettings& 
 }
 
 Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const Shape& input_shape) {
+  if (record::active()) {
+    return record::result("max_pool2d_backward", {grad, indices},
+                          [input_shape](const Ts& x) { return max_pool2d_backward(x[0], x[1], input_shape); });
+  }
   check_float("max_pool2d_backward", grad);
   if (grad.shape() != indices.shape() || indices.dtype() != DType::Int64 || grad.ndim() != static_cast<std::int64_t>(input_shape.size()) || grad.ndim() < 3) {
     fail<ValueError>("max_pool2d_backward: gradient of shape ", grad.shape(), " and int64 indices of shape ",
@@ -175,6 +189,7 @@ Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const Shap
 }
 
 Tensor avg_pool2d(const Tensor& input, const Pool2dSettings& s) {
+  if (record::active()) return record::result("avg_pool2d", {input}, [s](const Ts& x) { return avg_pool2d(x[0], s); });
   if (s.dilation_h != 1 || s.dilation_w != 1) fail<ValueError>("avg_pool2d: dilation is not supported");
   const PoolGeometry g = check_pool("avg_pool2d", input.shape(), s);
   check_float("avg_pool2d", input);
@@ -204,6 +219,10 @@ Tensor avg_pool2d(const Tensor& input, const Pool2dSettings& s) {
 }
 
 Tensor avg_pool2d_backward(const Tensor& grad, const Shape& input_shape, const Pool2dSettings& s) {
+  if (record::active()) {
+    return record::result("avg_pool2d_backward", {grad},
+                          [input_shape, s](const Ts& x) { return avg_pool2d_backward(x[0], input_shape, s); });
+  }
   const PoolGeometry g = check_pool("avg_pool2d_backward", input_shape, s);
   check_float("avg_pool2d_backward", grad);
   if (grad.shape() != g.out_shape) {

@@ -23,10 +23,13 @@
 #include "chainrule/errors.h"
 #include "chainrule/nn_ops.h"
 #include "chainrule/ops.h"
+#include "chainrule/record.h"
 #include "gemm.h"
 #include "vector_math.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 namespace {
 
 constexpr std::int64_t kRecurrentGemmGrain = std::int64_t{1} << 22;  // multiply-adds per thread
@@ -190,6 +193,16 @@ void lstm_cell_backward(const T* __restrict gates, const T* __restrict tanh_c, c
 
 LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_ih,
                            const Tensor& w_hh, const Tensor* b_ih, const Tensor* b_hh, bool reverse) {
+  if (record::active()) {
+    const Ts out = record::run("lstm_sequence",
+                               {input, h0_in, c0_in, w_ih, w_hh, record::optional(b_ih), record::optional(b_hh)}, {},
+                               [reverse](const Ts& x) {
+                                 LstmSequence s = lstm_sequence(x[0], x[1], x[2], x[3], x[4], record::optional(x[5]),
+                                                                record::optional(x[6]), reverse);
+                                 return Ts{s.output, s.inputs, s.gates, s.cells, s.tanh_cells};
+                               });
+    return LstmSequence{out[0], out[1], out[2], out[3], out[4]};
+  }
   const LstmSizes s = check_lstm(input, h0_in, c0_in, w_ih, w_hh, b_ih, b_hh);
   const DType dtype = input.dtype();
   const Tensor h0 = h0_in.contiguous(), c0 = c0_in.contiguous();
@@ -263,6 +276,17 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
 
 LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequence& saved, const Tensor& c0_in,
                                          const Tensor& w_ih, const Tensor& w_hh, bool reverse) {
+  if (record::active()) {
+    const Ts out = record::run(
+        "lstm_sequence_backward",
+        {grad_in, saved.output, saved.inputs, saved.gates, saved.cells, saved.tanh_cells, c0_in, w_ih, w_hh}, {},
+        [reverse](const Ts& x) {
+          const LstmSequenceGrads g =
+              lstm_sequence_backward(x[0], LstmSequence{x[1], x[2], x[3], x[4], x[5]}, x[6], x[7], x[8], reverse);
+          return Ts{g.grad_input, g.grad_h0, g.grad_c0, g.grad_w_ih, g.grad_w_hh, g.grad_bias};
+        });
+    return LstmSequenceGrads{out[0], out[1], out[2], out[3], out[4], out[5]};
+  }
   // What the forward saved, checked (a caller of the module function could pass anything)
   const char* op = "lstm_sequence_backward";
   if (saved.inputs.ndim() != 3 || saved.cells.ndim() != 3 || w_ih.ndim() != 2) {

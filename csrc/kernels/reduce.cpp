@@ -16,12 +16,15 @@
 
 #include "chainrule/config.h"
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 #include "chainrule/ops.h"
 #include "numeric.h"
 #include "parallel.h"
 #include "vector_math.h"
 
 namespace chainrule {
+
+using Ts = record::Tensors;  // a recorded op's tensor operands
 using detail::parallel_for;
 namespace {
 
@@ -303,26 +306,26 @@ Tensor arg_extreme(const Tensor& a, std::optional<std::int64_t> dim, bool keepdi
 
 }  // namespace
 
-Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims, bool keepdim) {
+namespace {
+
+// The work of reduce(op, a, dims, keepdim) written into `out` (the result's dtype, and its
+// elements in its order: the keepdim shape or not).
+void reduce_into(ReduceOp op, const Tensor& out, const Tensor& a, const std::vector<std::int64_t>& dims) {
   const char* name = reduce_name(op);
   const std::vector<bool> reduced = dim_mask(dims, a.ndim(), name);
-  const Shape shape = reduced_shape(a, reduced, keepdim);
   std::int64_t count = 1;
   for (std::int64_t d = 0; d < a.ndim(); ++d) {
     if (reduced[d]) count *= a.shape()[d];
   }
-  DType result = a.dtype();
-  if (op == ReduceOp::Sum && !is_floating(result)) result = DType::Int64;
-  if (op == ReduceOp::Mean) result = float_result(result);
-  Tensor out = Tensor::empty(shape, result);
-  if (out.numel() == 0) return out;
+  const DType result = out.dtype();
+  if (out.numel() == 0) return;
   if (count == 0) {
     if (op == ReduceOp::Amax || op == ReduceOp::Amin) {
       fail<ValueError>(name, ": cannot reduce over an empty dim (shape ", a.shape(),
                        "): the operation has no identity");
     }
     fill_(out, op == ReduceOp::Sum ? Scalar::from_int(0) : Scalar::from_double(std::nan("")));
-    return out;
+    return;
   }
   // Mean reduces in the float dtype of its result; sums of bool reduce as int64.
   Tensor input = a;
@@ -331,27 +334,77 @@ Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dim
   Tensor source;
   const Problem p = plan_problem(input, reduced, &source);
   dispatch_dtype(input.dtype(), [&](auto zero) { reduce_typed<decltype(zero)>(op, source, p, out); });
+}
+
+// For a replay (record.h): when a reduction of `a` needs no cast and no copy of its input
+// (its dims coalesce), its loop plan depends on shapes and strides alone, which do not change
+// between replays: it is made once, and a replay runs the kernel on the plan straight away.
+record::Into planned_reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims) {
+  const bool cast = (op == ReduceOp::Mean && a.dtype() != float_result(a.dtype())) ||
+                    (op == ReduceOp::Sum && a.dtype() == DType::Bool);
+  if (cast || a.numel() == 0) return [op, dims](const Ts& x, const Tensor& out) { reduce_into(op, out, x[0], dims); };
+  Tensor source;
+  const Problem p = plan_problem(a, dim_mask(dims, a.ndim(), reduce_name(op)), &source);
+  if (!source.shares_storage(a) || source.offset() != a.offset() || p.K * p.R != a.numel()) {
+    return [op, dims](const Ts& x, const Tensor& out) { reduce_into(op, out, x[0], dims); };
+  }
+  return [op, p](const Ts& x, const Tensor& out) {
+    dispatch_dtype(x[0].dtype(), [&](auto zero) { reduce_typed<decltype(zero)>(op, x[0], p, out); });
+  };
+}
+
+}  // namespace
+
+Tensor reduce(ReduceOp op, const Tensor& a, const std::vector<std::int64_t>& dims, bool keepdim) {
+  if (record::active()) {
+    return record::result("reduce", {a}, [=](const Ts& x) { return reduce(op, x[0], dims, keepdim); },
+                          planned_reduce(op, a, dims));
+  }
+  const Shape shape = reduced_shape(a, dim_mask(dims, a.ndim(), reduce_name(op)), keepdim);
+  DType result = a.dtype();
+  if (op == ReduceOp::Sum && !is_floating(result)) result = DType::Int64;
+  if (op == ReduceOp::Mean) result = float_result(result);
+  Tensor out = Tensor::empty(shape, result);
+  reduce_into(op, out, a, dims);
   return out;
 }
 
 Tensor argmax(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim) {
+  if (record::active()) return record::result("argmax", {a}, [=](const Ts& x) { return argmax(x[0], dim, keepdim); });
   return arg_extreme(a, dim, keepdim, true);
 }
 
 Tensor argmin(const Tensor& a, std::optional<std::int64_t> dim, bool keepdim) {
+  if (record::active()) return record::result("argmin", {a}, [=](const Ts& x) { return argmin(x[0], dim, keepdim); });
   return arg_extreme(a, dim, keepdim, false);
 }
 
+namespace {
+
+// The dims sum_to(a, shape) sums over (empty: none).
+std::vector<std::int64_t> summed_dims(const Shape& from, const Shape& shape) {
+  const std::size_t lead = from.size() - shape.size();
+  std::vector<std::int64_t> dims;
+  for (std::size_t d = 0; d < from.size(); ++d) {
+    if (d < lead || (shape[d - lead] == 1 && from[d] != 1)) dims.push_back(static_cast<std::int64_t>(d));
+  }
+  return dims;
+}
+
+}  // namespace
+
 Tensor sum_to(const Tensor& a, const Shape& shape) {
   if (a.shape() == shape) return a;
+  if (record::active()) {
+    const std::vector<std::int64_t> dims = summed_dims(a.shape(), shape);
+    record::Into into;  // with nothing to sum, sum_to returns a view or a copy: rerun it
+    if (!dims.empty() && shape.size() <= a.shape().size()) into = planned_reduce(ReduceOp::Sum, a, dims);
+    return record::result("sum_to", {a}, [shape](const Ts& x) { return sum_to(x[0], shape); }, std::move(into));
+  }
   if (shape.size() > a.shape().size() || broadcast_shapes(shape, a.shape(), "sum_to") != a.shape()) {
     fail<ValueError>("sum_to: shape ", a.shape(), " cannot be summed down to ", shape);
   }
-  const std::size_t lead = a.shape().size() - shape.size();
-  std::vector<std::int64_t> dims;
-  for (std::size_t d = 0; d < a.shape().size(); ++d) {
-    if (d < lead || (shape[d - lead] == 1 && a.shape()[d] != 1)) dims.push_back(static_cast<std::int64_t>(d));
-  }
+  const std::vector<std::int64_t> dims = summed_dims(a.shape(), shape);
   if (dims.empty()) return a.reshape(shape);
   return reduce(ReduceOp::Sum, a, dims, true).reshape(shape);
 }

@@ -151,6 +151,9 @@ void register_apply(py::module_& m);
 void register_engine(py::module_& m);
 void register_native_ops(py::module_& m);
 void register_optimizer_steps(py::module_& m);
+namespace compiling {
+void register_compile(py::module_& m);  // cr.compile's recording and programs (compile.cpp)
+}
 // chainrule.Tensor's operators + - * / @ and unary -: the native ops' forward entries.
 PyObject* tensor_add(PyObject* a, PyObject* b);
 PyObject* tensor_sub(PyObject* a, PyObject* b);

@@ -12,7 +12,9 @@
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "chainrule/record.h"
 #include "backward_once.h"
+#include "compile_hooks.h"
 #include "grad_checks.h"
 
 namespace chainrule::python {
@@ -27,12 +29,14 @@ PyObject* release_name = nullptr;
 // memory wrapped from NumPy or DLPack (a hook may return one) must be copied first: .grad
 // owns its memory.
 bool owns_its_storage(const Tensor& t) {
-  return t.storage().use_count() == 1 && t.storage()->owns_memory() && t.is_contiguous() && t.offset() == 0 &&
+  // A cr.compile recording's own references do not count: it only watches.
+  return t.storage().use_count() - record::references(t.storage().get()) == 1 && t.storage()->owns_memory() && t.is_contiguous() && t.offset() == 0 &&
          t.storage()->nbytes() == t.numel() * itemsize(t.dtype());
 }
 
 void accumulate(PyObject* leaf, Tensor grad) {
   TensorObject* t = as_tensor(leaf);
+  compiling::note_grad(leaf, t->grad, /*write=*/false);
   Tensor total;
   if (is_set(t->grad)) {
     // Under the GIL throughout: backward passes in several threads may reach one leaf, and its
@@ -46,10 +50,12 @@ void accumulate(PyObject* leaf, Tensor grad) {
   PyObject* old = t->grad;
   t->grad = wrapped;
   Py_XDECREF(old);
+  compiling::note_grad(leaf, wrapped, /*write=*/true);
 }
 
 Tensor run_hooks(PyObject* hooks, Tensor grad) {
   if (!is_set(hooks)) return grad;
+  record::unsupported("a hook (register_hook) runs Python code on a gradient");
   // A copy: a hook may remove itself (its handle edits the list).
   py::list copy = py::reinterpret_steal<py::list>(PySequence_List(hooks));
   if (!copy) throw py::error_already_set();
@@ -123,6 +129,7 @@ Tensor add_grads(const Tensor& a, const Tensor& b) {
 py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, bool retain_graph,
                         const py::object& inputs) {
   // Every node met is held for the pass: hooks run Python code that could drop references.
+  compiling::note_backward();
   std::vector<py::object> held;
   std::unordered_map<PyObject*, std::int64_t> dependencies;
   std::vector<PyObject*> stack;
@@ -215,6 +222,7 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
     accumulate(leaf, std::move(total));
     PyObject* post_hooks = as_tensor(leaf)->post_hooks;
     if (!is_set(post_hooks)) return;
+    record::unsupported("a post-accumulate-grad hook runs Python code");
     py::list copy = py::reinterpret_steal<py::list>(PySequence_List(post_hooks));  // hooks may remove themselves
     if (!copy) throw py::error_already_set();
     for (py::handle hook : copy) hook(py::handle(leaf));
@@ -248,6 +256,7 @@ py::object run_backward(const py::tuple& roots, const py::tuple& root_grads, boo
       grads.erase(found);
       if (is_set(n->hooks)) grad = run_hooks(n->hooks, grad);
       if (is_set(n->retained)) {
+        record::unsupported("retain_grad() keeps the gradient of an intermediate tensor");
         // A strong reference while .grad is set: making it may run the garbage collector.
         py::object output = py::reinterpret_borrow<py::object>(PyWeakref_GetObject(n->retained));
         if (is_tensor(output.ptr())) accumulate(output.ptr(), grad);

@@ -4,6 +4,7 @@
 
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
+#include "compile_hooks.h"
 
 namespace chainrule::python {
 
@@ -25,6 +26,7 @@ void sgd_step_list(const py::list& params, const py::object& buffers, double lr,
     PyObject* p = params[i].ptr();
     if (!is_tensor(p)) throw TypeError("sgd_step_: parameters must be Tensors");
     TensorObject* t = as_tensor(p);
+    compiling::note_grad(p, t->grad, /*write=*/false);
     if (!is_set(t->grad)) continue;
     if (!is_tensor(t->grad)) throw TypeError("sgd_step_: a parameter's grad is not a Tensor");
     const Tensor param = tensor_array(p);
@@ -54,10 +56,10 @@ void register_optimizer_steps(py::module_& m) {
   m.def("sgd_step_", &sgd_step_list, py::arg("params"), py::arg("buffers"), py::arg("lr"), py::arg("momentum"),
         py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"));
   m.def("adam_step_", [](const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                         double lr, double beta1, double beta2, double eps, double weight_decay, std::int64_t step,
+                         const Tensor& step, double lr, double beta1, double beta2, double eps, double weight_decay,
                          bool decoupled) {
     MaybeReleaseGil gil(param.numel());
-    adam_step_(param, grad, exp_avg, exp_avg_sq, AdamSettings{lr, beta1, beta2, eps, weight_decay, step, decoupled});
+    adam_step_(param, grad, exp_avg, exp_avg_sq, step, AdamSettings{lr, beta1, beta2, eps, weight_decay, decoupled});
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include "bindings.h"
 #include "chainrule/errors.h"
+#include "chainrule/record.h"
 
 namespace chainrule::python {
 namespace {
@@ -70,6 +71,7 @@ struct Exported {
 void delete_exported(DLManagedTensor* self) { delete static_cast<Exported*>(self->manager_ctx); }
 
 py::capsule to_dlpack(const Tensor& t) {
+  record::unsupported("a tensor's memory is handed out through DLPack");
   auto* exported = new Exported;
   exported->tensor = t;
   exported->shape = t.shape();
@@ -133,6 +135,7 @@ void register_interop(py::module_& m) {
 }
 
 py::buffer_info buffer_of(const Tensor& t) {
+  record::unsupported("a tensor's memory is handed to Python (NumPy, memoryview, printing)");
   std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
   std::vector<py::ssize_t> strides;
   for (const std::int64_t s : t.strides()) strides.push_back(s * itemsize(t.dtype()));

@@ -6,6 +6,7 @@
 #include "chainrule/errors.h"
 #include "chainrule/ops.h"
 #include "chainrule/random.h"
+#include "chainrule/record.h"
 
 namespace chainrule::python {
 namespace {
@@ -32,6 +33,7 @@ std::optional<DType> dtype_from_numpy(const py::dtype& dt) {
 
 // An ndarray viewing the tensor's memory; `owner` (the Python Tensor) keeps it alive.
 py::array to_numpy(const Tensor& t, py::handle owner) {
+  record::unsupported(".numpy() / .tolist() hands a tensor's values to Python (a replay cannot repeat what Python does with them)");
   std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
   std::vector<py::ssize_t> strides;
   for (const std::int64_t s : t.strides()) strides.push_back(s * itemsize(t.dtype()));
@@ -84,6 +86,8 @@ py::object item(const Tensor& t) {
     fail<ValueError>("item: only a tensor with one element can be converted to a Python scalar, got shape ",
                      t.shape());
   }
+  // Python may branch on the value: a recording checks it again at each replay.
+  if (record::Recorder* recorder = record::recording()) recorder->value_read(t);
   switch (t.dtype()) {
     case DType::Bool: return py::bool_(*t.data_as<bool>());
     case DType::Int64: return py::int_(*t.data_as<std::int64_t>());

@@ -2,6 +2,7 @@
 // autograd fields (grad_fn, requires_grad, grad, hooks), the getters that read the array without
 // making a Python object, and the operator slots (the native ops' forward entries).
 #include "autograd.h"
+#include "compile_hooks.h"
 
 #include <structmember.h>
 
@@ -43,6 +44,7 @@ void drop_array(TensorObject* t) {
 const Tensor& tensor_array(PyObject* tensor) {
   TensorObject* t = as_tensor(tensor);
   if (!t->has_array) throw TypeError("tensor has no data (its _data is not set)");
+  compiling::note_read(tensor);
   return array_ref(t);
 }
 
@@ -130,6 +132,7 @@ void tensor_dealloc(PyObject* self) {
 // every time); None when no array was set.
 PyObject* tensor_get_data(PyObject* self, void*) {
   TensorObject* t = as_tensor(self);
+  if (t->has_array) compiling::note_read(self);
   if (t->data == nullptr) {
     if (!t->has_array) Py_RETURN_NONE;
     try {
@@ -147,6 +150,9 @@ namespace {
 
 int tensor_set_data(PyObject* self, PyObject* value, void*) {
   TensorObject* t = as_tensor(self);
+  if (compiling::current != nullptr && t->has_array) {
+    record::unsupported("a tensor is given new memory during the call (t.data = ..., module.to(...))");
+  }
   if (value == nullptr || value == Py_None) {
     Py_CLEAR(t->data);
     drop_array(t);
@@ -200,7 +206,13 @@ int tensor_set_grad_fn(PyObject* self, PyObject* value, void*) {
 }
 int tensor_set_grad(PyObject* self, PyObject* value, void*) {
   if (check_grad_assignment(self, value) < 0) return -1;
-  return set_checked_field<offsetof(TensorObject, grad)>(self, value, is_tensor, "a Tensor");
+  const int done = set_checked_field<offsetof(TensorObject, grad)>(self, value, is_tensor, "a Tensor");
+  if (done == 0) compiling::note_grad(self, value, /*write=*/true);
+  return done;
+}
+PyObject* tensor_get_grad(PyObject* self, void* closure) {
+  compiling::note_grad(self, as_tensor(self)->grad, /*write=*/false);
+  return get_field<offsetof(TensorObject, grad)>(self, closure);
 }
 int tensor_set_hooks(PyObject* self, PyObject* value, void*) {
   return set_checked_field<offsetof(TensorObject, hooks)>(self, value, is_list, "a list");
@@ -219,7 +231,7 @@ PyGetSetDef tensor_getset[] = {
     {"_data", tensor_get_data, tensor_set_data, const_cast<char*>("the raw array (_core.Tensor)"), nullptr},
     {"grad_fn", get_field<offsetof(TensorObject, grad_fn)>, tensor_set_grad_fn,
      const_cast<char*>("the node that produced this tensor (None for a leaf)"), nullptr},
-    {"_grad", get_field<offsetof(TensorObject, grad)>, tensor_set_grad, nullptr, nullptr},
+    {"_grad", tensor_get_grad, tensor_set_grad, nullptr, nullptr},
     {"_hooks", get_field<offsetof(TensorObject, hooks)>, tensor_set_hooks, nullptr, nullptr},
     {"_post_hooks", get_field<offsetof(TensorObject, post_hooks)>, tensor_set_post_hooks, nullptr, nullptr},
     {"shape", from_array<read_shape>, nullptr, const_cast<char*>("the sizes of the dims, a tuple of ints"), nullptr},

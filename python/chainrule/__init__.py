@@ -63,6 +63,7 @@ from chainrule import autograd, distributed, nn, optim, random, utils  # noqa: E
 from chainrule.serialization import load, save  # noqa: E402
 from chainrule import accelerator, backends, cuda  # noqa: E402
 from chainrule._device import device, get_default_device, set_default_device  # noqa: E402
+from chainrule.compiler import compile  # noqa: E402, A004
 
 __version__ = _core.__version__
 
@@ -126,7 +127,7 @@ __all__ = [
     "ne", "neg", "numel", "permute", "pow", "reshape", "softmax",
     "squeeze", "sub", "sum", "transpose", "unsqueeze", "where",
     "autograd", "distributed", "nn", "optim", "random", "utils", "viz", "load", "save",
-    "set_num_threads", "get_num_threads", "show_config",
+    "set_num_threads", "get_num_threads", "show_config", "compile",
     "accelerator", "backends", "cuda", "device", "get_default_device", "set_default_device",
 ]
 

@@ -15,7 +15,20 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['DTYPES', 'DType', 'Generator', 'NATIVE_OPS', 'Node', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'avg_pool2d', 'avg_pool2d_backward', 'batch_norm', 'batch_norm_backward', 'batch_norm_statistics', 'broadcast_shapes', 'cache_sizes', 'cat', 'clamp', 'compiler', 'conv2d', 'conv2d_backward_bias', 'conv2d_backward_input', 'conv2d_backward_weight', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'default_generator', 'detected_cache_sizes', 'div', 'div_', 'empty', 'eq', 'erf', 'exp', 'eye', 'fill_', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'layer_norm', 'layer_norm_backward', 'le', 'linear', 'log', 'logical_not', 'lstm_sequence', 'lstm_sequence_backward', 'lt', 'manual_seed', 'matmul', 'max_pool2d', 'max_pool2d_backward', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'parse_cache_sizes', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sgd_step_', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where', 'wrap']
+__all__: list[str] = ['CompiledProgram', 'DTYPES', 'DType', 'Generator', 'NATIVE_OPS', 'Node', 'Recording', 'Tensor', 'TensorBase', 'abs', 'active_isa', 'adam_step_', 'add', 'add_', 'amax', 'amin', 'apply', 'arange', 'arange_int64', 'argmax', 'argmin', 'avg_pool2d', 'avg_pool2d_backward', 'batch_norm', 'batch_norm_backward', 'batch_norm_statistics', 'broadcast_shapes', 'cache_sizes', 'cat', 'clamp', 'compiler', 'conv2d', 'conv2d_backward_bias', 'conv2d_backward_input', 'conv2d_backward_weight', 'copy_', 'cos', 'cpu_supports', 'cross_entropy_backward', 'cross_entropy_loss', 'default_generator', 'detected_cache_sizes', 'div', 'div_', 'empty', 'eq', 'erf', 'exp', 'eye', 'fill_', 'fma_peak_gflops', 'from_dlpack_capsule', 'from_numpy', 'full', 'ge', 'get_num_threads', 'grad_add', 'grad_cross_entropy', 'grad_div', 'grad_exp', 'grad_linear', 'grad_log', 'grad_matmul', 'grad_mean', 'grad_mul', 'grad_neg', 'grad_relu', 'grad_sigmoid', 'grad_sub', 'grad_sum', 'grad_tanh', 'gt', 'index_add_', 'index_select', 'initial_seed', 'is_grad_enabled', 'layer_norm', 'layer_norm_backward', 'le', 'linear', 'log', 'logical_not', 'lstm_sequence', 'lstm_sequence_backward', 'lt', 'manual_seed', 'matmul', 'max_pool2d', 'max_pool2d_backward', 'maximum', 'mean', 'minimum', 'mul', 'mul_', 'ne', 'neg', 'normal_', 'numpy_dtype', 'openmp_version', 'parse_cache_sizes', 'pow', 'promote_types', 'rand', 'randint', 'randn', 'randperm', 'register_classes', 'relu', 'relu_backward', 'run_backward', 'set_grad_enabled', 'set_num_threads', 'sgd_step_', 'sigmoid', 'sigmoid_backward', 'sign', 'sin', 'sqrt', 'square', 'sub', 'sub_', 'sum', 'sum_to', 'tanh', 'tanh_backward', 'to_dlpack', 'uniform_', 'where', 'wrap']
+class CompiledProgram:
+    def run(self, arguments: list) -> typing.Any:
+        ...
+    def time_steps(self, repeats: typing.SupportsInt | typing.SupportsIndex) -> list[float]:
+        """
+        Nanoseconds per step, averaged over `repeats` runs of the steps alone, for profiling: they run for real (a training step's parameters are updated each time).
+        """
+    @property
+    def guard_failure(self) -> str:
+        ...
+    @property
+    def steps(self) -> list[str]:
+        ...
 class DType:
     """
     Members:
@@ -72,6 +85,23 @@ class DType:
         ...
     @property
     def value(self) -> int:
+        ...
+class Recording:
+    def __init__(self, arguments: list) -> None:
+        ...
+    def finish(self, outputs: list) -> typing.Any:
+        ...
+    def start(self) -> None:
+        ...
+    def stop(self) -> None:
+        ...
+    def unsupported(self, arg0: str) -> None:
+        ...
+    @property
+    def backward_ran(self) -> bool:
+        ...
+    @property
+    def reasons(self) -> list[str]:
         ...
 class Tensor:
     """
@@ -202,7 +232,7 @@ def abs(arg0: Tensor) -> Tensor:
     ...
 def active_isa() -> str:
     ...
-def adam_step_(arg0: Tensor, arg1: Tensor, arg2: Tensor, arg3: Tensor, arg4: typing.SupportsFloat | typing.SupportsIndex, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsInt | typing.SupportsIndex, arg10: bool) -> None:
+def adam_step_(arg0: Tensor, arg1: Tensor, arg2: Tensor, arg3: Tensor, arg4: Tensor, arg5: typing.SupportsFloat | typing.SupportsIndex, arg6: typing.SupportsFloat | typing.SupportsIndex, arg7: typing.SupportsFloat | typing.SupportsIndex, arg8: typing.SupportsFloat | typing.SupportsIndex, arg9: typing.SupportsFloat | typing.SupportsIndex, arg10: bool) -> None:
     ...
 def add(arg0: typing.Any, arg1: typing.Any) -> Tensor:
     ...

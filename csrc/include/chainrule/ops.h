@@ -79,7 +79,6 @@ Tensor cross_entropy_loss(const Tensor& logits, const Tensor& target);
 Tensor cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target);
 struct AdamSettings {
   double lr, beta1, beta2, eps, weight_decay;
-  std::int64_t step;  // 1 on the first step
   bool decoupled;     // AdamW: decay the parameter, not the gradient
 };
 struct SgdSettings {
@@ -89,9 +88,11 @@ struct SgdSettings {
 // One SGD step of a parameter, in place, in PyTorch's order of operations. With momentum,
 // `buffer` is the momentum buffer; `fresh` says it is new and takes the first direction as is.
 void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor* buffer, bool fresh, const SgdSettings& settings);
-// One Adam (or AdamW) step of a parameter and its moment buffers, in place.
+// One Adam (or AdamW) step of a parameter and its moment buffers, in place. `step` is the
+// one-element count of steps taken (PyTorch's state["step"], a float32 tensor): the op adds
+// one to it and uses the new count, so a replayed step (cr.compile) counts on by itself.
 void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                const AdamSettings& settings);
+                const Tensor& step, const AdamSettings& settings);
 
 // 1-D, 2-D and batched matmul with broadcast batch dims, as numpy.matmul.
 Tensor matmul(const Tensor& a, const Tensor& b);

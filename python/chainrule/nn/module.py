@@ -7,6 +7,8 @@ from typing import Any, Iterator
 from chainrule._device import check_device, is_device
 from chainrule._dtype import float32, float64
 from chainrule.autograd.grad_mode import no_grad
+from chainrule.compiler import _state as _compile_state
+from chainrule.compiler import note_module
 from chainrule.creation import as_tensor
 from chainrule.nn.parameter import Parameter
 from chainrule.tensor import Tensor
@@ -40,6 +42,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if _compile_state.watch is not None:  # cr.compile records: the training flag is a guard
+            note_module(self, bool(self._forward_pre_hooks or self._forward_hooks))
         if not (self._forward_pre_hooks or self._forward_hooks):
             return self.forward(*args, **kwargs)
         return self._call_with_hooks(args, kwargs)

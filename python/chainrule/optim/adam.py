@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from chainrule.creation import zeros_like
+from chainrule._dtype import float32
+from chainrule.compiler import note_optimizer
+from chainrule.creation import full, zeros, zeros_like
 from chainrule.optim import fused
 from chainrule.optim.optimizer import Optimizer
+from chainrule.tensor import Tensor
 
 
 class Adam(Optimizer):
@@ -25,6 +28,7 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def step(self) -> None:
+        note_optimizer(self)  # cr.compile: while recording, the settings and state become guards
         for group in self.param_groups:
             lr, (beta1, beta2) = group["lr"], group["betas"]
             eps, weight_decay = group["eps"], group["weight_decay"]
@@ -33,12 +37,15 @@ class Adam(Optimizer):
                     continue
                 state = self.state.setdefault(p, {})
                 if not state:
-                    state["step"] = 0
+                    # The count is a tensor, as in PyTorch: the fused step adds one to it, so a
+                    # compiled step (cr.compile) that replays it counts on by itself.
+                    state["step"] = zeros((), dtype=float32)
                     state["exp_avg"] = zeros_like(p)
                     state["exp_avg_sq"] = zeros_like(p)
-                state["step"] += 1
-                fused.adam_step_(p, state["exp_avg"], state["exp_avg_sq"], lr, beta1, beta2, eps,
-                                 weight_decay, state["step"], self.decoupled)
+                elif not isinstance(state["step"], Tensor):  # an int count (a state dict of before)
+                    state["step"] = full((), float(state["step"]), dtype=float32)
+                fused.adam_step_(p, state["exp_avg"], state["exp_avg_sq"], state["step"], lr, beta1, beta2,
+                                 eps, weight_decay, self.decoupled)
 
 
 class AdamW(Adam):

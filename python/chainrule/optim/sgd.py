@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from chainrule.compiler import note_optimizer
 from chainrule.optim import fused
 from chainrule.optim.optimizer import Optimizer
 
@@ -33,6 +34,7 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def step(self) -> None:
+        note_optimizer(self)  # cr.compile: while recording, the settings become guards
         # Every parameter of a group in one C++ call (the arithmetic is in csrc/kernels/fused.cpp).
         for group in self.param_groups:
             params = group["params"]

@@ -1,0 +1,125 @@
+// A recorded program (cr.compile): the core ops one call of a function ran, as steps over
+// slots, and its replay. No Python here: csrc/python/compile.cpp adds the guards and the
+// Python objects (arguments, .grad, results).
+//
+// A slot is one storage the recording saw. Its kind says where its contents come from:
+//   External  memory that existed before the call and is not rebound: parameters, optimizer
+//             state, constants. The replay reads and updates the very same memory.
+//   Bound     memory handed in anew at each call: the function's tensor arguments and a
+//             .grad the call reads before writing it. Rebound before each replay.
+//   Internal  memory a step of the call produced (every intermediate, gradient and result).
+//             Allocated once, at recording, and written again by each replay.
+// A step keeps its operands and results as views of slots (shape, strides, offset), so views
+// made between ops (transpose, reshape, slicing) need no step of their own.
+#pragma once
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "chainrule/record.h"
+
+namespace chainrule::compile {
+
+enum class SlotKind { External, Bound, Internal };
+
+struct Slot {
+  std::shared_ptr<Storage> storage;
+  SlotKind kind = SlotKind::External;
+  std::int64_t offset_shift = 0;     // Bound: this replay's offset minus the recorded one
+  std::vector<Tensor*> views;        // the program's tensors that view this storage
+};
+
+struct Step {
+  const char* name;
+  record::Rerun rerun;
+  record::Into into;  // when set: the one result is written in place, no allocation
+  record::Tensors operands, results;       // views of slots; undefined where an optional operand was absent
+  std::vector<int> operand_slots, result_slots;  // -1 where undefined
+  // A check instead of an op: the value Python read at recording (item(), bool(t)) and
+  // branched on; a replay that finds another value stops (its guard failed).
+  std::vector<unsigned char> expected;
+};
+
+// A view of a slot that leaves the program (a result of the function, a .grad).
+struct Exit {
+  int slot;
+  Shape shape, strides;
+  std::int64_t offset;
+  DType dtype;
+};
+
+class Program {
+ public:
+  // The bound views given to `replay` must have the recorded shape, strides and dtype (the
+  // caller's guards check it with `accepts`).
+  bool accepts(const std::vector<Tensor>& bound, std::string* why) const;
+  // Runs the steps: rebinds the bound slots, gives internal slots that someone outside still
+  // holds (a result the caller kept) fresh memory, then reruns every op in order.
+  // Returns false when a value Python branched on came out different: the replay stopped
+  // there, and the memory outside the program it had changed (a batch norm's running
+  // statistics, say) is put back as it was.
+  bool replay(const std::vector<Tensor>& bound);
+  // Nanoseconds each step took, summed over `repeats` replays with the bound inputs of the last
+  // one (for profiling; the results are those of a replay).
+  std::vector<double> time_steps(int repeats);
+  Tensor exit(int index) const;  // a fresh view for the exit, after a replay
+  std::size_t exits() const { return exits_.size(); }
+  std::vector<std::string> step_names() const;
+  std::int64_t work() const { return work_; }  // elements the steps touch, to decide on the GIL
+
+ private:
+  friend class Builder;
+  void rebind(Slot& slot, std::shared_ptr<Storage> storage, std::int64_t shift);
+  static bool run(Step& step);
+
+  std::vector<Slot> slots_;
+  std::vector<Step> steps_;
+  std::vector<int> bound_slots_;   // per bound input, its slot
+  std::vector<Tensor> bound_seen_; // per bound input, the view seen at recording
+  std::vector<Exit> exits_;
+  std::vector<int> undo_;  // slots outside the program written before the last check
+  std::int64_t work_ = 0;
+};
+
+// Records the core ops of one call into a Program (install with record::set_recorder).
+class Builder final : public record::Recorder {
+ public:
+  Builder() : program_(std::make_unique<Program>()) {
+    program_->steps_.reserve(256);  // a training step of a small model: no moving of steps
+    program_->slots_.reserve(256);
+  }
+  // Declares a tensor handed in at each call (an argument, before the call; a .grad the call
+  // read, after it: `adopt` turns the external slot the ops made for it into a bound one).
+  // Returns its index among the bound inputs.
+  int bind(const Tensor& array, bool adopt = false);
+  // The slot a tensor lives in (-1: never seen).
+  int slot_of(const Tensor& array) const { return slot_of(array.storage().get()); }
+  int slot_of(const Storage* storage) const;
+  bool is_internal(int slot) const { return program_->slots_[static_cast<std::size_t>(slot)].kind == SlotKind::Internal; }
+  // A view that leaves the program; false (with a reason noted) when it cannot.
+  int add_exit(const Tensor& array);
+  const std::vector<std::string>& reasons() const { return reasons_; }
+  // The program, with its slots' views indexed; the builder is spent.
+  std::unique_ptr<Program> finish();
+
+  void op(const char* name, record::Tensors operands, const std::vector<int>& written,
+          const record::Tensors& results, record::Rerun rerun, record::Into into) override;
+  void unsupported(std::string reason) override;
+  void value_read(const Tensor& t) override;
+  void allocated(const std::shared_ptr<Storage>& storage) override;
+  long references(const Storage* storage) const override;
+
+ private:
+  int new_slot(const Tensor& array, SlotKind kind);
+  int operand_slot(const Tensor& array, bool written, const char* op);
+
+  std::unique_ptr<Program> program_;
+  std::unordered_map<const Storage*, int> slot_of_;
+  std::vector<long> references_;  // per slot: the tensors of steps that view it, and the slot itself
+  std::unordered_map<const Storage*, std::weak_ptr<Storage>> made_outside_;
+  std::vector<std::string> reasons_;
+  std::vector<int> written_outside_;  // slots outside the program that ops wrote so far
+};
+
+}  // namespace chainrule::compile
