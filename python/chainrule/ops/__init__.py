@@ -1,10 +1,11 @@
 """The differentiable ops, one table entry each (see `table.py` for what an entry holds).
 
     elementwise.py  + - * / (native), pow, maximum, minimum, where, neg, exp, log, sigmoid,
-                    tanh, relu (native), sqrt, abs, sin, cos, square, clamp, softplus
-    reductions.py   sum, mean (native), amax, amin, max/min along a dim
+                    tanh, relu (native), sqrt, abs, sin, cos, square, clamp, softplus, masked_fill
+    reductions.py   sum, mean (native), amax, amin, max/min along a dim, var (std), vector_norm
     products.py     matmul, linear (native)
-    shapes.py       reshape and views, transpose, permute, expand, copies, casts, indexing, cat
+    shapes.py       reshape and views, transpose, permute, expand, copies, casts, indexing, cat,
+                    diagonal, constant padding
     losses.py       cross_entropy (native), binary cross-entropy with and without logits,
                     nll_loss, huber (smooth L1)
     convolution.py  conv2d, max_pool2d, avg_pool2d
@@ -36,13 +37,16 @@ from chainrule.ops.elementwise import (
     Sin,
     Sqrt,
     Square,
+    MaskedFill,
     Where,
 )
 from chainrule.ops.losses import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
-from chainrule.ops.reductions import Amax, Amin, MaxAlongDim
+from chainrule.ops.reductions import Amax, Amin, MaxAlongDim, Var, VectorNorm
 from chainrule.ops.shapes import (
     Cast,
     Cat,
+    ConstantPad,
+    Diagonal,
     Expand,
     Identity,
     Index,
@@ -65,11 +69,14 @@ __all__ = [
     "Cast",
     "Cat",
     "Clamp",
+    "ConstantPad",
     "Cos",
+    "Diagonal",
     "Expand",
     "Identity",
     "Index",
     "IndexSelect",
+    "MaskedFill",
     "MaxAlongDim",
     "Maximum",
     "Minimum",
@@ -81,6 +88,8 @@ __all__ = [
     "Sqrt",
     "Square",
     "Transpose",
+    "Var",
+    "VectorNorm",
     "Where",
     "apply_view_steps",
     "forward",
