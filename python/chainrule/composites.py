@@ -1,5 +1,5 @@
 """The PyTorch spellings built from the op table's entries: mm and bmm (matmul), chunk, split,
-unbind and narrow (views by basic indexing), std and var (the var entry and sqrt), norms (the
+unbind and narrow (views by basic indexing), std and var (their entries), norms (the
 vector_norm entry), einsum (diagonal, permute, reshape, sum and matmul) and F.pad (the pad
 entry, or index_select for reflect, replicate and circular). Each differentiates through the
 entries it is made of; the Tensor methods and `cr.` functions of the same names call these.
@@ -242,6 +242,19 @@ def _correction(op: str, dim: Any, unbiased: Any, correction: Any) -> tuple[Any,
     return dim, float(correction)
 
 
+def _var_or_std(op: str, input: Tensor, dim: Any, unbiased: Any, keepdim: bool, correction: Any) -> Tensor:
+    t = _tensor_operand(input, op)
+    dim, corr = _correction(op, dim, unbiased, correction)
+    if not t.dtype.is_floating_point:
+        raise TypeError(f"{op}: std and var take floating point tensors only, got {t.dtype.name}")
+    out = apply(ops.Std if op == "std" else ops.Var, t, _dims(dim), corr, bool(keepdim))
+    count = t.numel() // max(1, out.numel()) if t.numel() else 0
+    if count - corr <= 0:
+        warnings.warn(f"{op}: degrees of freedom is <= 0 (correction {corr:g} for {count} "
+                      "elements per result)", UserWarning, stacklevel=4)
+    return out
+
+
 def var(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
         correction: Any = None) -> Tensor:
     """The variance over dim (None: all), dividing by n - correction (correction=1: Bessel's,
@@ -251,17 +264,7 @@ def var(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = Fa
     >>> cr.tensor([1.0, 2.0, 3.0, 4.0]).var().item()
     1.6666666269302368
     """
-    t = _tensor_operand(input, "var")
-    dim, corr = _correction("var", dim, unbiased, correction)
-    if not t.dtype.is_floating_point:
-        raise TypeError(f"var: std and var take floating point tensors only, got {t.dtype.name}")
-    dims = _dims(dim)
-    out = apply(ops.Var, t, dims, corr, bool(keepdim))
-    count = t.numel() // max(1, out.numel()) if t.numel() else 0
-    if count - corr <= 0:
-        warnings.warn(f"var: degrees of freedom is <= 0 (correction {corr:g} for {count} "
-                      "elements per result)", UserWarning, stacklevel=3)
-    return out
+    return _var_or_std("var", input, dim, unbiased, keepdim, correction)
 
 
 def std(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
@@ -272,7 +275,7 @@ def std(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = Fa
     >>> round(cr.tensor([1.0, 3.0]).std().item(), 4)
     1.4142
     """
-    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+    return _var_or_std("std", input, dim, unbiased, keepdim, correction)
 
 
 def var_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
@@ -286,8 +289,8 @@ def var_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool
 def std_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
              correction: Any = None) -> tuple[Tensor, Tensor]:
     """(std, mean) over the same dims."""
-    v, m = var_mean(input, dim, unbiased, keepdim, correction=correction)
-    return v.sqrt(), m
+    s = std(input, dim, unbiased, keepdim, correction=correction)
+    return s, input.mean(None if isinstance(dim, bool) else dim, keepdim)
 
 
 # ------------------------------------------------------------------ norms
@@ -670,18 +673,21 @@ def _pad_index(mode: str, size: int, before: int, after: int, dim: int, shape: A
     if mode == "circular" and (before > size or after > size):
         raise ValueError(f"pad: circular padding ({before}, {after}) wraps around dim {dim} of size "
                          f"{size} (input shape {shape}) more than once")
-    if size == 0 or size + before + after < 0:
+    # a negative pad crops first; the other side pads the cropped dim (as PyTorch does)
+    start = max(0, -before)
+    kept = size - start - max(0, -after)
+    if kept <= 0:
         raise ValueError(f"pad: padding ({before}, {after}) of dim {dim} of size {size} (input "
                          f"shape {shape}) leaves nothing to pad from")
-    positions = np.arange(-before, size + after, dtype=np.int64)
+    positions = np.arange(-max(0, before), kept + max(0, after), dtype=np.int64)
     if mode == "reflect":
         positions = np.abs(positions)
-        positions = np.where(positions >= size, 2 * (size - 1) - positions, positions)
+        positions = np.where(positions >= kept, 2 * (kept - 1) - positions, positions)
     elif mode == "replicate":
-        positions = np.clip(positions, 0, size - 1)
+        positions = np.clip(positions, 0, kept - 1)
     else:
-        positions = positions % size
-    return positions
+        positions = positions % kept
+    return positions + start
 
 
 __all__ = ["bmm", "chunk", "diagonal", "einsum", "linalg_norm", "masked_fill", "masked_fill_", "mm",

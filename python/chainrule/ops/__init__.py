@@ -2,7 +2,7 @@
 
     elementwise.py  + - * / (native), pow, maximum, minimum, where, neg, exp, log, sigmoid,
                     tanh, relu (native), sqrt, abs, sin, cos, square, clamp, softplus, masked_fill
-    reductions.py   sum, mean (native), amax, amin, max/min along a dim, var (std), vector_norm
+    reductions.py   sum, mean (native), amax, amin, max/min along a dim, var, std, vector_norm
     products.py     matmul, linear (native)
     shapes.py       reshape and views, transpose, permute, expand, copies, casts, indexing, cat,
                     diagonal, constant padding
@@ -41,7 +41,7 @@ from chainrule.ops.elementwise import (
     Where,
 )
 from chainrule.ops.losses import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
-from chainrule.ops.reductions import Amax, Amin, MaxAlongDim, Var, VectorNorm
+from chainrule.ops.reductions import Amax, Amin, MaxAlongDim, Std, Var, VectorNorm
 from chainrule.ops.shapes import (
     Cast,
     Cat,
@@ -87,6 +87,7 @@ __all__ = [
     "Sin",
     "Sqrt",
     "Square",
+    "Std",
     "Transpose",
     "Var",
     "VectorNorm",

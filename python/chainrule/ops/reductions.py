@@ -128,13 +128,11 @@ def _var_case(a: Any) -> Any:
     return a.var(1) + a.var((0, 2), correction=0, keepdim=True).sum() + a.var()
 
 
-@op("var", saves="the input", names=("Tensor.var", "cr.var", "Tensor.std", "cr.std", "cr.var_mean",
-                                     "cr.std_mean"),
-    cases=[Case("var", _var_case, [(2, 3, 4)]),
-           Case("std", lambda a: a.std(0, unbiased=False) + a.std(), [(3, 4)])])
+@op("var", saves="the input", names=("Tensor.var", "cr.var", "cr.var_mean"),
+    cases=[Case("var", _var_case, [(2, 3, 4)])])
 class Var(Function):
     """sum((x - mean)^2) / (n - correction) over the dims; d var = g * 2 (x - mean) / (n -
-    correction) (the mean's own gradient sums to zero). std is sqrt of var (the sqrt entry)."""
+    correction) (the mean's own gradient sums to zero)."""
 
     @staticmethod
     def forward(ctx: Any, a: Array, dims: list[int], correction: float, keepdim: bool) -> Array:
@@ -151,6 +149,29 @@ class Var(Function):
         diff = C.sub(a, C.mean(a, ctx.dims, True))
         g = g.reshape(_keepdim_shape(a.shape, ctx.dims))
         return C.mul(diff, C.div(C.mul(g, 2.0), ctx.denominator)), None, None, None
+
+
+@op("std", saves="the input and the output", names=("Tensor.std", "cr.std", "cr.std_mean"),
+    cases=[Case("std", lambda a: a.std(0, unbiased=False) + a.std(), [(3, 4)]),
+           Case("std_keepdim", lambda a: a.std((0, 2), keepdim=True, correction=2), [(3, 2, 4)])])
+class Std(Function):
+    """sqrt(var); d std = d var * g / (2 std), taken as 0 where std is 0 (PyTorch's rule: constant
+    data gets a zero gradient, not NaN)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, dims: list[int], correction: float, keepdim: bool) -> Array:
+        out = C.sqrt(Var.forward(ctx, a, dims, correction, keepdim))
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, out = ctx.saved_tensors
+        zero = C.full((), 0, g.dtype)
+        g_var = C.where(C.eq(out, 0), zero, C.div(g, C.mul(out, 2.0)))
+        diff = C.sub(a, C.mean(a, ctx.dims, True))
+        g_var = g_var.reshape(_keepdim_shape(a.shape, ctx.dims))
+        return C.mul(diff, C.div(C.mul(g_var, 2.0), ctx.denominator)), None, None, None
 
 
 def _norm_case(a: Any) -> Any:
