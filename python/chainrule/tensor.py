@@ -582,48 +582,48 @@ class Tensor(C.TensorBase):
         return self.reshape(_tensor_operand(other, "reshape_as").shape)
 
     def narrow(self, dim: int, start: int, length: int) -> Tensor:
-        return _composites.narrow(self, dim, start, length)
+        return _composites().narrow(self, dim, start, length)
 
     def split(self, split_size: Any, dim: int = 0) -> tuple[Tensor, ...]:
         """Views along dim of split_size elements each, or of the sizes a list gives."""
-        return _composites.split(self, split_size, dim)
+        return _composites().split(self, split_size, dim)
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
-        return _composites.chunk(self, chunks, dim)
+        return _composites().chunk(self, chunks, dim)
 
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
-        return _composites.unbind(self, dim)
+        return _composites().unbind(self, dim)
 
     def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
-        return _composites.diagonal(self, offset, dim1, dim2)
+        return _composites().diagonal(self, offset, dim1, dim2)
 
     # ------------------------------------------------------------ products, masks, statistics
     def mm(self, mat2: Tensor) -> Tensor:
         """The product of two matrices (2-D only)."""
-        return _composites.mm(self, mat2)
+        return _composites().mm(self, mat2)
 
     def bmm(self, mat2: Tensor) -> Tensor:
         """The batched product of two 3-D tensors with the same batch size."""
-        return _composites.bmm(self, mat2)
+        return _composites().bmm(self, mat2)
 
     def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
-        return _composites.masked_fill(self, mask, value)
+        return _composites().masked_fill(self, mask, value)
 
     def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
-        return _composites.masked_fill_(self, mask, value)
+        return _composites().masked_fill_(self, mask, value)
 
     def var(self, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
             correction: Any = None) -> Tensor:
         """The variance over dim, dividing by n - correction (default 1; unbiased=False: 0)."""
-        return _composites.var(self, dim, unbiased, keepdim, correction=correction)
+        return _composites().var(self, dim, unbiased, keepdim, correction=correction)
 
     def std(self, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
             correction: Any = None) -> Tensor:
-        return _composites.std(self, dim, unbiased, keepdim, correction=correction)
+        return _composites().std(self, dim, unbiased, keepdim, correction=correction)
 
     def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
         """The vector p-norm over dim (None: all elements); 'fro' is the 2-norm."""
-        return _composites.norm(self, p, dim, keepdim, dtype=dtype)
+        return _composites().norm(self, p, dim, keepdim, dtype=dtype)
 
     # ------------------------------------------------------------ new tensors like this one
     def new_zeros(self, *size: Any, dtype: Any = None, device: Any = None,
@@ -748,6 +748,14 @@ class Tensor(C.TensorBase):
 
 
 # ------------------------------------------------------------------ the op path
+def _composites() -> Any:
+    """chainrule.composites (mm, split, std, norm, ...), which is made of this module's Tensor:
+    imported when a method first needs it."""
+    from chainrule import composites
+
+    return composites
+
+
 def _rebuild_tensor(cls: type, array: np.ndarray, requires_grad: bool) -> Tensor:
     t = _new(cls)
     t._data = C.from_numpy(array)
@@ -1011,4 +1019,3 @@ def minimum(a: Tensor, b: Tensor) -> Tensor:
 # with other operands to _operator_fallback.
 C.register_classes(Tensor, Function, NO_RECORD, _operator_fallback)
 ops.install_methods(Tensor)
-from chainrule import composites as _composites  # noqa: E402  (made of this module's Tensor)
