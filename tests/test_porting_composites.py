@@ -592,3 +592,35 @@ def test_pad_gradcheck():
 def test_pad_errors(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+# ---------------------------------------------------------------- PyTorch's argument names
+SIGNATURES = {
+    "Tensor.mm": ["self", "mat2"], "Tensor.bmm": ["self", "mat2"], "mm": ["input", "mat2"],
+    "bmm": ["input", "mat2"], "Tensor.masked_fill": ["self", "mask", "value"],
+    "masked_fill": ["input", "mask", "value"], "Tensor.chunk": ["self", "chunks", "dim=0"],
+    "chunk": ["input", "chunks", "dim=0"], "Tensor.split": ["self", "split_size", "dim=0"],
+    "split": ["tensor", "split_size_or_sections", "dim=0"], "unbind": ["input", "dim=0"],
+    "narrow": ["input", "dim", "start", "length"],
+    "diagonal": ["input", "offset=0", "dim1=0", "dim2=1"],
+    "std": ["input", "dim=None", "unbiased=None", "keepdim=False", "correction=None"],
+    "Tensor.var": ["self", "dim=None", "unbiased=None", "keepdim=False", "correction=None"],
+    "norm": ["input", "p='fro'", "dim=None", "keepdim=False", "out=None", "dtype=None"],
+    "Tensor.norm": ["self", "p='fro'", "dim=None", "keepdim=False", "dtype=None"],
+    "linalg.vector_norm": ["x", "ord=2", "dim=None", "keepdim=False", "dtype=None"],
+    "linalg.norm": ["A", "ord=None", "dim=None", "keepdim=False", "dtype=None"],
+    "nn.functional.pad": ["input", "pad", "mode='constant'", "value=None"],
+    "Tensor.new_full": ["self", "size", "fill_value", "dtype=None", "device=None", "requires_grad=False"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_signatures_use_pytorchs_names_and_defaults(name):
+    import inspect
+
+    fn = cr
+    for part in name.split("."):
+        fn = getattr(fn, part)
+    params = [p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+              for p in inspect.signature(fn).parameters.values()]
+    assert params == SIGNATURES[name]
