@@ -624,3 +624,32 @@ def test_signatures_use_pytorchs_names_and_defaults(name):
     params = [p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
               for p in inspect.signature(fn).parameters.values()]
     assert params == SIGNATURES[name]
+
+
+# ---------------------------------------------------------------- cr.compile replays them
+def test_compile_replays_the_composites_bit_for_bit():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    w = cr.tensor(rng.standard_normal((4, 6)).astype(np.float32), requires_grad=True)
+    v = cr.tensor(rng.standard_normal(6).astype(np.float32), requires_grad=True)
+
+    def step(x):
+        w.grad = v.grad = None
+        h = F.pad(x, (1, 1), mode="reflect") @ F.pad(w, (0, 2), mode="replicate").T
+        a, b = h.chunk(2, dim=1)
+        loss = (cr.einsum("ij,ij->", a, b) + h.std(1).sum() + w.norm() + cr.linalg.vector_norm(v, 3)
+                + F.pad(x, (1, -1), value=0.5).var() + x.masked_fill(x > 0, 0.0).sum() * v.sum()
+                + F.pad(x[None], (2, 1), mode="circular").sum() + x.diagonal().sum())
+        loss.backward()
+        return loss
+
+    compiled = cr.compile(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # falling back to eager would warn
+        for i in range(3):
+            x = cr.tensor(np.random.default_rng(i).standard_normal((3, 6)).astype(np.float32))
+            eager = step(x)
+            grads = (w.grad.numpy().copy(), v.grad.numpy().copy())
+            assert np.array_equal(compiled(x).numpy(), eager.numpy())
+            assert np.array_equal(w.grad.numpy(), grads[0]) and np.array_equal(v.grad.numpy(), grads[1])

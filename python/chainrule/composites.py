@@ -660,9 +660,26 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: Any = 
     for i in range(n):
         dim = t.ndim - 1 - i
         before, after = pads[2 * i], pads[2 * i + 1]
-        t = t.index_select(dim, _wrap(C.from_numpy(_pad_index(mode, t.shape[dim], before, after, dim,
-                                                                input.shape))))
+        positions = _pad_index(mode, t.shape[dim], before, after, dim, input.shape)
+        t = t.index_select(dim, _wrap(_index_from_runs(positions)))
     return t
+
+
+def _index_from_runs(positions: np.ndarray) -> _core.Tensor:
+    """The int64 index `positions` made by `_core` ops (aranges and fills of its runs of step 1,
+    -1 or 0), not from NumPy data: cr.compile records how it was made and replays the step."""
+    runs, start = [], 0
+    while start < len(positions):
+        step = int(positions[start + 1] - positions[start]) if start + 1 < len(positions) else 1
+        step = step if step in (-1, 0, 1) else 1
+        stop = start + 1
+        while stop < len(positions) and positions[stop] - positions[stop - 1] == step:
+            stop += 1
+        first, count = int(positions[start]), stop - start
+        runs.append(C.full([count], first, C.DType.int64) if step == 0
+                    else C.arange(first, first + step * count, step, C.DType.int64))
+        start = stop
+    return runs[0] if len(runs) == 1 else C.cat(runs, 0)
 
 
 def _pad_index(mode: str, size: int, before: int, after: int, dim: int, shape: Any) -> np.ndarray:
