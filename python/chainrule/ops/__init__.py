@@ -31,13 +31,13 @@ from chainrule.ops.elementwise import (
     Abs,
     Clamp,
     Cos,
+    MaskedFill,
     Maximum,
     Minimum,
     Pow,
     Sin,
     Sqrt,
     Square,
-    MaskedFill,
     Where,
 )
 from chainrule.ops.losses import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
