@@ -168,7 +168,9 @@ TENSOR_METHODS = """numel item tolist numpy __array__ __len__ __repr__ __float__
     reshape view transpose permute unsqueeze squeeze flatten expand contiguous is_contiguous
     __getitem__ add_ sub_ mul_ div_ zero_ fill_ copy_
     backward detach requires_grad_ register_hook retain_grad
-    float double long bool to cpu""".split()
+    float double long bool to cpu
+    mm bmm view_as reshape_as expand_as new_zeros new_ones new_full new_empty new_tensor
+    masked_fill masked_fill_ chunk split unbind narrow diagonal std var norm""".split()
 
 
 @pytest.mark.parametrize("name", TENSOR_METHODS)
@@ -266,7 +268,8 @@ def test_operator_spelling_forms():
 PACKAGE_FUNCTIONS = """exp log sqrt abs sigmoid tanh relu clamp softmax log_softmax
     maximum minimum where sum mean amax amin max min argmax argmin matmul sin cos
     add sub mul div pow neg eq ne lt le gt ge cat stack manual_seed no_grad is_grad_enabled
-    save load linspace""".split()
+    save load linspace mm bmm masked_fill chunk split unbind narrow diagonal std var std_mean
+    var_mean norm einsum""".split()
 
 
 @pytest.mark.parametrize("name", PACKAGE_FUNCTIONS)
@@ -385,7 +388,7 @@ def test_module_training_attribute_and_layer_constructors():
 
 FUNCTIONAL = ["linear", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "dropout",
               "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-              "cross_entropy"]
+              "cross_entropy", "pad"]
 
 
 @pytest.mark.parametrize("name", FUNCTIONAL)
@@ -403,6 +406,9 @@ def test_functional_names_and_pytorch_argument_names(name):
         assert list(params)[:3] == ["input", "weight", "bias"]
     if name in ("softmax", "log_softmax"):
         assert "dim" in params
+    if name == "pad":
+        assert list(params) == ["input", "pad", "mode", "value"]
+        assert params["mode"].default == "constant" and params["value"].default is None
 
 
 def test_functional_called_with_pytorch_keywords():

@@ -59,7 +59,11 @@ from chainrule.functions import (  # noqa: A004
     is_tensor, le, log_softmax, lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg,
     numel, permute, pow, reshape, softmax, squeeze, sub, sum, transpose, unsqueeze, where,
 )
-from chainrule import autograd, distributed, nn, optim, random, utils  # noqa: E402
+from chainrule.composites import (  # noqa: E402
+    bmm, chunk, diagonal, einsum, masked_fill, mm, narrow, norm, split, std, std_mean, unbind, var,
+    var_mean,
+)
+from chainrule import autograd, distributed, linalg, nn, optim, random, utils  # noqa: E402
 from chainrule.serialization import load, save  # noqa: E402
 from chainrule import accelerator, backends, cuda  # noqa: E402
 from chainrule._device import device, get_default_device, set_default_device  # noqa: E402
@@ -126,7 +130,9 @@ __all__ = [
     "le", "log_softmax", "lt", "matmul", "max", "maximum", "mean", "min", "minimum", "mul",
     "ne", "neg", "numel", "permute", "pow", "reshape", "softmax",
     "squeeze", "sub", "sum", "transpose", "unsqueeze", "where",
-    "autograd", "distributed", "nn", "optim", "random", "utils", "viz", "load", "save",
+    "bmm", "chunk", "diagonal", "einsum", "masked_fill", "mm", "narrow", "norm", "split", "std",
+    "std_mean", "unbind", "var", "var_mean",
+    "autograd", "distributed", "linalg", "nn", "optim", "random", "utils", "viz", "load", "save",
     "set_num_threads", "get_num_threads", "show_config", "compile",
     "accelerator", "backends", "cuda", "device", "get_default_device", "set_default_device",
 ]

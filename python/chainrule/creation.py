@@ -124,25 +124,35 @@ def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = Fa
     return _filled(size, fill_value, dtype, requires_grad, device, "full")
 
 
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
-    """Zeros of t's shape (and dtype, unless given)."""
+def _like(input: Any, op: str) -> Tensor:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: expected a Tensor as input, got {type(input).__name__}")
+    return input
+
+
+def zeros_like(input: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Zeros of input's shape (and dtype, unless given)."""
+    t = _like(input, "zeros_like")
     return zeros(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad,
                  device=device)
 
 
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
-    """Ones of t's shape (and dtype, unless given)."""
+def ones_like(input: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    """Ones of input's shape (and dtype, unless given)."""
+    t = _like(input, "ones_like")
     return ones(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad,
                 device=device)
 
 
-def full_like(t: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
+def full_like(input: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
               device: Any = None) -> Tensor:
+    t = _like(input, "full_like")
     return full(t.shape, fill_value, dtype=t.dtype if dtype is None else dtype,
                 requires_grad=requires_grad, device=device)
 
 
-def empty_like(t: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+def empty_like(input: Tensor, dtype: Any = None, requires_grad: bool = False, device: Any = None) -> Tensor:
+    t = _like(input, "empty_like")
     return empty(t.shape, dtype=t.dtype if dtype is None else dtype, requires_grad=requires_grad,
                  device=device)
 

@@ -572,7 +572,98 @@ class Tensor(C.TensorBase):
         return apply(ops.Expand, self, _shape(shape, "expand"))
 
     def expand_as(self, other: Tensor) -> Tensor:
-        return self.expand(other.shape)
+        return self.expand(_tensor_operand(other, "expand_as").shape)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        """A view of self with other's shape."""
+        return self.view(_tensor_operand(other, "view_as").shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return self.reshape(_tensor_operand(other, "reshape_as").shape)
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        return _composites().narrow(self, dim, start, length)
+
+    def split(self, split_size: Any, dim: int = 0) -> tuple[Tensor, ...]:
+        """Views along dim of split_size elements each, or of the sizes a list gives."""
+        return _composites().split(self, split_size, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        return _composites().chunk(self, chunks, dim)
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        return _composites().unbind(self, dim)
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+        return _composites().diagonal(self, offset, dim1, dim2)
+
+    # ------------------------------------------------------------ products, masks, statistics
+    def mm(self, mat2: Tensor) -> Tensor:
+        """The product of two matrices (2-D only)."""
+        return _composites().mm(self, mat2)
+
+    def bmm(self, mat2: Tensor) -> Tensor:
+        """The batched product of two 3-D tensors with the same batch size."""
+        return _composites().bmm(self, mat2)
+
+    def masked_fill(self, mask: Tensor, value: Any) -> Tensor:
+        return _composites().masked_fill(self, mask, value)
+
+    def masked_fill_(self, mask: Tensor, value: Any) -> Tensor:
+        return _composites().masked_fill_(self, mask, value)
+
+    def var(self, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
+            correction: Any = None) -> Tensor:
+        """The variance over dim, dividing by n - correction (default 1; unbiased=False: 0)."""
+        return _composites().var(self, dim, unbiased, keepdim, correction=correction)
+
+    def std(self, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *,
+            correction: Any = None) -> Tensor:
+        return _composites().std(self, dim, unbiased, keepdim, correction=correction)
+
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+        """The vector p-norm over dim (None: all elements); 'fro' is the 2-norm."""
+        return _composites().norm(self, p, dim, keepdim, dtype=dtype)
+
+    # ------------------------------------------------------------ new tensors like this one
+    def new_zeros(self, *size: Any, dtype: Any = None, device: Any = None,
+                  requires_grad: bool = False) -> Tensor:
+        """Zeros of the given size, with self's dtype unless given."""
+        from chainrule.creation import zeros
+
+        return zeros(*size, dtype=self.dtype if dtype is None else dtype, device=device,
+                     requires_grad=requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, device: Any = None,
+                 requires_grad: bool = False) -> Tensor:
+        from chainrule.creation import ones
+
+        return ones(*size, dtype=self.dtype if dtype is None else dtype, device=device,
+                    requires_grad=requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, device: Any = None,
+                  requires_grad: bool = False) -> Tensor:
+        from chainrule.creation import empty
+
+        return empty(*size, dtype=self.dtype if dtype is None else dtype, device=device,
+                     requires_grad=requires_grad)
+
+    def new_full(self, size: Any, fill_value: Any, *, dtype: Any = None, device: Any = None,
+                 requires_grad: bool = False) -> Tensor:
+        from chainrule.creation import full
+
+        return full(size, fill_value, dtype=self.dtype if dtype is None else dtype, device=device,
+                    requires_grad=requires_grad)
+
+    def new_tensor(self, data: Any, dtype: Any = None, device: Any = None,
+                   requires_grad: bool = False) -> Tensor:
+        """A copy of data (outside any graph) with self's dtype unless given."""
+        from chainrule.creation import tensor
+
+        if isinstance(data, Tensor):
+            data = data.detach().numpy().copy()
+        return tensor(data, dtype=self.dtype if dtype is None else dtype, device=device,
+                      requires_grad=requires_grad)
 
     def __getitem__(self, index: Any) -> Tensor:
         if isinstance(index, Tensor) and index.ndim == 0 and index.dtype == C.DType.bool:
@@ -657,6 +748,14 @@ class Tensor(C.TensorBase):
 
 
 # ------------------------------------------------------------------ the op path
+def _composites() -> Any:
+    """chainrule.composites (mm, split, std, norm, ...), which is made of this module's Tensor:
+    imported when a method first needs it."""
+    from chainrule import composites
+
+    return composites
+
+
 def _rebuild_tensor(cls: type, array: np.ndarray, requires_grad: bool) -> Tensor:
     t = _new(cls)
     t._data = C.from_numpy(array)

@@ -315,3 +315,4 @@ from chainrule.nn.conv import conv2d  # noqa: E402
 from chainrule.nn.normalization import batch_norm, layer_norm  # noqa: E402
 from chainrule.nn.pooling import avg_pool2d, max_pool2d  # noqa: E402
 from chainrule.nn.sparse import embedding  # noqa: E402
+from chainrule.composites import pad  # noqa: E402  (constant: the pad entry; others: index_select)

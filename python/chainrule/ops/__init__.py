@@ -1,10 +1,11 @@
 """The differentiable ops, one table entry each (see `table.py` for what an entry holds).
 
     elementwise.py  + - * / (native), pow, maximum, minimum, where, neg, exp, log, sigmoid,
-                    tanh, relu (native), sqrt, abs, sin, cos, square, clamp, softplus
-    reductions.py   sum, mean (native), amax, amin, max/min along a dim
+                    tanh, relu (native), sqrt, abs, sin, cos, square, clamp, softplus, masked_fill
+    reductions.py   sum, mean (native), amax, amin, max/min along a dim, var, std, vector_norm
     products.py     matmul, linear (native)
-    shapes.py       reshape and views, transpose, permute, expand, copies, casts, indexing, cat
+    shapes.py       reshape and views, transpose, permute, expand, copies, casts, indexing, cat,
+                    diagonal, constant padding
     losses.py       cross_entropy (native), binary cross-entropy with and without logits,
                     nll_loss, huber (smooth L1)
     convolution.py  conv2d, max_pool2d, avg_pool2d
@@ -30,6 +31,7 @@ from chainrule.ops.elementwise import (
     Abs,
     Clamp,
     Cos,
+    MaskedFill,
     Maximum,
     Minimum,
     Pow,
@@ -39,10 +41,12 @@ from chainrule.ops.elementwise import (
     Where,
 )
 from chainrule.ops.losses import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
-from chainrule.ops.reductions import Amax, Amin, MaxAlongDim
+from chainrule.ops.reductions import Amax, Amin, MaxAlongDim, Std, Var, VectorNorm
 from chainrule.ops.shapes import (
     Cast,
     Cat,
+    ConstantPad,
+    Diagonal,
     Expand,
     Identity,
     Index,
@@ -65,11 +69,14 @@ __all__ = [
     "Cast",
     "Cat",
     "Clamp",
+    "ConstantPad",
     "Cos",
+    "Diagonal",
     "Expand",
     "Identity",
     "Index",
     "IndexSelect",
+    "MaskedFill",
     "MaxAlongDim",
     "Maximum",
     "Minimum",
@@ -80,7 +87,10 @@ __all__ = [
     "Sin",
     "Sqrt",
     "Square",
+    "Std",
     "Transpose",
+    "Var",
+    "VectorNorm",
     "Where",
     "apply_view_steps",
     "forward",

@@ -348,3 +348,29 @@ class Softplus(Function):
         (x,) = ctx.saved_tensors
         z = C.mul(x, ctx.beta)
         return C.where(C.gt(z, ctx.threshold), g, C.mul(g, C.sigmoid(z))), None, None
+
+
+def _masked_fill_case(a: Any, v: Any) -> Any:
+    mask = (a > 0.0).detach()
+    return a.masked_fill(mask, v.sum()) + a.masked_fill(mask[0], -2.0)
+
+
+@op("masked_fill", saves="the mask", names=("Tensor.masked_fill", "Tensor.masked_fill_"),
+    cases=[Case("masked_fill", _masked_fill_case, [(3, 4), (2,)], ("nonzero", "any"))])
+class MaskedFill(Function):
+    """value where the bool mask holds (broadcast), else the input: g flows to the input where
+    the mask is False, and its sum where it is True to a 0-d tensor value."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, mask: Array, value: Any) -> Array:
+        ctx.save_for_backward(mask)
+        ctx.value_is_array = _is_array(value)
+        fill = value.to(a.dtype) if _is_array(value) else C.full((), value, a.dtype)
+        return C.where(mask, fill, a)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (mask,) = ctx.saved_tensors
+        zero = C.full((), 0, g.dtype)
+        g_value = C.sum(C.where(mask, g, zero), [], False) if ctx.value_is_array else None
+        return C.where(mask, zero, g), None, g_value

@@ -1,6 +1,7 @@
-"""Reductions: sum and mean (native), amax/amin, and max/min along a dim."""
+"""Reductions: sum and mean (native), amax/amin, max/min along a dim, var (std), vector norms."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -114,3 +115,133 @@ class MaxAlongDim(Function):
         positions = C.arange(0, size, 1, C.DType.int64).reshape([size] + [1] * (len(keep) - dim - 1))
         one_hot = C.eq(positions, indices.reshape(keep))
         return C.mul(one_hot, g.reshape(keep)), None, None, None, None
+
+
+def _reduced_count(shape: Sequence[int], dims: Sequence[int]) -> int:
+    count = 1
+    for d in _dims_of(len(shape), dims):
+        count *= shape[d]
+    return count
+
+
+def _var_case(a: Any) -> Any:
+    return a.var(1) + a.var((0, 2), correction=0, keepdim=True).sum() + a.var()
+
+
+@op("var", saves="the input", names=("Tensor.var", "cr.var", "cr.var_mean"),
+    cases=[Case("var", _var_case, [(2, 3, 4)])])
+class Var(Function):
+    """sum((x - mean)^2) / (n - correction) over the dims; d var = g * 2 (x - mean) / (n -
+    correction) (the mean's own gradient sums to zero)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, dims: list[int], correction: float, keepdim: bool) -> Array:
+        mean = C.mean(a, dims, True)  # checks the dims
+        ctx.dims, ctx.keepdim = dims, keepdim
+        ctx.denominator = denominator = float(max(0.0, _reduced_count(a.shape, dims) - correction))
+        ctx.save_for_backward(a)
+        diff = C.sub(a, mean)
+        return C.div(C.sum(C.square(diff), dims, keepdim), denominator)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        (a,) = ctx.saved_tensors
+        diff = C.sub(a, C.mean(a, ctx.dims, True))
+        g = g.reshape(_keepdim_shape(a.shape, ctx.dims))
+        return C.mul(diff, C.div(C.mul(g, 2.0), ctx.denominator)), None, None, None
+
+
+@op("std", saves="the input and the output", names=("Tensor.std", "cr.std", "cr.std_mean"),
+    cases=[Case("std", lambda a: a.std(0, unbiased=False) + a.std(), [(3, 4)]),
+           Case("std_keepdim", lambda a: a.std((0, 2), keepdim=True, correction=2), [(3, 2, 4)])])
+class Std(Function):
+    """sqrt(var); d std = d var * g / (2 std), taken as 0 where std is 0 (PyTorch's rule: constant
+    data gets a zero gradient, not NaN)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, dims: list[int], correction: float, keepdim: bool) -> Array:
+        out = C.sqrt(Var.forward(ctx, a, dims, correction, keepdim))
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, out = ctx.saved_tensors
+        zero = C.full((), 0, g.dtype)
+        g_var = C.where(C.eq(out, 0), zero, C.div(g, C.mul(out, 2.0)))
+        diff = C.sub(a, C.mean(a, ctx.dims, True))
+        g_var = g_var.reshape(_keepdim_shape(a.shape, ctx.dims))
+        return C.mul(diff, C.div(C.mul(g_var, 2.0), ctx.denominator)), None, None, None
+
+
+def _norm_case(a: Any) -> Any:
+    import chainrule as cr
+
+    return (a.norm() + a.norm(1, dim=1).sum() + cr.linalg.vector_norm(a, 3.5, dim=0).sum()
+            + cr.linalg.vector_norm(a, 0.5) + cr.linalg.vector_norm(a, 1.5, dim=(0, 1)))
+
+
+def _norm_inf_case(a: Any) -> Any:
+    import chainrule as cr
+
+    inf = float("inf")
+    return cr.linalg.vector_norm(a, inf, dim=1) + cr.linalg.vector_norm(a, -inf, dim=1, keepdim=True)
+
+
+@op("vector_norm", saves="the input and the norm",
+    names=("cr.linalg.vector_norm", "cr.linalg.norm", "Tensor.norm", "cr.norm"),
+    cases=[Case("vector_norm", _norm_case, [(3, 4)], "nonzero"),
+           Case("vector_norm_inf", _norm_inf_case, [(3, 4)], "nonzero", ok="distinct"),
+           Case("vector_norm_negative_ord", lambda a: a.norm(-1.5, dim=0), [(3, 4)], "nonzero")])
+class VectorNorm(Function):
+    """(sum |x|^p)^(1/p) over the dims; p = inf / -inf: the largest / smallest |x|; p = 0: the
+    count of nonzeros. The gradient is PyTorch's (norm_backward), 0 where the norm is 0:
+    p = 1: g sign(x); p = 2: g x / norm; inf: g sign(x) at the elements where |x| is the norm,
+    ties sharing it; p < 1: g sign(x) |x|^(p-1) norm^(1-p), 0 where x = 0; else
+    g x |x|^(p-2) / norm^(p-1); p = 0: zero."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, ord: float, dims: list[int], keepdim: bool) -> Array:
+        ctx.ord, ctx.dims = ord, dims
+        if ord == 0:
+            out = C.sum(C.ne(a, 0), dims, keepdim).to(a.dtype)
+        elif ord == math.inf:
+            out = C.amax(C.abs(a), dims, keepdim)
+        elif ord == -math.inf:
+            out = C.amin(C.abs(a), dims, keepdim)
+        elif ord == 1:
+            out = C.sum(C.abs(a), dims, keepdim)
+        elif ord == 2:
+            out = C.sqrt(C.sum(C.square(a), dims, keepdim))
+        else:
+            out = C.pow(C.sum(C.pow(C.abs(a), ord), dims, keepdim), 1.0 / ord)
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        a, norm = ctx.saved_tensors
+        p = ctx.ord
+        keep = _keepdim_shape(a.shape, ctx.dims)
+        g, norm = g.reshape(keep), norm.reshape(keep)
+        zero = C.full((), 0, g.dtype)
+        if p == 0:
+            grad = C.full(list(a.shape), 0, g.dtype)
+        elif p == 1:
+            grad = C.mul(C.sign(a), g)
+        elif p == 2:
+            grad = C.mul(g, C.where(C.eq(norm, 0), zero, C.div(a, norm)))
+        elif math.isinf(p):
+            magnitude = C.abs(a)
+            mask = C.maximum(C.eq(magnitude, norm), C.ne(magnitude, magnitude))  # or NaN
+            count = C.sum(mask, ctx.dims, True)
+            grad = C.mul(C.sign(a), C.mul(C.div(g, count), mask))
+        elif p < 1:
+            scaled = C.mul(C.sign(a), C.where(C.eq(a, 0), zero, C.pow(C.abs(a), p - 1)))
+            grad = C.mul(C.mul(scaled, g), C.pow(norm, 1 - p))
+        else:
+            scaled = (C.mul(C.sign(a), C.pow(C.abs(a), p - 1)) if p < 2
+                      else C.mul(a, C.pow(C.abs(a), p - 2)))
+            scale = C.where(C.eq(norm, 0), zero, C.div(g, C.pow(norm, p - 1)))
+            grad = C.mul(scaled, scale)
+        return grad, None, None, None

@@ -2,6 +2,7 @@
 casts and copies pass it through unchanged (the engine casts it to the input's dtype)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from chainrule import _core
@@ -185,3 +186,99 @@ class Cat(Function):
             grads.append(g.slice(ctx.dim, offset, offset + size, 1))
             offset += size
         return tuple(grads)
+
+
+def diagonal_view(a: Array, offset: int, dim1: int, dim2: int) -> Array:
+    """The diagonal of dims dim1 and dim2 (non-negative, distinct) as a view: those dims
+    dropped, one dim of the diagonal's length appended (NumPy's and PyTorch's layout)."""
+    shape, strides = list(a.shape), list(a.strides)
+    start = a.offset
+    if offset >= 0:
+        length = max(0, min(shape[dim1], shape[dim2] - offset))
+        start += offset * strides[dim2] if length else 0
+    else:
+        length = max(0, min(shape[dim1] + offset, shape[dim2]))
+        start += -offset * strides[dim1] if length else 0
+    step = strides[dim1] + strides[dim2]
+    kept = [d for d in range(len(shape)) if d not in (dim1, dim2)]
+    return a.as_strided([shape[d] for d in kept] + [length], [strides[d] for d in kept] + [step], start)
+
+
+def _diagonal_case(a: Any) -> Any:
+    import chainrule as cr
+
+    return a.diagonal().sum(-1) + cr.diagonal(a, 1, 2, 0).sum(-1) + a.diagonal(-1, 1, 2).sum(-1)
+
+
+@op("diagonal", saves="the input's shape and the dims", names=("Tensor.diagonal", "cr.diagonal"),
+    cases=[Case("diagonal", _diagonal_case, [(3, 3, 3)]),
+           Case("diagonal_rectangular", lambda a: a.diagonal(1) * 2.0, [(3, 4)], transposed=(0,))])
+class Diagonal(Function):
+    """A view of a diagonal; g is written into zeros of the input's shape along the same
+    diagonal."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, offset: int, dim1: int, dim2: int) -> Array:
+        ctx.shape, ctx.offset, ctx.dim1, ctx.dim2 = a.shape, offset, dim1, dim2
+        return diagonal_view(a, offset, dim1, dim2)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        out = C.full(list(ctx.shape), 0, g.dtype)
+        C.copy_(diagonal_view(out, ctx.offset, ctx.dim1, ctx.dim2), g)
+        return out, None, None, None
+
+
+def _pad_views(shape: Sequence[int], pad: Sequence[int]) -> tuple[list[int], list[Any], list[Any]]:
+    """F.pad's constant mode: the output's shape, the input's cropped region and where it lands
+    in the output, as (dim, start, stop) slices. pad holds (before, after) pairs from the last
+    dim backwards; a negative entry crops."""
+    out_shape = list(shape)
+    crop, place = [], []
+    for i in range(len(pad) // 2):
+        dim = len(shape) - 1 - i
+        before, after = pad[2 * i], pad[2 * i + 1]
+        size = shape[dim]
+        kept = size - max(0, -before) - max(0, -after)
+        out_shape[dim] = size + before + after
+        crop.append((dim, max(0, -before), max(0, -before) + max(0, kept)))
+        place.append((dim, max(0, before), max(0, before) + max(0, kept)))
+    return out_shape, crop, place
+
+
+def _sliced(a: Array, slices: list[Any]) -> Array:
+    for dim, start, stop in slices:
+        a = a.slice(dim, start, stop, 1)
+    return a
+
+
+def _pad_case(a: Any) -> Any:
+    from chainrule.nn import functional as F
+
+    cropped = F.pad(a[0], (-1, -1, 1, 0), value=-1.0)[1:].sum(-1, keepdim=True)
+    return F.pad(a, (1, 2, -1, 1), value=0.5)[:, :3, :].sum(0) + F.pad(a[1], (2, 1)) + cropped
+
+
+@op("pad", saves="the input's shape and the padding",
+    names=("F.pad", "F.pad(mode='constant')"),
+    cases=[Case("pad_constant", _pad_case, [(2, 3, 4)])])
+class ConstantPad(Function):
+    """F.pad's constant mode: the input written into a tensor filled with `value`; a negative
+    pad crops. g's region over the input is its gradient (zeros where it was cropped)."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Array, pad: list[int], value: Any) -> Array:
+        out_shape, crop, place = _pad_views(a.shape, pad)
+        ctx.shape, ctx.crop, ctx.place = a.shape, crop, place
+        out = C.full(out_shape, value, a.dtype)
+        C.copy_(_sliced(out, place), _sliced(a, crop))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        region = _sliced(g, ctx.place)
+        if list(region.shape) == list(ctx.shape):
+            return region, None, None
+        out = C.full(list(ctx.shape), 0, g.dtype)
+        C.copy_(_sliced(out, ctx.crop), region)
+        return out, None, None
