@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from chainrule import _core, ops
 from chainrule.autograd import engine
-from chainrule.autograd.function import Function
+from chainrule.autograd.function import OpNode
 from chainrule.ops import stubs
 from test_gradients import CASES, TABLE_CASES, _leaf, _sample_inputs
 
@@ -42,14 +42,14 @@ def test_every_native_unit_has_one_table_entry():
 
 
 def test_every_op_defined_in_python_is_in_the_table():
-    """A Function subclass anywhere in the package (ops, nn, optim, ...) that is not registered
+    """A OpNode subclass anywhere in the package (ops, nn, optim, ...) that is not registered
     would have no case: every op lives in the table."""
     registered = {entry.forward for entry in ops.TABLE.values() if not entry.native}
     modules = [m for name, m in sys.modules.items() if name.startswith("chainrule.") and m is not None]
     assert ops.recurrent in modules and cr.nn.conv in modules
     for module in modules:
         for value in vars(module).values():
-            if inspect.isclass(value) and issubclass(value, Function) and value is not Function \
+            if inspect.isclass(value) and issubclass(value, OpNode) and value is not OpNode \
                     and value.__module__ == module.__name__:
                 assert value in registered, f"{module.__name__}.{value.__name__} is not in the op table"
 

@@ -18,7 +18,7 @@ from chainrule._device import CPU, is_device
 from chainrule._device import check_device as check_device
 from chainrule._dtype import float32, float64, int64, to_dtype
 from chainrule.autograd import engine as _engine
-from chainrule.autograd.function import NO_RECORD, Function
+from chainrule.autograd.function import NO_RECORD, OpNode
 
 C = _core
 _grad_enabled = C.is_grad_enabled
@@ -644,14 +644,22 @@ class Tensor(C.TensorBase):
         return self
 
     # ------------------------------------------------------------ autograd
-    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None) -> None:
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
         """Accumulates d(self)/d(leaf) into every leaf's `.grad` by the chain rule.
 
         `gradient` (the upstream grad, of self's shape) is needed unless self has one element.
         Without retain_graph=True, the graph's saved arrays are freed afterwards.
+        create_graph=True records the backward pass too, so `.grad` can be differentiated again
+        (retain_graph then defaults to True); `inputs` limits accumulation to those tensors.
         """
-        if gradient is None and self._requires_grad:  # the common case, straight to the engine
-            _engine.run((self,), (None,), bool(retain_graph))
+        if gradient is None and self._requires_grad and not create_graph and inputs is None:
+            _engine.run((self,), (None,), bool(retain_graph))  # the common case, straight to the engine
+            return
+        if create_graph or inputs is not None:
+            from chainrule.autograd.api import backward
+
+            backward(self, gradient, retain_graph, create_graph, inputs)
             return
         _engine.run_backward((self,), (gradient,), bool(retain_graph))
 
@@ -667,7 +675,7 @@ def _rebuild_tensor(cls: type, array: np.ndarray, requires_grad: bool) -> Tensor
     return t
 
 
-def _wrap(data: _core.Tensor, node: Function | None = None) -> Tensor:
+def _wrap(data: _core.Tensor, node: OpNode | None = None) -> Tensor:
     t = _new(Tensor)
     t._data = data
     t.grad_fn = node
@@ -918,5 +926,5 @@ def minimum(a: Tensor, b: Tensor) -> Tensor:
 
 # The C layer makes results as Tensors, native ops' nodes as Functions, and sends operators
 # with other operands to _operator_fallback.
-C.register_classes(Tensor, Function, NO_RECORD, _operator_fallback)
+C.register_classes(Tensor, OpNode, NO_RECORD, _operator_fallback)
 ops.install_methods(Tensor)

@@ -25,16 +25,32 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import native_backward
+from chainrule.autograd.function import NATIVE_BACKWARD, NativeSaved, native_backward
 
 C = _core
 
 
 def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: bool,
-                 inputs: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+                 inputs: Sequence[Any] | None = None, create_graph: bool = False) -> tuple[Any, ...] | None:
     """Backpropagates from `roots` (Tensors) with upstream gradients `root_grads` (arrays, or
     None for d root / d root = 1). With `inputs`, returns their gradients instead of adding them
-    to `.grad` (autograd.grad)."""
+    to `.grad` (autograd.grad).
+
+    create_graph=True (double backward): the same walk on Tensors, with grad mode on and the
+    formulas' kernels (`K`) swapped for the op table's differentiable ops, so the backward pass
+    is itself recorded and its gradients can be differentiated again (see graph_ctx below)."""
+    if create_graph:
+        from chainrule.autograd.grad_mode import enable_grad
+        from chainrule.ops.kernels import recording
+
+        with enable_grad(), recording():
+            return _walk(roots, root_grads, retain_graph, inputs, True)
+    return _walk(roots, root_grads, retain_graph, inputs, False)
+
+
+def _walk(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: bool,
+          inputs: Sequence[Any] | None, graph: bool) -> tuple[Any, ...] | None:
+    wrap = _identity if graph else C.wrap
     # The root's gradient starts at its node (or at the root itself, a leaf).
     starts = []
     for root, grad in zip(roots, root_grads):
@@ -44,6 +60,8 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                     "backward: grad can be created implicitly only for outputs with one element; "
                     f"this output has shape {root.shape}, so pass gradient= of that shape")
             grad = C.full(list(root.shape), 1, root.dtype)
+        if graph and not isinstance(grad, C.TensorBase):
+            grad = C.wrap(grad)
         starts.append((root.grad_fn or root, grad))
 
     # 1. Count the edges into every node reachable from the roots.
@@ -75,18 +93,18 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
     leaf_grads: dict[Any, Any] = {}  # leaf -> its total gradient, in the order first reached
     ready = []
     for target, grad in starts:
-        add_to(leaf_grads if not is_node(target) else grads, target, grad)
+        add_to(leaf_grads if not is_node(target) else grads, target, grad, graph)
         if is_node(target) and dependencies[target] == 0 and target not in ready:
             ready.append(target)
     while ready:
         node = ready.pop()
         if node in grads:
-            grad = run_hooks(node.hooks, grads.pop(node))
+            grad = run_hooks(node.hooks, grads.pop(node), graph)
             if node.retained is not None and node.retained() is not None:
-                accumulate(node.retained(), grad)  # retain_grad() on a non-leaf
+                accumulate(node.retained(), grad, graph)  # retain_grad() on a non-leaf
             for i in wanted.get(node, ()):
-                results[i] = C.wrap(grad)
-            input_grads = local_backward(node, grad)
+                results[i] = wrap(grad)
+            input_grads = graph_backward(node, grad) if graph else local_backward(node, grad)
         else:  # nothing reached this node: its inputs get nothing either
             input_grads = (None,) * len(node.edges)
         if not retain_graph:
@@ -96,13 +114,16 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 continue
             target, shape, dtype = edge
             if input_grad is not None:
-                if isinstance(input_grad, C.TensorBase):  # a user's Function may return Tensors
-                    input_grad = input_grad._data
-                if input_grad.shape != shape:
-                    input_grad = C.sum_to(input_grad, list(shape))  # undo broadcasting
-                if input_grad.dtype != dtype:
-                    input_grad = input_grad.to(dtype)
-                add_to(grads if is_node(target) else leaf_grads, target, input_grad)
+                if graph:
+                    input_grad = _graph_grad(input_grad, shape, dtype)
+                else:
+                    if isinstance(input_grad, C.TensorBase):  # a custom autograd.Function's Tensors
+                        input_grad = input_grad._data
+                    if input_grad.shape != shape:
+                        input_grad = C.sum_to(input_grad, list(shape))  # undo broadcasting
+                    if input_grad.dtype != dtype:
+                        input_grad = input_grad.to(dtype)
+                add_to(grads if is_node(target) else leaf_grads, target, input_grad, graph)
             if is_node(target):
                 dependencies[target] -= 1
                 if dependencies[target] == 0:
@@ -110,19 +131,19 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
 
     # 3. Leaves: the total gradient, through their hooks, into .grad (or into the results).
     for leaf, grad in leaf_grads.items():
-        grad = run_hooks(leaf._hooks, grad)
+        grad = run_hooks(leaf._hooks, grad, graph)
         if inputs is None:
-            accumulate(leaf, grad)
+            accumulate(leaf, grad, graph)
             for hook in list(leaf._post_hooks or ()):  # register_post_accumulate_grad_hook
                 hook(leaf)
         for i in wanted.get(leaf, ()):
-            results[i] = C.wrap(grad)
+            results[i] = wrap(grad)
     return tuple(results) if inputs is not None else None
 
 
 def local_backward(node: Any, grad: Any) -> Any:
     """The chain rule at one node: the op's backward formula from the op table (a Python op's
-    node is its own Function subclass; a native op's node names its table entry)."""
+    node is its own OpNode subclass; a native op's node names its table entry)."""
     if node.native_op is not None:
         return native_backward(node, grad)
     return type(node).backward(node, grad)
@@ -132,27 +153,35 @@ def is_node(target: Any) -> bool:
     return isinstance(target, C.Node)
 
 
-def add_to(totals: dict[Any, Any], key: Any, grad: Any) -> None:
-    totals[key] = grad if key not in totals else C.add(totals[key], grad)
+def add_to(totals: dict[Any, Any], key: Any, grad: Any, graph: bool = False) -> None:
+    if key not in totals:
+        totals[key] = grad
+    else:
+        totals[key] = totals[key] + grad if graph else C.add(totals[key], grad)
 
 
 _accumulating = threading.Lock()  # backward passes in several threads may reach one leaf
 
 
-def accumulate(tensor: Any, grad: Any) -> None:
-    """.grad += grad (a fresh array: .grad never shares memory with another gradient)."""
+def accumulate(tensor: Any, grad: Any, graph: bool = False) -> None:
+    """.grad += grad (a fresh array: .grad never shares memory with another gradient). With
+    create_graph, .grad is the recorded gradient Tensor itself (or the recorded sum)."""
+    if graph:
+        with _accumulating:
+            tensor._grad = grad if tensor._grad is None else tensor._grad + grad
+        return
     with _accumulating:
         tensor._grad = C.wrap(grad.clone() if tensor._grad is None else C.add(tensor._grad._data, grad))
 
 
-def run_hooks(hooks: Any, grad: Any) -> Any:
+def run_hooks(hooks: Any, grad: Any, graph: bool = False) -> Any:
     for hook in list(hooks or ()):  # a copy: a hook may remove itself
-        replaced = hook(C.wrap(grad))
+        replaced = hook(grad if graph else C.wrap(grad))
         if replaced is not None:
             if not isinstance(replaced, C.TensorBase):
                 raise TypeError("hook: expected the hook to return a Tensor or None, got "
                                 f"{type(replaced).__name__}")
-            grad = replaced._data
+            grad = replaced if graph else replaced._data
     return grad
 
 
@@ -162,3 +191,108 @@ def release(node: Any) -> None:
         node.release_native_saved()
     elif node.__dict__:
         node.release()
+
+
+# ---------------------------------------------------------------- create_graph=True
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _graph_grad(grad: Any, shape: Any, dtype: Any) -> Any:
+    """An input's gradient as a Tensor of its shape and dtype, recorded (create_graph)."""
+    from chainrule.ops.kernels import K
+
+    if not isinstance(grad, C.TensorBase):
+        grad = C.wrap(grad)
+    if tuple(grad.shape) != tuple(shape):
+        grad = K.sum_to(grad, list(shape))
+    if grad.dtype != dtype:
+        grad = grad.to(dtype)
+    return grad
+
+
+# Which saved arrays of a native node are its inputs ("in0", "in1") or its output ("out").
+NATIVE_ROLES: dict[str, tuple[str | None, ...]] = {
+    "Mul": ("in0", "in1"), "Div": ("in1", "out"), "Exp": ("out",), "Log": ("in0",),
+    "Sigmoid": ("out",), "Tanh": ("out",), "Relu": ("in0",), "MatMul": ("in0", "in1"),
+    "Linear": ("in0", "in1"), "CrossEntropy": ("in0", None),
+}
+
+
+def graph_backward(node: Any, grad: Any) -> Any:
+    """The chain rule at one node on Tensors, recorded: the same formula as local_backward,
+    with what the node saved turned back into the Tensors they were (graph_tensor)."""
+    custom = getattr(node, "backward_tensors", None)
+    if custom is not None:  # a user's autograd.Function: its backward on Tensors
+        return custom(grad)
+    if node.native_op is not None:
+        saved = NativeSaved(node)
+        roles = NATIVE_ROLES.get(node.native_op, ())
+        saved.arrays = tuple(_by_role(node, a, roles[i] if i < len(roles) else None)
+                             for i, a in enumerate(saved.arrays))
+        return NATIVE_BACKWARD[node.native_op](saved, grad)
+    return type(node).backward(GraphCtx(node), grad)
+
+
+def _by_role(node: Any, array: Any, role: str | None) -> Any:
+    if role == "out":
+        return _node_output(array, node)
+    if role is not None and role.startswith("in"):
+        return _input(node, int(role[2:]), array)
+    return C.wrap(array)
+
+
+def _node_output(array: Any, node: Any) -> Any:
+    from chainrule.tensor import _wrap
+
+    return _wrap(array, node)
+
+
+def _input(node: Any, i: int, array: Any) -> Any:
+    """Input i of the node as a Tensor in the graph: the leaf itself, or its array with the node
+    that made it; a constant when it takes no gradient."""
+    edges = node.edges
+    edge = edges[i] if i < len(edges) else None
+    if edge is None:
+        return C.wrap(array)
+    target = edge[0]
+    if is_node(target):
+        return _node_output(array, target)
+    return target
+
+
+def graph_tensor(node: Any, value: Any) -> Any:
+    """What a Python op's ctx holds, as its backward reads it under create_graph: an array that
+    was one of the forward's inputs or its output becomes that Tensor (table.py records their
+    ids on the node, `_io`); any other array a constant; tuples and lists element by element."""
+    if isinstance(value, C.Tensor):
+        io = node.__dict__.get("_io")
+        if io is not None:
+            ids, out = io
+            if id(value) == out:
+                return _node_output(value, node)
+            for i, input_id in enumerate(ids):
+                if input_id == id(value):
+                    return _input(node, i, value)
+        return C.wrap(value)
+    if isinstance(value, tuple):
+        return tuple(graph_tensor(node, v) for v in value)
+    if isinstance(value, list):
+        return [graph_tensor(node, v) for v in value]
+    return value
+
+
+class GraphCtx:
+    """A Python op's node seen by its backward under create_graph: attributes and saved_tensors
+    as Tensors in the graph (graph_tensor)."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: Any) -> None:
+        object.__setattr__(self, "_node", node)
+
+    def __getattr__(self, name: str) -> Any:
+        return graph_tensor(self._node, getattr(self._node, name))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._node, name, value)

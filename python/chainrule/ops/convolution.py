@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, op
 
 C = _core
@@ -36,7 +37,7 @@ def _needs_grad(ctx: Any, i: int) -> bool:
                 lambda x, w: _functional().conv2d(x, w, None, (2, 1), 1, (1, 2)), [(1, 2, 5, 6), (2, 2, 2, 2)]),
            Case("conv2d_groups", lambda x, w, b: _functional().conv2d(x, w, b, groups=2, padding="same"),
                 [(1, 4, 4, 4), (4, 2, 3, 3), (4,)])])
-class Conv2d(Function):
+class Conv2d(OpNode):
     """y[n, o] = sum over c, i, j of x[n, c, h + i, w + j] weight[o, c, i, j] + bias[o] (with
     stride, padding, dilation and groups): dx = g correlated back with the weight, dW = g
     correlated with x, db = g summed over (N, H, W)."""
@@ -51,9 +52,9 @@ class Conv2d(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         input, weight = ctx.saved_tensors
-        gx = C.conv2d_backward_input(g, weight, input.shape, *ctx.settings) if _needs_grad(ctx, 0) else None
-        gw = C.conv2d_backward_weight(g, input, weight.shape, *ctx.settings) if _needs_grad(ctx, 1) else None
-        gb = C.conv2d_backward_bias(g) if _needs_grad(ctx, 2) else None
+        gx = K.conv2d_backward_input(g, weight, input.shape, *ctx.settings) if _needs_grad(ctx, 0) else None
+        gw = K.conv2d_backward_weight(g, input, weight.shape, *ctx.settings) if _needs_grad(ctx, 1) else None
+        gb = K.conv2d_backward_bias(g) if _needs_grad(ctx, 2) else None
         return gx, gw, gb, None, None, None, None
 
 
@@ -62,7 +63,7 @@ class Conv2d(Function):
            Case("max_pool2d_overlapping_padded",
                 lambda x: _functional().max_pool2d(x, 3, stride=2, padding=1, ceil_mode=True), [(1, 1, 5, 4)],
                 ok="distinct")])
-class MaxPool2d(Function):
+class MaxPool2d(OpNode):
     """The maxima come in already computed, with their positions (`max_pool2d` below, which can
     return the positions too); backward sends each output's gradient to the input element that
     won its window."""
@@ -76,14 +77,14 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (indices,) = ctx.saved_tensors
-        return C.max_pool2d_backward(g, indices, list(ctx.input_shape)), None, None
+        return K.max_pool2d_backward(g, indices, list(ctx.input_shape)), None, None
 
 
 def max_pool2d(input: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool) -> Any:
     """(values, indices) of the max pooling of the Tensor `input` (N, C, H, W): the values are
     differentiable (one MaxPool2d node), the indices (each maximum's flat position h * W + w in
     its plane) an int64 Tensor."""
-    values, indices = C.max_pool2d(input._data, kernel, stride, padding, dilation, ceil_mode)
+    values, indices = K.max_pool2d(input._data, kernel, stride, padding, dilation, ceil_mode)
     return C.apply(MaxPool2d, input, values, indices), C.wrap(indices)
 
 
@@ -92,7 +93,7 @@ def max_pool2d(input: Any, kernel: Pair, stride: Pair, padding: Pair, dilation: 
            Case("avg_pool2d_padded_exclusive",
                 lambda x: _functional().avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
                 [(2, 1, 5, 4)])])
-class AvgPool2d(Function):
+class AvgPool2d(OpNode):
     """Each output is its window's sum over a divisor; backward spreads g / divisor back over
     the window."""
 
@@ -106,4 +107,4 @@ class AvgPool2d(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        return (C.avg_pool2d_backward(g, list(ctx.input_shape), *ctx.settings),) + (None,) * 6
+        return (K.avg_pool2d_backward(g, list(ctx.input_shape), *ctx.settings),) + (None,) * 6

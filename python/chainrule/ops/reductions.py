@@ -5,7 +5,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, native, op
 
 C = _core
@@ -24,7 +25,7 @@ def _spread(saved: Any, g: Array, mean: bool) -> tuple[Any, ...]:
             count *= shape[d]
             kept[d] = 1
     if mean and count > 0:
-        g = C.div(g, float(count))
+        g = K.div(g, float(count))
     return (g.reshape(kept).expand(shape),)
 
 
@@ -61,7 +62,7 @@ def _keepdim_shape(shape: tuple[int, ...], dims: Sequence[int]) -> list[int]:
 @op("amax", saves="the input and the output", names=("Tensor.amax", "cr.amax", "Tensor.max()"),
     cases=[Case("amax", lambda a: a.amax((0, 2)), [(2, 3, 4)], ok="distinct"),
            Case("max_all", lambda a: a.max(), [(3, 4)], ok="distinct")])
-class Amax(Function):
+class Amax(OpNode):
     """g goes to the elements equal to the maximum; ties share it evenly (PyTorch's rule)."""
 
     reduce = staticmethod(C.amax)
@@ -77,9 +78,9 @@ class Amax(Function):
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         a, out = ctx.saved_tensors
         keep = _keepdim_shape(a.shape, ctx.dims)
-        winners = C.eq(a, out.reshape(keep))
-        count = C.sum(winners, ctx.dims, True)
-        return C.div(C.mul(winners, g.reshape(keep)), count), None, None
+        winners = K.eq(a, out.reshape(keep))
+        count = K.sum(winners, ctx.dims, True)
+        return K.div(K.mul(winners, g.reshape(keep)), count), None, None
 
 
 @op("amin", saves="the input and the output", names=("Tensor.amin", "cr.amin", "Tensor.min()"),
@@ -93,7 +94,7 @@ class Amin(Amax):
 @op("max_along_dim", saves="the indices chosen", names=("Tensor.max(dim)", "Tensor.min(dim)"),
     cases=[Case("max_dim", lambda a: a.max(1).values, [(2, 3, 4)], ok="distinct"),
            Case("min_dim_keepdim", lambda a: a.min(0, keepdim=True)[0], [(3, 4)], ok="distinct")])
-class MaxAlongDim(Function):
+class MaxAlongDim(OpNode):
     """The values of max(dim) / min(dim): g goes to the one index chosen."""
 
     @staticmethod
@@ -111,6 +112,6 @@ class MaxAlongDim(Function):
         size = ctx.shape[dim]
         keep = list(ctx.shape)
         keep[dim] = 1
-        positions = C.arange(0, size, 1, C.DType.int64).reshape([size] + [1] * (len(keep) - dim - 1))
-        one_hot = C.eq(positions, indices.reshape(keep))
-        return C.mul(one_hot, g.reshape(keep)), None, None, None, None
+        positions = K.arange(0, size, 1, C.DType.int64).reshape([size] + [1] * (len(keep) - dim - 1))
+        one_hot = K.eq(positions, indices.reshape(keep))
+        return K.mul(one_hot, g.reshape(keep)), None, None, None, None

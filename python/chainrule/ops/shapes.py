@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, op
 
 C = _core
@@ -17,7 +18,7 @@ Array = _core.Tensor
     cases=[Case("reshape", lambda a: a.reshape(4, 3), [(3, 4)]),
            Case("view_squeeze_unsqueeze", lambda a: a.view(-1).unsqueeze(0).squeeze(), [(2, 3, 1)]),
            Case("flatten_of_transposed", lambda a: a.flatten(), [(4, 3)], transposed=(0,))])
-class Reshape(Function):
+class Reshape(OpNode):
     """view, reshape, flatten, squeeze, unsqueeze: g takes the input's shape back."""
 
     @staticmethod
@@ -33,7 +34,7 @@ class Reshape(Function):
 @op("transpose", saves="the two dims", names=("Tensor.transpose", ".T", "cr.transpose"),
     cases=[Case("transpose", lambda a: a.transpose(0, 2), [(2, 3, 4)]),
            Case("T", lambda a, b: a.T * b, [(3, 4), (4, 3)])])
-class Transpose(Function):
+class Transpose(OpNode):
     """g transposed back."""
 
     @staticmethod
@@ -48,7 +49,7 @@ class Transpose(Function):
 
 @op("permute", saves="the permutation", names=("Tensor.permute", "cr.permute"),
     cases=[Case("permute", lambda a: a.permute(2, 0, 1), [(2, 3, 4)])])
-class Permute(Function):
+class Permute(OpNode):
     """g permuted by the inverse permutation."""
 
     @staticmethod
@@ -67,7 +68,7 @@ class Permute(Function):
 
 @op("expand", saves="nothing", names=("Tensor.expand", "expand_as"),
     cases=[Case("expand", lambda a: a.expand(2, 3, 4), [(3, 1)])])
-class Expand(Function):
+class Expand(OpNode):
     """g as it is: the engine sums the expanded dims back (sum_to)."""
 
     @staticmethod
@@ -82,7 +83,7 @@ class Expand(Function):
 @op("identity", saves="nothing", names=("Tensor.contiguous", "Tensor.clone"),
     cases=[Case("contiguous", lambda a: a.contiguous(), [(4, 3)], transposed=(0,)),
            Case("clone", lambda a: a.clone() * a, [(3, 4)])])
-class Identity(Function):
+class Identity(OpNode):
     """contiguous() and clone(): a copy; g passes through unchanged."""
 
     @staticmethod
@@ -96,7 +97,7 @@ class Identity(Function):
 
 @op("cast", saves="nothing", names=("Tensor.to", "float", "double"),
     cases=[Case("cast", lambda a: a.float().double() * a, [(3, 4)], tolerance=(5e-2, 5e-2))])
-class Cast(Function):
+class Cast(OpNode):
     """g passes through; the engine casts it back to the input's dtype."""
 
     @staticmethod
@@ -117,7 +118,7 @@ def apply_view_steps(a: Array, steps: list[tuple[str, tuple[Any, ...]]]) -> Arra
 @op("index", saves="the input's shape and the view steps", names=("t[ints, slices, None, ...]",),
     cases=[Case("index", lambda a: a[0, ..., 1::2], [(2, 3, 4)]),
            Case("index_overlapping", lambda a: a[0] * a[1:].sum(0) + a[:, 0].sum(), [(3, 4)])])
-class Index(Function):
+class Index(OpNode):
     """Basic indexing (ints, slices, None, ...) as a chain of views; g is scattered into zeros
     of the input's shape through the same views."""
 
@@ -128,8 +129,8 @@ class Index(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        out = C.full(list(ctx.shape), 0, g.dtype)
-        C.copy_(apply_view_steps(out, ctx.steps), g)
+        out = K.full(list(ctx.shape), 0, g.dtype)
+        K.copy_(apply_view_steps(out, ctx.steps), g)
         return out, None
 
 
@@ -141,7 +142,7 @@ def _index_select_case(a: Any) -> Any:
 
 @op("index_select", saves="the index", names=("t[index tensor]", "Tensor.index_select", "cr.index_select"),
     cases=[Case("index_select", _index_select_case, [(3, 4)])])
-class IndexSelect(Function):
+class IndexSelect(OpNode):
     """A gather along a dim by an int64 index; g is scattered back with index_add_ (an index
     that repeats a position adds its gradients up)."""
 
@@ -154,8 +155,8 @@ class IndexSelect(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (index,) = ctx.saved_tensors
-        out = C.full(list(ctx.shape), 0, g.dtype)
-        C.index_add_(out, ctx.dim, index, g)
+        out = K.full(list(ctx.shape), 0, g.dtype)
+        K.index_add_(out, ctx.dim, index, g)
         return out, None, None
 
 
@@ -167,7 +168,7 @@ def _cat_case(a: Any, b: Any) -> Any:
 
 @op("cat", saves="the dim and each input's size along it", names=("cr.cat", "cr.stack"),
     cases=[Case("cat", _cat_case, [(2, 3), (2, 1)])])
-class Cat(Function):
+class Cat(OpNode):
     """Each input's gradient is its slice of g."""
 
     @staticmethod
