@@ -274,6 +274,13 @@ def graph_tensor(node: Any, value: Any) -> Any:
             for i, input_id in enumerate(ids):
                 if input_id == id(value):
                     return _input(node, i, value)
+        if value.dtype.is_floating_point and any(e is not None for e in node.edges):
+            # computed from the inputs in the forward: a constant here would give a wrong
+            # second derivative, so refuse rather than guess
+            raise RuntimeError(
+                f"double backward through {node.name()} is not supported: its backward reads an "
+                f"array of shape {tuple(value.shape)} computed in its forward (neither an input "
+                "nor the output); backward with create_graph=True cannot differentiate it")
         return C.wrap(value)
     if isinstance(value, tuple):
         return tuple(graph_tensor(node, v) for v in value)

@@ -35,6 +35,50 @@ K = sys.modules[__name__]  # `from chainrule.ops.kernels import K`: this module 
 _PLAIN: dict[str, Any] = {name: getattr(C, name) for name in dir(C) if not name.startswith("__")}
 globals().update({name: value for name, value in _PLAIN.items() if name not in ("K", "C")})
 
+
+# ---------------------------------------------------------------- kernels written in Python
+# Plain kernels the formulas call as K.<name> that are not `_core` functions: array methods
+# (a recorded backward runs them on Tensors) and the kernels of the ops that exist only to make
+# a backward differentiable (index_scatter: the backward of indexing, an op-table entry).
+def _python_kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
+    _PLAIN[fn.__name__] = fn
+    globals()[fn.__name__] = fn
+    return fn
+
+
+def apply_view_steps(a: Any, steps: Any) -> Any:
+    """The views of basic indexing (t[0, 1:, None]) as a chain of array methods."""
+    for method, args in steps:
+        a = getattr(a, method)(*args)
+    return a
+
+
+@_python_kernel
+def slice(a: Any, dim: int, start: int, stop: int, step: int) -> Any:  # noqa: A001
+    """a's elements start:stop:step along dim (a view)."""
+    return a.slice(dim, start, stop, step)
+
+
+@_python_kernel
+def select(a: Any, dim: int, index: int) -> Any:
+    """a's element `index` along dim, the dim removed (a view)."""
+    return a.select(dim, index)
+
+
+@_python_kernel
+def index(a: Any, steps: Any) -> Any:
+    """Basic indexing by view steps (the forward of the op table's "index")."""
+    return apply_view_steps(a, steps)
+
+
+@_python_kernel
+def index_scatter(g: Any, shape: Any, steps: Any) -> Any:
+    """Zeros of `shape` with g written through the view steps (the backward of indexing)."""
+    out = C.full(list(shape), 0, g.dtype)
+    C.copy_(apply_view_steps(out, steps), g)
+    return out
+
+
 # Kernels whose result never carries a gradient (comparisons, signs, new constants).
 CONSTANT = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "sign", "full", "arange", "arange_int64",
                       "floor", "ceil", "round", "trunc", "logical_not", "logical_and", "logical_or",
@@ -127,13 +171,55 @@ def _expand(x: Any, shape: Any) -> Any:
 
 
 def _index_add_(out: Any, dim: int, index: Any, g: Any) -> Any:
-    """out (zeros made by the formula) += g at `index` along `dim`: recorded as
-    index_add (its gradient is index_select of the upstream one)."""
-    out_t = _tensor(out)
-    if _is_tensor(g) and g.requires_grad:
-        raise RuntimeError("double backward through index_add_ is not supported")
-    C.index_add_(out_t._data, dim, _raw(index), _raw(g))
-    return out_t
+    """out (zeros made by the formula) += g at `index` along `dim`, in place. Recorded as
+    g's rows moved by a one-hot matrix product (its gradient is index_select of the upstream
+    one); out must not require grad."""
+    if _is_tensor(out) and out.requires_grad:
+        raise RuntimeError("double backward through index_add_ is not supported (into a tensor "
+                           "that requires grad)")
+    if not (_is_tensor(g) and g.requires_grad):
+        C.index_add_(_raw(out), dim, _raw(index), _raw(g))
+        return out
+    import chainrule as cr
+
+    g = _tensor(g)
+    size = out.shape[dim]
+    index = _raw(index)
+    one_hot = C.wrap(C.eq(index.reshape([-1, 1]), C.arange_int64(0, size, 1).reshape([1, size])).to(g.dtype))
+    moved = g.transpose(dim, g.ndim - 1) @ one_hot  # (..., size) with the dim last
+    added = moved.transpose(dim, g.ndim - 1)
+    return added if _is_zero(out) else _tensor(out) + added
+
+
+def _is_zero(x: Any) -> bool:
+    import numpy as np
+
+    return not np.any(_raw(x).numpy())
+
+
+def _cross_entropy_backward(g: Any, logits: Any, target: Any) -> Any:
+    """g (per sample) times softmax(logits) - one_hot(target), along dim 1, recorded."""
+    logits, g = _tensor(logits), _tensor(g)
+    classes = logits.shape[1]
+    shifted = logits - logits.amax(1, keepdim=True).detach()
+    e = shifted.exp()
+    p = e / e.sum(1, keepdim=True)
+    target = _raw(target)
+    shape = [1, classes] + [1] * (logits.ndim - 2)
+    one_hot = C.wrap(C.eq(target.unsqueeze(1), C.arange_int64(0, classes, 1).reshape(shape)).to(logits.dtype))
+    return g.unsqueeze(1) * (p - one_hot)
+
+
+def _slice(a: Any, dim: int, start: int, stop: int, step: int) -> Any:
+    import builtins
+
+    return _tensor(a)[(builtins.slice(None),) * dim + (builtins.slice(start, stop, step),)]
+
+
+def _select(a: Any, dim: int, index: int) -> Any:
+    import builtins
+
+    return _tensor(a)[(builtins.slice(None),) * dim + (index,)]
 
 
 _COMPOSITES: dict[str, Callable[..., Any]] = {
@@ -144,6 +230,9 @@ _COMPOSITES: dict[str, Callable[..., Any]] = {
     "sum_to": _sum_to,
     "expand": _expand,
     "index_add_": _index_add_,
+    "cross_entropy_backward": _cross_entropy_backward,
+    "slice": _slice,
+    "select": _select,
 }
 
 
@@ -158,15 +247,22 @@ def _from_table(name: str) -> Callable[..., Any] | None:
 
 
 def _constant_or_refuse(name: str, plain: Callable[..., Any]) -> Callable[..., Any]:
+    def refuse() -> None:
+        raise RuntimeError(
+            f"double backward through {name} is not supported (no differentiable op of that "
+            "name in the op table); backward with create_graph=True cannot record it")
+
     def call(*args: Any) -> Any:
+        if name.endswith("_") and _requires_grad(args):  # an in-place kernel: cannot record it
+            refuse()
         out = plain(*(_raw(a) for a in args))
-        if not isinstance(out, C.Tensor):
-            return out
-        if name not in CONSTANT and out.dtype.is_floating_point and _requires_grad(args):
-            raise RuntimeError(
-                f"double backward through {name} is not supported (no differentiable op of that "
-                "name in the op table); backward with create_graph=True cannot record it")
-        return C.wrap(out)
+        several = isinstance(out, (tuple, list))
+        items = out if several else (out,)
+        if name not in CONSTANT and _requires_grad(args) and any(
+                isinstance(o, C.Tensor) and o.dtype.is_floating_point for o in items):
+            refuse()
+        wrapped = tuple(C.wrap(o) if isinstance(o, C.Tensor) else o for o in items)
+        return wrapped if several else wrapped[0]
 
     return call
 

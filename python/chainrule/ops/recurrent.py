@@ -58,7 +58,7 @@ _RNN_SHAPES = [(3, 2, 2), (2, 2), (2, 2), (2,)]
 def _chunks(a: Array, count: int) -> list[Array]:
     """count equal blocks of a's last dim, as views."""
     size = a.shape[-1] // count
-    return [a.slice(a.ndim - 1, k * size, (k + 1) * size, 1) for k in range(count)]
+    return [K.slice(a, a.ndim - 1, k * size, (k + 1) * size, 1) for k in range(count)]
 
 
 # ---------------------------------------------------------------- one step, forward and backward

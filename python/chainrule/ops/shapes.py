@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule import _core
+from chainrule.ops import kernels
 from chainrule.ops.kernels import K
 from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, op
@@ -109,10 +110,7 @@ class Cast(OpNode):
         return g, None
 
 
-def apply_view_steps(a: Array, steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
-    for method, args in steps:
-        a = getattr(a, method)(*args)
-    return a
+apply_view_steps = kernels.apply_view_steps
 
 
 @op("index", saves="the input's shape and the view steps", names=("t[ints, slices, None, ...]",),
@@ -129,9 +127,28 @@ class Index(OpNode):
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        out = K.full(list(ctx.shape), 0, g.dtype)
-        K.copy_(apply_view_steps(out, ctx.steps), g)
-        return out, None
+        return K.index_scatter(g, list(ctx.shape), ctx.steps), None
+
+
+def _index_scatter_case(g: Any) -> Any:
+    return _core.apply(IndexScatter, g, [3, 4], [("select", (0, 1)), ("slice", (0, 0, 4, 2))])
+
+
+@op("index_scatter", saves="the view steps", names=("the backward of t[...]",),
+    cases=[Case("index_scatter", _index_scatter_case, [(2,)])])
+class IndexScatter(OpNode):
+    """Zeros of a shape with g written through the view steps of basic indexing: the backward of
+    `index`, an op of its own so that a backward recorded with create_graph=True is
+    differentiable again (its backward is indexing by the same steps)."""
+
+    @staticmethod
+    def forward(ctx: Any, g: Array, shape: list[int], steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
+        ctx.steps = steps
+        return K.index_scatter(g, shape, steps)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return K.index(g, ctx.steps), None, None
 
 
 def _index_select_case(a: Any) -> Any:
@@ -183,6 +200,6 @@ class Cat(OpNode):
         grads: list[Any] = [None]
         offset = 0
         for size in ctx.sizes:
-            grads.append(g.slice(ctx.dim, offset, offset + size, 1))
+            grads.append(K.slice(g, ctx.dim, offset, offset + size, 1))
             offset += size
         return tuple(grads)

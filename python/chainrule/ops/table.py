@@ -90,18 +90,24 @@ def _record_io(cls: type) -> None:
     forward = cls.__dict__.get("forward")
     if forward is None or getattr(forward, "__func__", forward).__dict__.get("records_io"):
         return
-    plain = forward.__func__ if isinstance(forward, staticmethod) else forward
-
-    def recorded(ctx: Any, *args: Any) -> Any:
-        out = plain(ctx, *args)
-        if ctx is not NO_RECORD:
-            ctx._io = (tuple(map(id, args)), id(out))
-        return out
+    plain = getattr(forward, "__func__", forward)
+    if isinstance(forward, classmethod):
+        def recorded(owner: Any, ctx: Any, *args: Any) -> Any:
+            out = plain(owner, ctx, *args)
+            if ctx is not NO_RECORD:
+                ctx._io = (tuple(map(id, args)), id(out))
+            return out
+    else:
+        def recorded(ctx: Any, *args: Any) -> Any:  # type: ignore[misc]
+            out = plain(ctx, *args)
+            if ctx is not NO_RECORD:
+                ctx._io = (tuple(map(id, args)), id(out))
+            return out
 
     recorded.records_io = True  # type: ignore[attr-defined]
     recorded.__name__, recorded.__qualname__ = plain.__name__, plain.__qualname__
     recorded.__doc__, recorded.__wrapped__ = plain.__doc__, plain  # type: ignore[attr-defined]
-    cls.forward = staticmethod(recorded)  # type: ignore[attr-defined]
+    cls.forward = (classmethod if isinstance(forward, classmethod) else staticmethod)(recorded)  # type: ignore[attr-defined]
 
 
 def native(name: str, unit: str, *, saves: str, cases: Sequence[Case], method: bool = False,
