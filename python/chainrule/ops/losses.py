@@ -60,6 +60,11 @@ class BinaryCrossEntropy(OpNode):
         return gh, gy
 
 
+def _softplus_of_minus(x: Array) -> Array:
+    """softplus(-x) = log(1 + e^-|x|) + max(-x, 0), without overflow."""
+    return K.add(K.log(K.add(K.exp(K.neg(K.abs(x))), 1.0)), K.relu(K.neg(x)))
+
+
 def _bce_logits_case(x: Any, y: Any, pw: Any) -> Any:
     return _functional().binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="sum")
 
@@ -81,8 +86,7 @@ class BinaryCrossEntropyWithLogits(OpNode):
         ctx.save_for_backward(*[a for a in (x, y, pos_weight) if a is not None])
         ctx.has_pos_weight = pos_weight is not None
         # softplus(-x) = log(1 + e^-|x|) + max(-x, 0), without overflow
-        softplus = C.add(C.log(C.add(C.exp(C.neg(C.abs(x))), 1.0)), C.relu(C.neg(x)))
-        ctx.softplus = softplus
+        softplus = _softplus_of_minus(x)
         scale = C.add(C.mul(C.sub(pos_weight, 1.0), y), 1.0) if pos_weight is not None else None
         return C.add(C.mul(C.sub(1.0, y), x), softplus if scale is None else C.mul(scale, softplus))
 
@@ -96,8 +100,9 @@ class BinaryCrossEntropyWithLogits(OpNode):
         pw = saved[2]
         scale = K.add(K.mul(K.sub(pw, 1.0), y), 1.0)
         gx = K.mul(g, K.sub(K.mul(scale, s), K.mul(pw, y)))
-        gy = K.mul(g, K.add(K.neg(x), K.mul(K.sub(pw, 1.0), ctx.softplus)))
-        gpw = K.mul(g, K.mul(y, ctx.softplus))
+        softplus = _softplus_of_minus(x)  # recomputed from x: a backward recorded with
+        gy = K.mul(g, K.add(K.neg(x), K.mul(K.sub(pw, 1.0), softplus)))  # create_graph needs it in terms of x
+        gpw = K.mul(g, K.mul(y, softplus))
         return gx, gy, gpw
 
 
@@ -140,7 +145,7 @@ class NllLoss(OpNode):
         return K.where(picked, K.neg(g.unsqueeze(ctx.dim)), K.full((), 0, g.dtype)), None
 
 
-@op("huber_loss", saves="the difference input - target", names=("F.huber_loss", "F.smooth_l1_loss",
+@op("huber_loss", saves="the input and the target", names=("F.huber_loss", "F.smooth_l1_loss",
     "nn.HuberLoss", "nn.SmoothL1Loss"),
     cases=[Case("huber_loss", lambda x, y: _functional().huber_loss(x, y, reduction="none", delta=0.5),
                 [(3, 4), (3, 4)]),
@@ -154,7 +159,7 @@ class HuberLoss(OpNode):
     @staticmethod
     def forward(ctx: Any, input: Array, target: Array, delta: float) -> Array:
         d = C.sub(input, target)
-        ctx.save_for_backward(d)
+        ctx.save_for_backward(input, target)
         ctx.delta = delta
         size = C.abs(d)
         linear = C.mul(C.sub(size, 0.5 * delta), delta)
@@ -162,6 +167,6 @@ class HuberLoss(OpNode):
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        (d,) = ctx.saved_tensors
-        gd = K.mul(g, K.clamp(d, -ctx.delta, ctx.delta))
+        input, target = ctx.saved_tensors
+        gd = K.mul(g, K.clamp(K.sub(input, target), -ctx.delta, ctx.delta))
         return gd, K.neg(gd), None
