@@ -581,7 +581,11 @@ class Tensor(C.TensorBase):
             return self.unsqueeze(0)[index.reshape(1)]
         rows, rest = _split_tensor_index(self, index)
         if rows is None:
-            return apply(ops.Index, self, _view_steps(self._data, index))
+            steps = _view_steps(self._data, index)
+            view = apply(ops.Index, self, steps)
+            if view._requires_grad:  # an in-place op on the view rebases self's history
+                _inplace_ops.remember_view(view, self, steps)
+            return view
         t = apply(ops.IndexSelect, self, 0, rows.reshape([-1]))
         if rows.ndim != 1:  # an N-d index: the gathered rows take the index's shape
             t = t.reshape(tuple(rows.shape) + self.shape[1:])

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import NATIVE_BACKWARD, NativeSaved, native_backward
+from chainrule.autograd import create_graph
+from chainrule.autograd.function import native_backward
 
 C = _core
 
@@ -34,11 +35,7 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                  inputs: Sequence[Any] | None = None, create_graph: bool = False) -> tuple[Any, ...] | None:
     """Backpropagates from `roots` (Tensors) with upstream gradients `root_grads` (arrays, or
     None for d root / d root = 1). With `inputs`, returns their gradients instead of adding them
-    to `.grad` (autograd.grad).
-
-    create_graph=True (double backward): the same walk on Tensors, with grad mode on and the
-    formulas' kernels (`K`) swapped for the op table's differentiable ops, so the backward pass
-    is itself recorded and its gradients can be differentiated again (see graph_ctx below)."""
+    to `.grad` (autograd.grad). create_graph=True: the same walk on Tensors, recorded (create_graph.py)."""
     if create_graph:
         from chainrule.autograd.grad_mode import enable_grad
         from chainrule.ops.kernels import recording
@@ -46,6 +43,10 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
         with enable_grad(), recording():
             return _walk(roots, root_grads, retain_graph, inputs, True)
     return _walk(roots, root_grads, retain_graph, inputs, False)
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def _walk(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: bool,
@@ -104,7 +105,7 @@ def _walk(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: bool,
                 accumulate(node.retained(), grad, graph)  # retain_grad() on a non-leaf
             for i in wanted.get(node, ()):
                 results[i] = wrap(grad)
-            input_grads = graph_backward(node, grad) if graph else local_backward(node, grad)
+            input_grads = create_graph.backward(node, grad) if graph else local_backward(node, grad)
         else:  # nothing reached this node: its inputs get nothing either
             input_grads = (None,) * len(node.edges)
         if not retain_graph:
@@ -115,7 +116,7 @@ def _walk(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: bool,
             target, shape, dtype = edge
             if input_grad is not None:
                 if graph:
-                    input_grad = _graph_grad(input_grad, shape, dtype)
+                    input_grad = create_graph.input_grad(input_grad, shape, dtype)
                 else:
                     if isinstance(input_grad, C.TensorBase):  # a custom autograd.Function's Tensors
                         input_grad = input_grad._data
@@ -164,13 +165,11 @@ _accumulating = threading.Lock()  # backward passes in several threads may reach
 
 
 def accumulate(tensor: Any, grad: Any, graph: bool = False) -> None:
-    """.grad += grad (a fresh array: .grad never shares memory with another gradient). With
-    create_graph, .grad is the recorded gradient Tensor itself (or the recorded sum)."""
-    if graph:
-        with _accumulating:
-            tensor._grad = grad if tensor._grad is None else tensor._grad + grad
-        return
+    """.grad += grad (a fresh array: .grad never shares memory with another gradient)."""
     with _accumulating:
+        if graph:  # create_graph: the recorded gradient Tensor itself
+            tensor._grad = grad if tensor._grad is None else tensor._grad + grad
+            return
         tensor._grad = C.wrap(grad.clone() if tensor._grad is None else C.add(tensor._grad._data, grad))
 
 
@@ -191,115 +190,3 @@ def release(node: Any) -> None:
         node.release_native_saved()
     elif node.__dict__:
         node.release()
-
-
-# ---------------------------------------------------------------- create_graph=True
-def _identity(x: Any) -> Any:
-    return x
-
-
-def _graph_grad(grad: Any, shape: Any, dtype: Any) -> Any:
-    """An input's gradient as a Tensor of its shape and dtype, recorded (create_graph)."""
-    from chainrule.ops.kernels import K
-
-    if not isinstance(grad, C.TensorBase):
-        grad = C.wrap(grad)
-    if tuple(grad.shape) != tuple(shape):
-        grad = K.sum_to(grad, list(shape))
-    if grad.dtype != dtype:
-        grad = grad.to(dtype)
-    return grad
-
-
-# Which saved arrays of a native node are its inputs ("in0", "in1") or its output ("out").
-NATIVE_ROLES: dict[str, tuple[str | None, ...]] = {
-    "Mul": ("in0", "in1"), "Div": ("in1", "out"), "Exp": ("out",), "Log": ("in0",),
-    "Sigmoid": ("out",), "Tanh": ("out",), "Relu": ("in0",), "MatMul": ("in0", "in1"),
-    "Linear": ("in0", "in1"), "CrossEntropy": ("in0", None),
-}
-
-
-def graph_backward(node: Any, grad: Any) -> Any:
-    """The chain rule at one node on Tensors, recorded: the same formula as local_backward,
-    with what the node saved turned back into the Tensors they were (graph_tensor)."""
-    custom = getattr(node, "backward_tensors", None)
-    if custom is not None:  # a user's autograd.Function: its backward on Tensors
-        return custom(grad)
-    if node.native_op is not None:
-        saved = NativeSaved(node)
-        roles = NATIVE_ROLES.get(node.native_op, ())
-        saved.arrays = tuple(_by_role(node, a, roles[i] if i < len(roles) else None)
-                             for i, a in enumerate(saved.arrays))
-        return NATIVE_BACKWARD[node.native_op](saved, grad)
-    return type(node).backward(GraphCtx(node), grad)
-
-
-def _by_role(node: Any, array: Any, role: str | None) -> Any:
-    if role == "out":
-        return _node_output(array, node)
-    if role is not None and role.startswith("in"):
-        return _input(node, int(role[2:]), array)
-    return C.wrap(array)
-
-
-def _node_output(array: Any, node: Any) -> Any:
-    from chainrule.tensor import _wrap
-
-    return _wrap(array, node)
-
-
-def _input(node: Any, i: int, array: Any) -> Any:
-    """Input i of the node as a Tensor in the graph: the leaf itself, or its array with the node
-    that made it; a constant when it takes no gradient."""
-    edges = node.edges
-    edge = edges[i] if i < len(edges) else None
-    if edge is None:
-        return C.wrap(array)
-    target = edge[0]
-    if is_node(target):
-        return _node_output(array, target)
-    return target
-
-
-def graph_tensor(node: Any, value: Any) -> Any:
-    """What a Python op's ctx holds, as its backward reads it under create_graph: an array that
-    was one of the forward's inputs or its output becomes that Tensor (table.py records their
-    ids on the node, `_io`); any other array a constant; tuples and lists element by element."""
-    if isinstance(value, C.Tensor):
-        io = node.__dict__.get("_io")
-        if io is not None:
-            ids, out = io
-            if id(value) == out:
-                return _node_output(value, node)
-            for i, input_id in enumerate(ids):
-                if input_id == id(value):
-                    return _input(node, i, value)
-        if value.dtype.is_floating_point and any(e is not None for e in node.edges):
-            # computed from the inputs in the forward: a constant here would give a wrong
-            # second derivative, so refuse rather than guess
-            raise RuntimeError(
-                f"double backward through {node.name()} is not supported: its backward reads an "
-                f"array of shape {tuple(value.shape)} computed in its forward (neither an input "
-                "nor the output); backward with create_graph=True cannot differentiate it")
-        return C.wrap(value)
-    if isinstance(value, tuple):
-        return tuple(graph_tensor(node, v) for v in value)
-    if isinstance(value, list):
-        return [graph_tensor(node, v) for v in value]
-    return value
-
-
-class GraphCtx:
-    """A Python op's node seen by its backward under create_graph: attributes and saved_tensors
-    as Tensors in the graph (graph_tensor)."""
-
-    __slots__ = ("_node",)
-
-    def __init__(self, node: Any) -> None:
-        object.__setattr__(self, "_node", node)
-
-    def __getattr__(self, name: str) -> Any:
-        return graph_tensor(self._node, getattr(self._node, name))
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._node, name, value)

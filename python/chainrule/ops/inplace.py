@@ -16,6 +16,7 @@ tensors in a graph, with PyTorch's rules.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 from chainrule import _core
@@ -35,13 +36,44 @@ def needs_graph(t: Any, *others: Any) -> bool:
     return C.is_grad_enabled() and (t._requires_grad or any(_requires_grad(o) for o in others))
 
 
+# view (by id) -> (weak reference to the view, its base Tensor, the view steps): basic indexing
+# of a tensor that requires grad remembers its base, so that an in-place op on the view can
+# rebase the base's history (PyTorch's CopySlices).
+_VIEW_BASES: dict[int, tuple[Any, Any, Any]] = {}
+
+
+def remember_view(view: Any, base: Any, steps: Any) -> None:
+    key = id(view)
+    _VIEW_BASES[key] = (weakref.ref(view, lambda _: _VIEW_BASES.pop(key, None)), base, steps)
+
+
+def view_base(t: Any) -> tuple[Any, Any] | None:
+    """(base, steps) when t is a basic-indexing view of a tensor (and still that view)."""
+    entry = _VIEW_BASES.get(id(t))
+    if entry is None or entry[0]() is not t:
+        return None
+    return entry[1], entry[2]
+
+
 def check(t: Any, op: str) -> None:
-    """RuntimeError for the in-place ops PyTorch refuses: on a leaf that requires grad, and (here)
-    on a view of a tensor in a graph."""
+    """RuntimeError for the in-place ops PyTorch refuses: on a leaf that requires grad or a view
+    of one, and (here) on a transposed, permuted or expanded view of a tensor in a graph."""
     if t.grad_fn is None and t._requires_grad:
         raise RuntimeError(
             f"{op}: a leaf Variable that requires grad (shape {tuple(t.shape)}) is being used in an "
             "in-place operation; update it under chainrule.no_grad(), or clone() it first")
+    based = view_base(t)
+    if based is not None:
+        base = based[0]
+        if base.grad_fn is None and base._requires_grad:
+            raise RuntimeError(
+                f"{op}: a view of a leaf Variable that requires grad (shape {tuple(base.shape)}) is "
+                "being used in an in-place operation; update it under chainrule.no_grad()")
+        if view_base(base) is not None:
+            raise RuntimeError(
+                f"{op}: in-place operation on a view of a view of a tensor that requires grad is not "
+                "supported; index the base tensor once, or clone() the view first")
+        return
     if t.grad_fn is not None and t.grad_fn.name() in VIEW_NODES:
         raise RuntimeError(
             f"{op}: in-place operation on a view ({t.grad_fn.name()}) of a tensor that requires "
@@ -66,11 +98,34 @@ def record(t: Any, op: str, compute: Callable[[Any], Any], *others: Any, reads_s
         raise RuntimeError(
             f"{op}: output with shape {tuple(t.shape)} doesn't match the broadcast shape "
             f"{tuple(out.shape)}")
+    based = view_base(t)
+    if based is not None and out._requires_grad:
+        return _rebase(t, out, *based)
     C.copy_(t._data, out._data)  # into t's memory: its version goes up
     if out._requires_grad:
         t.grad_fn = out.grad_fn
         t._requires_grad = True
     return t
+
+
+def _rebase(view: Any, out: Any, base: Any, steps: Any) -> Any:
+    """The view's new values `out` written into the base's memory; the base's history becomes
+    where(inside the view, out placed, base's old values), the view's that indexed again."""
+    import chainrule as cr
+    from chainrule.ops.shapes import Index, IndexScatter
+    from chainrule.tensor import _wrap
+
+    mask = C.full(list(base.shape), False, C.DType.bool)
+    C.fill_(_apply(mask, steps), True)
+    placed = C.apply(IndexScatter, out, list(base.shape), steps)
+    old_base = _wrap(base._data, base.grad_fn) if base._requires_grad else C.wrap(base._data)
+    new_base = cr.where(C.wrap(mask), placed, old_base)
+    C.copy_(view._data, out._data)  # into the base's memory: its version goes up
+    base.grad_fn = new_base.grad_fn
+    base._requires_grad = True
+    view.grad_fn = C.apply(Index, new_base, steps).grad_fn
+    view._requires_grad = True
+    return view
 
 
 def overwrite(t: Any, op: str, value: Any) -> Any:
