@@ -15,7 +15,7 @@ What it does to each file (idempotent: running it twice changes nothing the seco
    when K is used and not yet imported.
 3. The internal node base's old name: `Function` (imported from chainrule.autograd.function)
    becomes `OpNode` (`cr.autograd.Function` is now the user API, autograd/custom_function.py).
-Files it never touches: kernels.py, table.py, stubs.py, __init__.py.
+Files it never touches: kernels.py, table.py, stubs.py, __init__.py, inplace.py (not op-table files).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = ROOT / "python" / "chainrule" / "ops"
-SKIP = {"kernels.py", "table.py", "stubs.py", "__init__.py"}
+SKIP = {"kernels.py", "table.py", "stubs.py", "__init__.py", "inplace.py"}
 NOT_KERNELS = {"apply", "wrap", "DType", "Tensor", "TensorBase", "Node", "DTYPES", "from_numpy"}
 CALL = re.compile(r"(?<![\w.])C\.([A-Za-z_][A-Za-z_0-9]*)\(")
 IMPORT_K = "from chainrule.ops.kernels import K\n"
