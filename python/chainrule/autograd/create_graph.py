@@ -109,17 +109,34 @@ def graph_tensor(node: Any, value: Any) -> Any:
                     return _input(node, i, value)
         if value.dtype.is_floating_point and any(e is not None for e in node.edges):
             # computed from the inputs in the forward: a constant here would give a wrong
-            # second derivative, so refuse rather than guess
-            raise RuntimeError(
-                f"double backward through {node.name()} is not supported: its backward reads an "
-                f"array of shape {tuple(value.shape)} computed in its forward (neither an input "
-                "nor the output); backward with create_graph=True cannot differentiate it")
+            # second derivative, so any use of it in a recorded kernel refuses (Derived)
+            return Derived(node.name(), value)
         return C.wrap(value)
     if isinstance(value, tuple):
         return tuple(graph_tensor(node, v) for v in value)
     if isinstance(value, list):
         return [graph_tensor(node, v) for v in value]
     return value
+
+
+class Derived:
+    """An array a forward computed from its inputs, as a recorded backward sees it: using it in
+    a kernel raises RuntimeError (a constant would give a wrong second derivative). A kernel
+    that recomputes it from the inputs (K.layer_norm_backward's statistics) reads `.array`."""
+
+    __slots__ = ("node_name", "array")
+
+    def __init__(self, node_name: str, array: Any) -> None:
+        self.node_name, self.array = node_name, array
+
+    def refuse(self) -> None:
+        raise RuntimeError(
+            f"double backward through {self.node_name} is not supported: its backward reads an "
+            f"array of shape {tuple(self.array.shape)} computed in its forward (neither an input "
+            "nor the output); backward with create_graph=True cannot differentiate it")
+
+    def __getattr__(self, name: str) -> Any:
+        self.refuse()
 
 
 class GraphCtx:

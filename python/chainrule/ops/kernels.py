@@ -28,6 +28,7 @@ import threading
 from typing import Any, Callable
 
 from chainrule import _core
+from chainrule.autograd.create_graph import Derived
 
 C = _core
 K = sys.modules[__name__]  # `from chainrule.ops.kernels import K`: this module is the namespace
@@ -222,6 +223,53 @@ def _select(a: Any, dim: int, index: int) -> Any:
     return _tensor(a)[(builtins.slice(None),) * dim + (index,)]
 
 
+def _norm_parts(x: Any, dims: list[int], mean: Any, invstd: Any) -> tuple[Any, Any]:
+    """The statistics of x over dims, recomputed on Tensors (so recorded): x - mean and 1/std,
+    with the eps the forward used, recovered from its invstd (1/invstd^2 - var)."""
+    import numpy as np
+
+    centered = x - x.mean(dims, keepdim=True)
+    var = (centered * centered).mean(dims, keepdim=True)
+    saved = invstd.array if isinstance(invstd, Derived) else _raw(invstd)
+    saved = saved.numpy().astype(np.float64).reshape(-1)
+    eps = float(np.mean(1.0 / saved ** 2 - var.detach().numpy().astype(np.float64).reshape(-1)))
+    return centered, (var + eps) ** -0.5
+
+
+def _layer_norm_backward(g: Any, input: Any, mean: Any, invstd: Any, weight: Any) -> Any:
+    """Layer norm's backward on Tensors, its statistics recomputed from the input:
+    dx = invstd (gw - mean(gw) - x^ mean(gw x^)) with gw = g w, per row."""
+    x, g = _tensor(input), _tensor(g)
+    rows = (mean.array if isinstance(mean, Derived) else _raw(mean)).numel()
+    n = x.numel() // rows
+    xr, gr = x.reshape(rows, n), g.reshape(rows, n)
+    centered, inv = _norm_parts(xr, [1], mean, invstd)
+    xhat = centered * inv
+    gw = gr * _tensor(weight).reshape(n) if weight is not None else gr
+    gx = inv * (gw - gw.mean(1, keepdim=True) - xhat * (gw * xhat).mean(1, keepdim=True))
+    return gx.reshape(*x.shape), (gr * xhat).sum(0), gr.sum(0)
+
+
+def _batch_norm_backward(g: Any, input: Any, mean: Any, invstd: Any, weight: Any, training: bool) -> Any:
+    """Batch norm's backward on Tensors (N, C, *), per channel; in training the batch's
+    statistics are recomputed from the input, in eval they are constants."""
+    x, g = _tensor(input), _tensor(g)
+    shape = [1, x.shape[1]] + [1] * (x.ndim - 2)
+    dims = [0] + list(range(2, x.ndim))
+    w = _tensor(weight).reshape(*shape) if weight is not None else None
+    if training:
+        centered, inv = _norm_parts(x, dims, mean, invstd)
+        xhat = centered * inv
+        gx = inv * (g - g.mean(dims, keepdim=True) - xhat * (g * xhat).mean(dims, keepdim=True))
+    else:
+        inv = _tensor(invstd).reshape(*shape)
+        xhat = (x - _tensor(mean).reshape(*shape)) * inv
+        gx = g * inv
+    if w is not None:
+        gx = gx * w
+    return gx, (g * xhat).sum(dims), g.sum(dims)
+
+
 _COMPOSITES: dict[str, Callable[..., Any]] = {
     "sigmoid_backward": _sigmoid_backward,
     "tanh_backward": _tanh_backward,
@@ -233,7 +281,10 @@ _COMPOSITES: dict[str, Callable[..., Any]] = {
     "cross_entropy_backward": _cross_entropy_backward,
     "slice": _slice,
     "select": _select,
+    "layer_norm_backward": _layer_norm_backward,
+    "batch_norm_backward": _batch_norm_backward,
 }
+_READS_DERIVED = frozenset({"layer_norm_backward", "batch_norm_backward"})
 
 
 # ---------------------------------------------------------------- lookup
@@ -279,7 +330,13 @@ def differentiable(name: str) -> Callable[..., Any]:
     if recorded is None:
         recorded = _constant_or_refuse(name, plain)
 
+    tolerant = name in _READS_DERIVED
+
     def dispatch(*args: Any) -> Any:
+        if not tolerant:
+            for a in args:
+                if isinstance(a, Derived):
+                    a.refuse()
         if not _any_tensor(args):
             return plain(*args)
         return recorded(*args)

@@ -79,13 +79,14 @@ class LayerNorm(OpNode):
         flat_bias = bias.reshape([-1]) if bias is not None else None
         out, mean, invstd = C.layer_norm(input, normalized_numel, flat_weight, flat_bias, eps)
         ctx.weight_shape = weight.shape if weight is not None else None
-        ctx.save_for_backward(*[a for a in (input, mean, invstd, flat_weight) if a is not None])
+        ctx.save_for_backward(*[a for a in (input, mean, invstd, weight) if a is not None])
         return out
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         input, mean, invstd, *weight = ctx.saved_tensors
-        gx, g_weight, g_bias = K.layer_norm_backward(g, input, mean, invstd, weight[0] if weight else None)
+        flat_weight = weight[0].reshape([-1]) if weight else None  # the weight saved, as an input
+        gx, g_weight, g_bias = K.layer_norm_backward(g, input, mean, invstd, flat_weight)
         shape = list(ctx.weight_shape) if ctx.weight_shape is not None else [-1]
         return gx, g_weight.reshape(shape), g_bias.reshape(shape), None, None
 
