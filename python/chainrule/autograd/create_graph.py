@@ -58,13 +58,19 @@ def backward(node: Any, grad: Any) -> Any:
     custom = getattr(node, "backward_tensors", None)
     if custom is not None:  # a user's autograd.Function: its backward on Tensors
         return custom(grad)
-    if node.native_op is not None:
-        saved = NativeSaved(node)
-        roles = NATIVE_ROLES.get(node.native_op, ())
-        saved.arrays = tuple(_by_role(node, a, roles[i] if i < len(roles) else None)
-                             for i, a in enumerate(saved.arrays))
-        return NATIVE_BACKWARD[node.native_op](saved, grad)
-    return type(node).backward(GraphCtx(node), grad)
+    try:
+        if node.native_op is not None:
+            saved = NativeSaved(node)
+            roles = NATIVE_ROLES.get(node.native_op, ())
+            saved.arrays = tuple(_by_role(node, a, roles[i] if i < len(roles) else None)
+                                 for i, a in enumerate(saved.arrays))
+            return NATIVE_BACKWARD[node.native_op](saved, grad)
+        return type(node).backward(GraphCtx(node), grad)
+    except AttributeError as error:  # a formula calling an array method Tensors lack (a.slice)
+        raise RuntimeError(
+            f"double backward through {node.name()} is not supported: its backward formula does "
+            f"what a Tensor cannot ({error}); write it with K's kernels (K.slice, K.select, ...)"
+        ) from error
 
 
 def _by_role(node: Any, array: Any, role: str | None) -> Any:
@@ -101,7 +107,7 @@ def graph_tensor(node: Any, value: Any) -> Any:
     if isinstance(value, C.Tensor):
         io = node.__dict__.get("_io")
         if io is not None:
-            ids, out = io
+            ids, out = io[:-1], io[-1]
             if id(value) == out:
                 return _node_output(value, node)
             for i, input_id in enumerate(ids):

@@ -84,7 +84,7 @@ def op(name: str, *, saves: str, cases: Sequence[Case], method: bool = False, fu
 
 def _record_io(cls: type) -> None:
     """Wraps the op's forward so that a recorded node knows which of the arrays it keeps were
-    its inputs (ids of the arguments) and its output: a backward with create_graph=True turns
+    its inputs (ids of the arguments, then the output's: `_io`) and its output: a backward with create_graph=True turns
     them back into the Tensors they were (autograd/reference.py, graph_tensor). Ids only, so
     nothing is kept alive."""
     forward = cls.__dict__.get("forward")
@@ -95,13 +95,13 @@ def _record_io(cls: type) -> None:
         def recorded(owner: Any, ctx: Any, *args: Any) -> Any:
             out = plain(owner, ctx, *args)
             if ctx is not NO_RECORD:
-                ctx._io = (tuple(map(id, args)), id(out))
+                ctx._io = (*map(id, args), id(out))
             return out
     else:
         def recorded(ctx: Any, *args: Any) -> Any:  # type: ignore[misc]
             out = plain(ctx, *args)
             if ctx is not NO_RECORD:
-                ctx._io = (tuple(map(id, args)), id(out))
+                ctx._io = (*map(id, args), id(out))
             return out
 
     recorded.records_io = True  # type: ignore[attr-defined]
