@@ -282,6 +282,7 @@ _COMPOSITES: dict[str, Callable[..., Any]] = {
     "slice": _slice,
     "select": _select,
     "layer_norm_backward": _layer_norm_backward,
+    "conv2d_backward_bias": lambda g: _tensor(g).sum([0, 2, 3]),
     "batch_norm_backward": _batch_norm_backward,
 }
 _READS_DERIVED = frozenset({"layer_norm_backward", "batch_norm_backward"})
