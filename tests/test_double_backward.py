@@ -423,3 +423,24 @@ def test_inplace_rules_and_errors():
     z.zero_()
     z.sum().backward()
     assert leaf.grad.tolist() == [0.0, 0.0]
+
+
+def test_function_with_setup_context_pytorch2_style():
+    class Mul(cr.autograd.Function):
+        @staticmethod
+        def forward(x, y):
+            return x * y
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y = ctx.saved_tensors
+            return g * y, g * x
+
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = cr.tensor([3.0, -1.0], requires_grad=True)
+    Mul.apply(x, y).sum().backward()
+    assert x.grad.tolist() == [3.0, -1.0] and y.grad.tolist() == [1.0, 2.0]

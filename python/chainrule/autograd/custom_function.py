@@ -233,7 +233,11 @@ class _Call:
         ctx.needs_input_grad = tuple(isinstance(a, C.TensorBase) and a.requires_grad and recording
                                      for a in self.args)
         with no_grad():
-            outputs = self.function.forward(ctx, *self.args, **self.kwargs)
+            if self.function.setup_context is not Function.setup_context:  # PyTorch 2's style
+                outputs = self.function.forward(*self.args, **self.kwargs)
+                self.function.setup_context(ctx, self.args, outputs)
+            else:
+                outputs = self.function.forward(ctx, *self.args, **self.kwargs)
         self.outputs = outputs
         several = isinstance(outputs, (tuple, list))
         items = tuple(outputs) if several else (outputs,)
@@ -273,7 +277,24 @@ class FunctionMeta(type):
 
 class Function(metaclass=FunctionMeta):
     """Base of a user-defined differentiable op (PyTorch's torch.autograd.Function): write
-    static `forward(ctx, *args)` and `backward(ctx, *grads)`, call it with `.apply(*args)`."""
+    static `forward(ctx, *args)` and `backward(ctx, *grads)` (or `forward(*args)` and
+    `setup_context(ctx, inputs, output)`), call it with `.apply(*args)`.
+
+    >>> import chainrule as cr
+    >>> class Cube(cr.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x ** 3
+    ...     @staticmethod
+    ...     def backward(ctx, grad):
+    ...         (x,) = ctx.saved_tensors
+    ...         return grad * 3 * x ** 2
+    >>> x = cr.tensor(2.0, requires_grad=True)
+    >>> Cube.apply(x).backward()
+    >>> x.grad
+    tensor(12.0000)
+    """
 
     @staticmethod
     def forward(ctx: Any, *args: Any, **kwargs: Any) -> Any:
@@ -283,6 +304,11 @@ class Function(metaclass=FunctionMeta):
     def backward(ctx: Any, *grads: Any) -> Any:
         raise NotImplementedError("a Function subclass must define a static backward(ctx, *grads) "
                                   "to be differentiated")
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        """PyTorch 2's style: define it (and forward(*args) without ctx) to fill ctx from the
+        inputs and the output."""
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
