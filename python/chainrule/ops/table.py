@@ -14,6 +14,7 @@ formulas for native nodes (`NATIVE_BACKWARD`), and what `cr.compile` will replay
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -85,12 +86,18 @@ def op(name: str, *, saves: str, cases: Sequence[Case], method: bool = False, fu
 def _record_io(cls: type) -> None:
     """Wraps the op's forward so that a recorded node knows which of the arrays it keeps were
     its inputs (ids of the arguments, then the output's: `_io`) and its output: a backward with create_graph=True turns
-    them back into the Tensors they were (autograd/reference.py, graph_tensor). Ids only, so
-    nothing is kept alive."""
+    them back into the Tensors they were (autograd/create_graph.py, graph_tensor). Ids only, so
+    nothing is kept alive. (An array kept without ids is refused by create_graph, never
+    guessed.)"""
     forward = cls.__dict__.get("forward")
     if forward is None or getattr(forward, "__func__", forward).__dict__.get("records_io"):
         return
     plain = getattr(forward, "__func__", forward)
+    try:  # an op that saves no array (a view, cat, a cast) needs no ids: its forward stays as is
+        if "save_for_backward" not in inspect.getsource(plain):
+            return
+    except (OSError, TypeError):
+        pass
     if isinstance(forward, classmethod):
         def recorded(owner: Any, ctx: Any, *args: Any) -> Any:
             out = plain(owner, ctx, *args)
