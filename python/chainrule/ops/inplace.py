@@ -112,12 +112,12 @@ def _rebase(view: Any, out: Any, base: Any, steps: Any) -> Any:
     """The view's new values `out` written into the base's memory; the base's history becomes
     where(inside the view, out placed, base's old values), the view's that indexed again."""
     import chainrule as cr
-    from chainrule.ops.shapes import Index, IndexScatter
+    from chainrule.ops.shapes import Index, ViewScatter
     from chainrule.tensor import _wrap
 
     mask = C.full(list(base.shape), False, C.DType.bool)
     C.fill_(_apply(mask, steps), True)
-    placed = C.apply(IndexScatter, out, list(base.shape), steps)
+    placed = C.apply(ViewScatter, out, list(base.shape), Index, steps)
     old_base = _wrap(base._data, base.grad_fn) if base._requires_grad else C.wrap(base._data)
     new_base = cr.where(C.wrap(mask), placed, old_base)
     C.copy_(view._data, out._data)  # into the base's memory: its version goes up
@@ -144,7 +144,7 @@ def overwrite(t: Any, op: str, value: Any) -> Any:
 def setitem(t: Any, steps: Any, value: Any) -> Any:
     """t[index] = value in a graph: t outside the indexed part, value (broadcast) inside it."""
     import chainrule as cr
-    from chainrule.ops.shapes import IndexScatter
+    from chainrule.ops.shapes import Index, ViewScatter
 
     view_shape = _view_shape(t, steps)
     mask = C.full(list(t.shape), False, C.DType.bool)
@@ -157,7 +157,7 @@ def setitem(t: Any, steps: Any, value: Any) -> Any:
         if tuple(v.shape) != view_shape:
             v = v.expand(*view_shape)
         if v._requires_grad:
-            placed = C.apply(IndexScatter, v, list(t.shape), steps)
+            placed = C.apply(ViewScatter, v, list(t.shape), Index, steps)
         else:
             placed = C.wrap(_scatter(v._data, t.shape, steps))
         return cr.where(inside, placed, old)

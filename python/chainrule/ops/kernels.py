@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from chainrule import _core
 from chainrule.autograd.create_graph import Derived
+from chainrule.autograd.function import NO_RECORD
 
 C = _core
 K = sys.modules[__name__]  # `from chainrule.ops.kernels import K`: this module is the namespace
@@ -40,7 +41,7 @@ globals().update({name: value for name, value in _PLAIN.items() if name not in (
 # ---------------------------------------------------------------- kernels written in Python
 # Plain kernels the formulas call as K.<name> that are not `_core` functions: array methods
 # (a recorded backward runs them on Tensors) and the kernels of the ops that exist only to make
-# a backward differentiable (index_scatter: the backward of indexing, an op-table entry).
+# a backward differentiable (view_scatter: the backward of a view op, an op-table entry).
 def _python_kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
     _PLAIN[fn.__name__] = fn
     globals()[fn.__name__] = fn
@@ -73,10 +74,18 @@ def index(a: Any, steps: Any) -> Any:
 
 
 @_python_kernel
-def index_scatter(g: Any, shape: Any, steps: Any) -> Any:
-    """Zeros of `shape` with g written through the view steps (the backward of indexing)."""
+def view_of(a: Any, view_op: Any, *args: Any) -> Any:
+    """The view a view op (an OpNode class: Index, a diagonal, ...) takes of a, with its args:
+    its forward run without recording (a recorded backward runs the op itself)."""
+    return view_op.forward(NO_RECORD, a, *args)
+
+
+@_python_kernel
+def view_scatter(g: Any, shape: Any, view_op: Any, *args: Any) -> Any:
+    """Zeros of `shape` with g written into view_op's view of them: the backward of any view op
+    (the op table's "view_scatter", whose own backward is the view again)."""
     out = C.full(list(shape), 0, g.dtype)
-    C.copy_(apply_view_steps(out, steps), g)
+    C.copy_(view_of(out, view_op, *args), g)
     return out
 
 
@@ -198,6 +207,10 @@ def _is_zero(x: Any) -> bool:
     return not np.any(_raw(x).numpy())
 
 
+def _view_of(a: Any, view_op: Any, *args: Any) -> Any:
+    return C.apply(view_op, _tensor(a), *args)
+
+
 def _cross_entropy_backward(g: Any, logits: Any, target: Any) -> Any:
     """g (per sample) times softmax(logits) - one_hot(target), along dim 1, recorded."""
     logits, g = _tensor(logits), _tensor(g)
@@ -280,6 +293,7 @@ _COMPOSITES: dict[str, Callable[..., Any]] = {
     "index_add_": _index_add_,
     "cross_entropy_backward": _cross_entropy_backward,
     "slice": _slice,
+    "view_of": _view_of,
     "select": _select,
     "layer_norm_backward": _layer_norm_backward,
     "conv2d_backward_bias": lambda g: _tensor(g).sum([0, 2, 3]),

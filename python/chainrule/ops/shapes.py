@@ -127,28 +127,34 @@ class Index(OpNode):
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        return K.index_scatter(g, list(ctx.shape), ctx.steps), None
+        return K.view_scatter(g, list(ctx.shape), Index, ctx.steps), None
 
 
-def _index_scatter_case(g: Any) -> Any:
-    return _core.apply(IndexScatter, g, [3, 4], [("select", (0, 1)), ("slice", (0, 0, 4, 2))])
+def _view_scatter_case(g: Any) -> Any:
+    return _core.apply(ViewScatter, g, [3, 4], Index, [("select", (0, 1)), ("slice", (0, 0, 4, 2))])
 
 
-@op("index_scatter", saves="the view steps", names=("the backward of t[...]",),
-    cases=[Case("index_scatter", _index_scatter_case, [(2,)])])
-class IndexScatter(OpNode):
-    """Zeros of a shape with g written through the view steps of basic indexing: the backward of
-    `index`, an op of its own so that a backward recorded with create_graph=True is
-    differentiable again (its backward is indexing by the same steps)."""
+def _view_scatter_transposed_case(g: Any) -> Any:
+    return _core.apply(ViewScatter, g, [2, 3], Transpose, 0, 1)
+
+
+@op("view_scatter", saves="the view op and its arguments", names=("the backward of a view op",),
+    cases=[Case("view_scatter", _view_scatter_case, [(2,)]),
+           Case("view_scatter_transposed", _view_scatter_transposed_case, [(3, 2)])])
+class ViewScatter(OpNode):
+    """Zeros of a shape with g written into a view op's view of them (indexing's, a diagonal's):
+    the backward of any view op, as an op of its own so that a backward recorded with
+    create_graph=True is differentiable again. Its backward is the view op itself:
+    `K.view_scatter(g, shape, ViewOp, *args)` in a view op's backward is all it takes."""
 
     @staticmethod
-    def forward(ctx: Any, g: Array, shape: list[int], steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
-        ctx.steps = steps
-        return K.index_scatter(g, shape, steps)
+    def forward(ctx: Any, g: Array, shape: list[int], view_op: Any, *args: Any) -> Array:
+        ctx.view_op, ctx.args = view_op, args
+        return K.view_scatter(g, shape, view_op, *args)
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        return K.index(g, ctx.steps), None, None
+        return (K.view_of(g, ctx.view_op, *ctx.args), None, None) + (None,) * len(ctx.args)
 
 
 def _index_select_case(a: Any) -> Any:
