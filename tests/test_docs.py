@@ -68,6 +68,13 @@ def test_autograd_guide_shows_what_chainrule_prints():
     assert str(z.grad) in text
     assert str(s * (1 - s)) in text
 
+    z = cr.tensor([-2.0, 0.0, 2.0], dtype=cr.float64, requires_grad=True)
+    s = cr.sigmoid(z)
+    (d1,) = cr.autograd.grad(s.sum(), z, create_graph=True)
+    (d2,) = cr.autograd.grad(d1.sum(), z)
+    assert str(d2) in text  # the second derivative, from create_graph
+    assert str(s * (1 - s) * (1 - 2 * s)) in text
+
 
 def test_autograd_guide_quotes_the_code_as_it_is():
     """The code blocks docs/autograd.md quotes from the reference engine and the op table are

@@ -114,11 +114,6 @@ def _saved_leaf_changed():
     return x, y
 
 
-def _nonleaf():
-    x = T(3, rg=True)
-    return x, x * 2.0
-
-
 CASES = [
     # --- broadcasting: every binary op, with the op and both shapes in the message
     ("add (2,3) + (4,3)", lambda: (T(2, 3), T(4, 3)), lambda a, b: a + b,
@@ -435,10 +430,12 @@ CASES = [
     ("*= on a leaf requiring grad", lambda: (T(3, rg=True),), _imul, RuntimeError, ["mul"]),
     ("t[0] = 5.0 on a leaf requiring grad", lambda: (T(3, rg=True),), _setitem_scalar,
      RuntimeError, ["requires grad"]),
-    ("add_ on a non-leaf requiring grad", _nonleaf, lambda x, y: y.add_(1.0),
-     RuntimeError, ["add_"]),
-    ("add_ of a tensor requiring grad into a plain tensor", lambda: (T(3), T(3, rg=True)),
-     lambda a, b: a.add_(b), RuntimeError, ["add_"]),
+    # (in place on a non-leaf, or of a tensor requiring grad into a plain one, is recorded, as in
+    # PyTorch: tests/test_double_backward.py)
+    ("add_ on a view of a leaf requiring grad", lambda: (T(3, rg=True),), lambda x: x[1:].add_(1.0),
+     RuntimeError, ["add_", "view of a leaf", "(3,)"]),
+    ("mul_ on a transposed view of a non-leaf", lambda: (T(2, 3, rg=True),),
+     lambda x: (x * 2.0).T.mul_(2.0), RuntimeError, ["mul_", "view", "(3, 2)"]),
 
     # --- indexing
     ("t[5] on a length-3 dim", lambda: (T(3),), lambda t: t[5], IndexError, ["5", "3"]),

@@ -18,7 +18,8 @@ from chainrule._device import CPU, is_device
 from chainrule._device import check_device as check_device
 from chainrule._dtype import float32, float64, int64, to_dtype
 from chainrule.autograd import engine as _engine
-from chainrule.autograd.function import NO_RECORD, Function
+from chainrule.autograd.function import NO_RECORD, OpNode
+from chainrule.ops import inplace as _inplace_ops
 
 C = _core
 _grad_enabled = C.is_grad_enabled
@@ -671,7 +672,11 @@ class Tensor(C.TensorBase):
             return self.unsqueeze(0)[index.reshape(1)]
         rows, rest = _split_tensor_index(self, index)
         if rows is None:
-            return apply(ops.Index, self, _view_steps(self._data, index))
+            steps = _view_steps(self._data, index)
+            view = apply(ops.Index, self, steps)
+            if view._requires_grad:  # an in-place op on the view rebases self's history
+                _inplace_ops.remember_view(view, self, steps)
+            return view
         t = apply(ops.IndexSelect, self, 0, rows.reshape([-1]))
         if rows.ndim != 1:  # an N-d index: the gathered rows take the index's shape
             t = t.reshape(tuple(rows.shape) + self.shape[1:])
@@ -681,68 +686,102 @@ class Tensor(C.TensorBase):
         return apply(ops.IndexSelect, self, dim, _tensor_operand(index, "index_select")._data)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        _check_inplace(self, "__setitem__", value)
         if _split_tensor_index(self, index)[0] is not None:
             raise IndexError("__setitem__: assigning through an index tensor is not supported; "
                              "use ints, slices, None or ...")
-        view = ops.apply_view_steps(self._data, _view_steps(self._data, index))
         value = _operand(value)  # a NumPy array becomes a tensor
+        if _inplace_ops.needs_graph(self, value):
+            _inplace_ops.setitem(self, _view_steps(self._data, index), value)
+            return
+        view = ops.apply_view_steps(self._data, _view_steps(self._data, index))
         if isinstance(value, Tensor):
             C.copy_(view, value._data)
         else:
             C.fill_(view, value)
 
     # ------------------------------------------------------------ in place
-    def add_(self, other: Any) -> Tensor:
-        return _inplace(self, C.add_, other, "add_")
+    def add_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        if alpha != 1:
+            other = other * alpha
+        return _inplace(self, C.add_, other, "add_", lambda t: t + other, reads_self=False)
 
-    def sub_(self, other: Any) -> Tensor:
-        return _inplace(self, C.sub_, other, "sub_")
+    def sub_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        if alpha != 1:
+            other = other * alpha
+        return _inplace(self, C.sub_, other, "sub_", lambda t: t - other, reads_self=False)
 
     def mul_(self, other: Any) -> Tensor:
-        return _inplace(self, C.mul_, other, "mul_")
+        return _inplace(self, C.mul_, other, "mul_", lambda t: t * other)
 
     def div_(self, other: Any) -> Tensor:
-        return _inplace(self, C.div_, other, "div_")
+        return _inplace(self, C.div_, other, "div_", lambda t: t / other)
+
+    def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """In-place clamp (see clamp)."""
+        if _inplace_ops.needs_graph(self, min, max):
+            return _inplace_ops.record(self, "clamp_", lambda t: t.clamp(min, max), min, max)
+        C.copy_(self._data, self.clamp(min, max)._data)  # nothing requires grad: nothing recorded
+        return self
 
     def zero_(self) -> Tensor:
-        _check_inplace(self, "zero_")
+        if _inplace_ops.needs_graph(self):
+            return _inplace_ops.overwrite(self, "zero_", 0)
         C.fill_(self._data, 0)
         return self
 
     def fill_(self, value: Any) -> Tensor:
-        _check_inplace(self, "fill_")
-        C.fill_(self._data, _number(value, "fill_"))
+        if isinstance(value, Tensor) and _inplace_ops.needs_graph(self, value):
+            return _inplace_ops.overwrite(self, "fill_", value.reshape(()))
+        value = _number(value, "fill_")
+        if _inplace_ops.needs_graph(self):
+            return _inplace_ops.overwrite(self, "fill_", value)
+        C.fill_(self._data, value)
         return self
 
     def copy_(self, src: Any) -> Tensor:
-        _check_inplace(self, "copy_", src)
-        C.copy_(self._data, _tensor_operand(src, "copy_")._data)
+        src = _tensor_operand(src, "copy_")
+        if _inplace_ops.needs_graph(self, src):
+            return _inplace_ops.overwrite(self, "copy_", src.expand(*self.shape) if src.shape != self.shape else src)
+        C.copy_(self._data, src._data)
         return self
 
     def uniform_(self, low: float = 0.0, high: float = 1.0, *, generator: Any = None) -> Tensor:
         from chainrule.random import native  # chainrule.random needs this module first
 
-        _check_inplace(self, "uniform_")
+        if _inplace_ops.needs_graph(self):
+            values = C.full(list(self.shape), 0, self.dtype)
+            C.uniform_(values, float(low), float(high), native(generator, "uniform_"))
+            return _inplace_ops.overwrite(self, "uniform_", _wrap(values))
         C.uniform_(self._data, float(low), float(high), native(generator, "uniform_"))
         return self
 
     def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
         from chainrule.random import native
 
-        _check_inplace(self, "normal_")
+        if _inplace_ops.needs_graph(self):
+            values = C.full(list(self.shape), 0, self.dtype)
+            C.normal_(values, float(mean), float(std), native(generator, "normal_"))
+            return _inplace_ops.overwrite(self, "normal_", _wrap(values))
         C.normal_(self._data, float(mean), float(std), native(generator, "normal_"))
         return self
 
     # ------------------------------------------------------------ autograd
-    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None) -> None:
+    def backward(self, gradient: Tensor | None = None, retain_graph: bool | None = None,
+                 create_graph: bool = False, inputs: Any = None) -> None:
         """Accumulates d(self)/d(leaf) into every leaf's `.grad` by the chain rule.
 
         `gradient` (the upstream grad, of self's shape) is needed unless self has one element.
         Without retain_graph=True, the graph's saved arrays are freed afterwards.
+        create_graph=True records the backward pass too, so `.grad` can be differentiated again
+        (retain_graph then defaults to True); `inputs` limits accumulation to those tensors.
         """
-        if gradient is None and self._requires_grad:  # the common case, straight to the engine
-            _engine.run((self,), (None,), bool(retain_graph))
+        if gradient is None and self._requires_grad and not create_graph and inputs is None:
+            _engine.run((self,), (None,), bool(retain_graph))  # the common case, straight to the engine
+            return
+        if create_graph or inputs is not None:
+            from chainrule.autograd.api import backward
+
+            backward(self, gradient, retain_graph, create_graph, inputs)
             return
         _engine.run_backward((self,), (gradient,), bool(retain_graph))
 
@@ -766,7 +805,7 @@ def _rebuild_tensor(cls: type, array: np.ndarray, requires_grad: bool) -> Tensor
     return t
 
 
-def _wrap(data: _core.Tensor, node: Function | None = None) -> Tensor:
+def _wrap(data: _core.Tensor, node: OpNode | None = None) -> Tensor:
     t = _new(Tensor)
     t._data = data
     t.grad_fn = node
@@ -962,14 +1001,21 @@ def _index_int(value: Any) -> int:
 
 
 def _check_inplace(t: Tensor, op: str, other: Any = None) -> None:
+    """PyTorch's rule for an in-place op that is not recorded: refused on a leaf that requires
+    grad (and on a view of a tensor in a graph) outside no_grad."""
+    if _inplace_ops.needs_graph(t, other):
+        _inplace_ops.check(t, op)
+
+
+def _inplace(t: Tensor, fn: Callable[..., None], other: Any, op: str,
+             compute: Callable[[Tensor], Tensor] | None = None, reads_self: bool = True) -> Tensor:
+    """t.op_(other): the kernel `fn` in place; in a graph, recorded as `compute` (its
+    out-of-place form) by chainrule.ops.inplace (PyTorch's rules; see there)."""
     if _grad_enabled() and (t._requires_grad or (isinstance(other, Tensor) and other._requires_grad)):
-        raise RuntimeError(
-            f"{op}: in-place operations on tensors that require grad are only allowed under "
-            f"chainrule.no_grad() (tensor of shape {t.shape} requires grad)")
-
-
-def _inplace(t: Tensor, fn: Callable[..., None], other: Any, op: str) -> Tensor:
-    _check_inplace(t, op, other)
+        if compute is None:
+            _inplace_ops.check(t, op)
+            raise RuntimeError(f"{op}: in-place operation on a tensor in a graph is not recorded")
+        return _inplace_ops.record(t, op, compute, other, reads_self=reads_self)
     fn(t._data, _raw(other))
     return t
 
@@ -1017,5 +1063,5 @@ def minimum(a: Tensor, b: Tensor) -> Tensor:
 
 # The C layer makes results as Tensors, native ops' nodes as Functions, and sends operators
 # with other operands to _operator_fallback.
-C.register_classes(Tensor, Function, NO_RECORD, _operator_fallback)
+C.register_classes(Tensor, OpNode, NO_RECORD, _operator_fallback)
 ops.install_methods(Tensor)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.autograd.function import Function
+from chainrule.autograd.function import OpNode
 from chainrule.tensor import Tensor
 
 __all__ = ["GraphEdge", "GraphNode", "GraphvizNotFoundError", "render", "to_dot", "walk_graph"]
@@ -83,7 +83,7 @@ class GraphEdge:
     tensor: Tensor | None = field(default=None, repr=False)
 
 
-def op_name(node: Function) -> str:
+def op_name(node: OpNode) -> str:
     """An op's short name: "Mul" for a MulBackward node."""
     name = node.name()
     return name.removesuffix("Backward")
@@ -175,11 +175,11 @@ def walk_graph(tensor: Tensor, names: Mapping[str, Tensor] | None = None
     edges = []
     for source, target, shape, dtype in pending:
         name, known = None, None
-        if isinstance(source, Function):
+        if isinstance(source, OpNode):
             name, known = op_outputs.get(id(source), (None, None))
             if known is None and isinstance(source.retained, weakref.ref):
                 known = source.retained()  # retain_grad() keeps a weak reference to the output
-        if target is tensor or not isinstance(source, Function):
+        if target is tensor or not isinstance(source, OpNode):
             known = None  # the output's node, or the input's own, shows it already
         edges.append(GraphEdge(ids[id(source)], ids[id(target)], tuple(shape), dtype, name,
                                known))

@@ -53,9 +53,10 @@ def _root_grad(output: Any, gradient: Any) -> _core.Tensor | None:
 
 
 def run_backward(outputs: Sequence[Any], gradients: Sequence[Any], retain_graph: bool,
-                 inputs: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+                 inputs: Sequence[Any] | None = None, create_graph: bool = False) -> tuple[Any, ...] | None:
     """Backpropagates from outputs. With `inputs`, returns their gradients instead of
-    accumulating into `.grad` (autograd.grad)."""
+    accumulating into `.grad` (autograd.grad). create_graph=True runs the reference walk on
+    Tensors, recording the backward pass (reference.py), whichever engine is chosen."""
     roots = []
     root_grads = []
     for output, gradient in zip(outputs, gradients):
@@ -66,13 +67,19 @@ def run_backward(outputs: Sequence[Any], gradients: Sequence[Any], retain_graph:
                 f"backward: the output of shape {output.shape} does not require grad and has no "
                 "grad_fn (no input of the computation requires grad, or it ran under no_grad)")
         roots.append(output)
-        root_grads.append(_root_grad(output, gradient))
+        root_grad = _root_grad(output, gradient)
+        if create_graph and root_grad is not None:  # a gradient that requires grad stays in the graph
+            root_grad = gradient if gradient.dtype == output.dtype else gradient.to(output.dtype)
+        root_grads.append(root_grad)
     if inputs is not None:
         for i, t in enumerate(inputs):
             if not isinstance(t, C.TensorBase):
                 raise TypeError(f"grad: expected Tensor inputs, got {type(t).__name__}")
             if not t._requires_grad:
                 raise RuntimeError(f"grad: input {i} of shape {t.shape} does not require grad")
-        return run(tuple(roots), tuple(root_grads), retain_graph, tuple(inputs))
-    run(tuple(roots), tuple(root_grads), retain_graph)
+    engine_run = (lambda r, g, keep, ins=None: reference.run_backward(r, g, keep, ins, create_graph=True)) \
+        if create_graph else run
+    if inputs is not None:
+        return engine_run(tuple(roots), tuple(root_grads), retain_graph, tuple(inputs))
+    engine_run(tuple(roots), tuple(root_grads), retain_graph)
     return None

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from chainrule import _core
 
 
-class Function(_core.Node):
+class OpNode(_core.Node):
     """Base of every op defined in Python; an instance is the graph node of one call.
 
     The C base (`_core.Node`) holds what the engine reads: `edges` (one (target, shape, dtype)
@@ -86,7 +86,7 @@ NO_RECORD = _NoRecord()
 
 
 # ---------------------------------------------------------------- native ops' nodes
-# A native op's node (recorded by C++) is a Function too, whose backward is C++. The op table
+# A native op's node (recorded by C++) is an OpNode too, whose backward is C++. The op table
 # (chainrule/ops) registers the same formula in Python here, by the C++ unit's name, for the
 # reference engine; reading what the node saved goes through Node.native_saved().
 NATIVE_BACKWARD: dict[str, Callable[..., Any]] = {}

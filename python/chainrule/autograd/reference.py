@@ -25,16 +25,33 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import _core
+from chainrule.autograd import create_graph
 from chainrule.autograd.function import native_backward
 
 C = _core
 
 
 def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: bool,
-                 inputs: Sequence[Any] | None = None) -> tuple[Any, ...] | None:
+                 inputs: Sequence[Any] | None = None, create_graph: bool = False) -> tuple[Any, ...] | None:
     """Backpropagates from `roots` (Tensors) with upstream gradients `root_grads` (arrays, or
     None for d root / d root = 1). With `inputs`, returns their gradients instead of adding them
-    to `.grad` (autograd.grad)."""
+    to `.grad` (autograd.grad). create_graph=True: the same walk on Tensors, recorded (create_graph.py)."""
+    if create_graph:
+        from chainrule.autograd.grad_mode import enable_grad
+        from chainrule.ops.kernels import recording
+
+        with enable_grad(), recording():
+            return _walk(roots, root_grads, retain_graph, inputs, True)
+    return _walk(roots, root_grads, retain_graph, inputs, False)
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def _walk(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: bool,
+          inputs: Sequence[Any] | None, graph: bool) -> tuple[Any, ...] | None:
+    wrap = _identity if graph else C.wrap
     # The root's gradient starts at its node (or at the root itself, a leaf).
     starts = []
     for root, grad in zip(roots, root_grads):
@@ -44,6 +61,8 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                     "backward: grad can be created implicitly only for outputs with one element; "
                     f"this output has shape {root.shape}, so pass gradient= of that shape")
             grad = C.full(list(root.shape), 1, root.dtype)
+        if graph and not isinstance(grad, C.TensorBase):
+            grad = C.wrap(grad)
         starts.append((root.grad_fn or root, grad))
 
     # 1. Count the edges into every node reachable from the roots.
@@ -75,18 +94,18 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
     leaf_grads: dict[Any, Any] = {}  # leaf -> its total gradient, in the order first reached
     ready = []
     for target, grad in starts:
-        add_to(leaf_grads if not is_node(target) else grads, target, grad)
+        add_to(leaf_grads if not is_node(target) else grads, target, grad, graph)
         if is_node(target) and dependencies[target] == 0 and target not in ready:
             ready.append(target)
     while ready:
         node = ready.pop()
         if node in grads:
-            grad = run_hooks(node.hooks, grads.pop(node))
+            grad = run_hooks(node.hooks, grads.pop(node), graph)
             if node.retained is not None and node.retained() is not None:
-                accumulate(node.retained(), grad)  # retain_grad() on a non-leaf
+                accumulate(node.retained(), grad, graph)  # retain_grad() on a non-leaf
             for i in wanted.get(node, ()):
-                results[i] = C.wrap(grad)
-            input_grads = local_backward(node, grad)
+                results[i] = wrap(grad)
+            input_grads = create_graph.backward(node, grad) if graph else local_backward(node, grad)
         else:  # nothing reached this node: its inputs get nothing either
             input_grads = (None,) * len(node.edges)
         if not retain_graph:
@@ -96,13 +115,16 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
                 continue
             target, shape, dtype = edge
             if input_grad is not None:
-                if isinstance(input_grad, C.TensorBase):  # a user's Function may return Tensors
-                    input_grad = input_grad._data
-                if input_grad.shape != shape:
-                    input_grad = C.sum_to(input_grad, list(shape))  # undo broadcasting
-                if input_grad.dtype != dtype:
-                    input_grad = input_grad.to(dtype)
-                add_to(grads if is_node(target) else leaf_grads, target, input_grad)
+                if graph:
+                    input_grad = create_graph.input_grad(input_grad, shape, dtype)
+                else:
+                    if isinstance(input_grad, C.TensorBase):  # a custom autograd.Function's Tensors
+                        input_grad = input_grad._data
+                    if input_grad.shape != shape:
+                        input_grad = C.sum_to(input_grad, list(shape))  # undo broadcasting
+                    if input_grad.dtype != dtype:
+                        input_grad = input_grad.to(dtype)
+                add_to(grads if is_node(target) else leaf_grads, target, input_grad, graph)
             if is_node(target):
                 dependencies[target] -= 1
                 if dependencies[target] == 0:
@@ -110,19 +132,19 @@ def run_backward(roots: Sequence[Any], root_grads: Sequence[Any], retain_graph: 
 
     # 3. Leaves: the total gradient, through their hooks, into .grad (or into the results).
     for leaf, grad in leaf_grads.items():
-        grad = run_hooks(leaf._hooks, grad)
+        grad = run_hooks(leaf._hooks, grad, graph)
         if inputs is None:
-            accumulate(leaf, grad)
+            accumulate(leaf, grad, graph)
             for hook in list(leaf._post_hooks or ()):  # register_post_accumulate_grad_hook
                 hook(leaf)
         for i in wanted.get(leaf, ()):
-            results[i] = C.wrap(grad)
+            results[i] = wrap(grad)
     return tuple(results) if inputs is not None else None
 
 
 def local_backward(node: Any, grad: Any) -> Any:
     """The chain rule at one node: the op's backward formula from the op table (a Python op's
-    node is its own Function subclass; a native op's node names its table entry)."""
+    node is its own OpNode subclass; a native op's node names its table entry)."""
     if node.native_op is not None:
         return native_backward(node, grad)
     return type(node).backward(node, grad)
@@ -132,27 +154,33 @@ def is_node(target: Any) -> bool:
     return isinstance(target, C.Node)
 
 
-def add_to(totals: dict[Any, Any], key: Any, grad: Any) -> None:
-    totals[key] = grad if key not in totals else C.add(totals[key], grad)
+def add_to(totals: dict[Any, Any], key: Any, grad: Any, graph: bool = False) -> None:
+    if key not in totals:
+        totals[key] = grad
+    else:
+        totals[key] = totals[key] + grad if graph else C.add(totals[key], grad)
 
 
 _accumulating = threading.Lock()  # backward passes in several threads may reach one leaf
 
 
-def accumulate(tensor: Any, grad: Any) -> None:
+def accumulate(tensor: Any, grad: Any, graph: bool = False) -> None:
     """.grad += grad (a fresh array: .grad never shares memory with another gradient)."""
     with _accumulating:
+        if graph:  # create_graph: the recorded gradient Tensor itself
+            tensor._grad = grad if tensor._grad is None else tensor._grad + grad
+            return
         tensor._grad = C.wrap(grad.clone() if tensor._grad is None else C.add(tensor._grad._data, grad))
 
 
-def run_hooks(hooks: Any, grad: Any) -> Any:
+def run_hooks(hooks: Any, grad: Any, graph: bool = False) -> Any:
     for hook in list(hooks or ()):  # a copy: a hook may remove itself
-        replaced = hook(C.wrap(grad))
+        replaced = hook(grad if graph else C.wrap(grad))
         if replaced is not None:
             if not isinstance(replaced, C.TensorBase):
                 raise TypeError("hook: expected the hook to return a Tensor or None, got "
                                 f"{type(replaced).__name__}")
-            grad = replaced._data
+            grad = replaced if graph else replaced._data
     return grad
 
 

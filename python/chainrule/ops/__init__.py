@@ -13,7 +13,7 @@
     recurrent.py    the LSTM, GRU and RNN recurrences over whole sequences, LSTM and GRU cell updates
     activations.py  erf, gelu, leaky_relu, elu
 
-Adding an op that needs no new kernel is one entry (a Function subclass with `@op(...)`) plus
+Adding an op that needs no new kernel is one entry (an OpNode subclass with `@op(...)`) plus
 its gradcheck case; `method=True`, `function=True`, `functional=True` make `Tensor.name`,
 `cr.name` and `F.name` from it (then run `python -m chainrule.ops.stubs` to refresh the
 declarations type checkers read).

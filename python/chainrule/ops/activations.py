@@ -8,7 +8,8 @@ import math
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, op
 
 C = _core
@@ -31,15 +32,15 @@ def _expm1(x: Array) -> Array:
     """e^x - 1, accurate near 0 too (where e^x rounds to 1 and the subtraction cancels): with
     u = e^x, (u - 1) x / log(u) corrects u's rounding (Kahan's trick); u = 1 gives x and u = 0
     (x far below 0) gives -1."""
-    u = C.exp(x)
-    d = C.sub(u, 1.0)
-    corrected = C.div(C.mul(d, x), C.log(u))
-    return C.where(C.eq(d, 0), x, C.where(C.eq(u, 0), C.full((), -1.0, d.dtype), corrected))
+    u = K.exp(x)
+    d = K.sub(u, 1.0)
+    corrected = K.div(K.mul(d, x), K.log(u))
+    return K.where(K.eq(d, 0), x, K.where(K.eq(u, 0), K.full((), -1.0, d.dtype), corrected))
 
 
 @op("erf", saves="the input", method=True, function=True,
     cases=[Case("erf", lambda a: a.erf(), [(3, 4)])])
-class Erf(Function):
+class Erf(OpNode):
     """erf(x) = 2/sqrt(pi) * integral of e^(-t^2) from 0 to x; d erf = g * 2/sqrt(pi) e^(-x^2)."""
 
     @staticmethod
@@ -50,14 +51,14 @@ class Erf(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (x,) = ctx.saved_tensors
-        return (C.mul(g, C.mul(C.exp(C.neg(C.square(x))), _TWO_OVER_SQRT_PI)),)
+        return (K.mul(g, K.mul(K.exp(K.neg(K.square(x))), _TWO_OVER_SQRT_PI)),)
 
 
 @op("gelu", saves="the input", functional=True, params=(("approximate", "none"),),
     names=("F.gelu", "nn.GELU"),
     cases=[Case("gelu", lambda a: _functional().gelu(a), [(3, 4)]),
            Case("gelu_tanh", lambda a: _functional().gelu(a, approximate="tanh"), [(3, 4)])])
-class Gelu(Function):
+class Gelu(OpNode):
     """x * Phi(x), Phi the standard normal CDF: 0.5 x (1 + erf(x / sqrt 2)); d/dx = Phi(x) +
     x phi(x). approximate="tanh": 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi), and
     d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 * 0.044715 x^2)."""
@@ -76,26 +77,26 @@ class Gelu(Function):
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (x,) = ctx.saved_tensors
         if ctx.approximate == "tanh":
-            t = C.tanh(_tanh_inner(x))
-            slope = C.mul(C.add(C.mul(C.square(x), 3.0 * _GELU_CUBIC), 1.0), _SQRT_2_OVER_PI)
-            local = C.add(C.mul(C.add(t, 1.0), 0.5),
-                          C.mul(C.mul(C.mul(x, 0.5), C.sub(1.0, C.square(t))), slope))
+            t = K.tanh(_tanh_inner(x))
+            slope = K.mul(K.add(K.mul(K.square(x), 3.0 * _GELU_CUBIC), 1.0), _SQRT_2_OVER_PI)
+            local = K.add(K.mul(K.add(t, 1.0), 0.5),
+                          K.mul(K.mul(K.mul(x, 0.5), K.sub(1.0, K.square(t))), slope))
         else:
-            cdf = C.mul(C.add(C.erf(C.mul(x, _SQRT_HALF)), 1.0), 0.5)
-            pdf = C.mul(C.exp(C.mul(C.square(x), -0.5)), _INV_SQRT_2PI)
-            local = C.add(cdf, C.mul(x, pdf))
-        return C.mul(g, local), None
+            cdf = K.mul(K.add(K.erf(K.mul(x, _SQRT_HALF)), 1.0), 0.5)
+            pdf = K.mul(K.exp(K.mul(K.square(x), -0.5)), _INV_SQRT_2PI)
+            local = K.add(cdf, K.mul(x, pdf))
+        return K.mul(g, local), None
 
 
 def _tanh_inner(x: Array) -> Array:
     """k (x + 0.044715 x^3), the argument of the tanh approximation's tanh."""
-    return C.mul(C.add(x, C.mul(C.mul(C.square(x), x), _GELU_CUBIC)), _SQRT_2_OVER_PI)
+    return K.mul(K.add(x, K.mul(K.mul(K.square(x), x), _GELU_CUBIC)), _SQRT_2_OVER_PI)
 
 
 @op("leaky_relu", saves="the input", functional=True,
     params=(("negative_slope", 0.01), ("inplace", False)), names=("F.leaky_relu", "nn.LeakyReLU"),
     cases=[Case("leaky_relu", lambda a: _functional().leaky_relu(a, 0.2), [(3, 4)], "nonzero")])
-class LeakyRelu(Function):
+class LeakyRelu(OpNode):
     """x where x > 0, else negative_slope * x; d/dx = 1 or negative_slope. `inplace` is taken
     for PyTorch's signature; the result is always a new tensor."""
 
@@ -108,14 +109,14 @@ class LeakyRelu(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (x,) = ctx.saved_tensors
-        return C.where(C.gt(x, 0), g, C.mul(g, ctx.negative_slope)), None, None
+        return K.where(K.gt(x, 0), g, K.mul(g, ctx.negative_slope)), None, None
 
 
 @op("elu", saves="the input", functional=True, params=(("alpha", 1.0), ("inplace", False)),
     names=("F.elu", "nn.ELU"),
     cases=[Case("elu", lambda a: _functional().elu(a), [(3, 4)], "nonzero"),
            Case("elu_alpha", lambda a: _functional().elu(a, alpha=0.5), [(3, 4)], "nonzero")])
-class Elu(Function):
+class Elu(OpNode):
     """x where x > 0, else alpha (e^x - 1); d/dx = 1 or alpha e^x. `inplace` is taken for
     PyTorch's signature; the result is always a new tensor."""
 
@@ -130,5 +131,5 @@ class Elu(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (x,) = ctx.saved_tensors
-        negative = C.mul(g, C.mul(C.exp(C.minimum(x, C.full((), 0, x.dtype))), ctx.alpha))
-        return C.where(C.gt(x, 0), g, negative), None, None
+        negative = K.mul(g, K.mul(K.exp(K.minimum(x, K.full((), 0, x.dtype))), ctx.alpha))
+        return K.where(K.gt(x, 0), g, negative), None, None

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, native, op
 
 C = _core
@@ -18,7 +19,8 @@ Array = _core.Tensor
 
 
 def _is_array(x: Any) -> bool:
-    return isinstance(x, Array)
+    """An array operand (a Tensor too: a backward recorded with create_graph runs on Tensors)."""
+    return isinstance(x, (Array, C.TensorBase))
 
 
 # ---------------------------------------------------------------- native arithmetic
@@ -33,7 +35,7 @@ def add_backward(saved: Any, g: Array) -> tuple[Any, ...]:
         names=("-", "Tensor.sub", "cr.sub"))
 def sub_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """d(a - b) = g, -g."""
-    return g, C.neg(g)
+    return g, K.neg(g)
 
 
 @native("mul", "Mul", saves="both operands (a number operand as the scalar)",
@@ -43,11 +45,11 @@ def sub_backward(saved: Any, g: Array) -> tuple[Any, ...]:
 def mul_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """d(a * b) = g * b, g * a."""
     if saved.scalar_side == 1:
-        return C.mul(g, saved.scalar), None
+        return K.mul(g, saved.scalar), None
     if saved.scalar_side == 0:
-        return None, C.mul(g, saved.scalar)
+        return None, K.mul(g, saved.scalar)
     a, b = saved.arrays
-    return C.mul(g, b), C.mul(g, a)
+    return K.mul(g, b), K.mul(g, a)
 
 
 @native("div", "Div", saves="b and the output (a number b as the scalar)",
@@ -57,17 +59,17 @@ def mul_backward(saved: Any, g: Array) -> tuple[Any, ...]:
 def div_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """d(a / b) = g / b, -(g / b) * out (that is -g a / b^2)."""
     if saved.scalar_side == 1:
-        return C.div(g, saved.scalar), None
+        return K.div(g, saved.scalar), None
     b, out = saved.arrays
-    ga = C.div(g, b)
-    return ga, C.neg(C.mul(ga, out))
+    ga = K.div(g, b)
+    return ga, K.neg(K.mul(ga, out))
 
 
 @native("neg", "Neg", saves="nothing", cases=[Case("neg", lambda a: -a, [(3, 4)])],
         names=("unary -", "Tensor.neg", "cr.neg"))
 def neg_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """d(-a) = -g."""
-    return (C.neg(g),)
+    return (K.neg(g),)
 
 
 # ---------------------------------------------------------------- native functions
@@ -76,7 +78,7 @@ def neg_backward(saved: Any, g: Array) -> tuple[Any, ...]:
 def exp_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """d e^x = g * y: e^x is its own derivative."""
     (y,) = saved.arrays
-    return (C.mul(g, y),)
+    return (K.mul(g, y),)
 
 
 @native("log", "Log", saves="the input x", method=True, function=True,
@@ -84,7 +86,7 @@ def exp_backward(saved: Any, g: Array) -> tuple[Any, ...]:
 def log_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """d log x = g / x."""
     (x,) = saved.arrays
-    return (C.div(g, x),)
+    return (K.div(g, x),)
 
 
 @native("sigmoid", "Sigmoid", saves="the output y", method=True, function=True, functional=True,
@@ -93,7 +95,7 @@ def sigmoid_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """sigmoid(x) = 1 / (1 + e^-x); d sigmoid = g * y * (1 - y), the lecture's g(z)(1 - g(z)),
     from the saved output (one fused kernel, as in C++)."""
     (y,) = saved.arrays
-    return (C.sigmoid_backward(g, y),)
+    return (K.sigmoid_backward(g, y),)
 
 
 @native("tanh", "Tanh", saves="the output y", method=True, function=True, functional=True,
@@ -101,7 +103,7 @@ def sigmoid_backward(saved: Any, g: Array) -> tuple[Any, ...]:
 def tanh_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """d tanh = g * (1 - y^2) (one fused kernel)."""
     (y,) = saved.arrays
-    return (C.tanh_backward(g, y),)
+    return (K.tanh_backward(g, y),)
 
 
 @native("relu", "Relu", saves="the input x", method=True, function=True, functional=True,
@@ -109,7 +111,7 @@ def tanh_backward(saved: Any, g: Array) -> tuple[Any, ...]:
 def relu_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     """d max(x, 0) = g where x > 0, else 0 (one fused kernel)."""
     (x,) = saved.arrays
-    return (C.relu_backward(g, x),)
+    return (K.relu_backward(g, x),)
 
 
 # ---------------------------------------------------------------- Python binary ops
@@ -118,7 +120,7 @@ def relu_backward(saved: Any, g: Array) -> tuple[Any, ...]:
            Case("pow_scalar", lambda a: a ** 2.5, [(3, 4)], "positive"),
            Case("rpow_scalar", lambda a: 0.7 ** a, [(3, 4)])],
     names=("**", "Tensor.pow", "cr.pow"))
-class Pow(Function):
+class Pow(OpNode):
     """d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log a (0 where it is a limit)."""
 
     @staticmethod
@@ -133,33 +135,33 @@ class Pow(Function):
         ctx.saved_tensors  # noqa: B018  (the in-place and freed-graph checks)
         a, b = ctx.a, ctx.b
         ga = gb = None
-        zero = C.full((), 0, g.dtype)
+        zero = K.full((), 0, g.dtype)
         if _is_array(a):
             # d(a^b)/da = b * a^(b-1), taken as 0 where b == 0 (a^0 is constant, even at a = 0)
-            ga = C.mul(g, C.mul(b, C.pow(a, C.sub(b, 1) if _is_array(b) else b - 1)))
+            ga = K.mul(g, K.mul(b, K.pow(a, K.sub(b, 1) if _is_array(b) else b - 1)))
             if _is_array(b):
-                ga = C.where(C.eq(b, 0), zero, ga)
+                ga = K.where(K.eq(b, 0), zero, ga)
             elif b == 0:
-                ga = C.full(list(g.shape), 0, g.dtype)
+                ga = K.full(list(g.shape), 0, g.dtype)
         if _is_array(b):
             # d(a^b)/db = a^b * log(a), taken as 0 where a == 0 and b >= 0 (the limit from b's side)
-            log_a = C.log(a) if _is_array(a) else C.log(C.full((), a, b.dtype))
-            gb = C.mul(g, C.mul(ctx.out, log_a))
-            gb = C.where(C.mul(C.eq(a, 0) if _is_array(a) else C.full((), a == 0, C.DType.bool),
-                               C.ge(b, 0)), zero, gb)
+            log_a = K.log(a) if _is_array(a) else K.log(K.full((), a, b.dtype))
+            gb = K.mul(g, K.mul(ctx.out, log_a))
+            gb = K.where(K.mul(K.eq(a, 0) if _is_array(a) else K.full((), a == 0, C.DType.bool),
+                               K.ge(b, 0)), zero, gb)
         return ga, gb
 
 
 def _split_by_winner(g: Array, a_wins: Array, tie: Array) -> tuple[Array, Array]:
     # The gradient goes to the winner; a tie splits it evenly (as PyTorch does).
-    share_a = C.add(C.mul(a_wins, 1.0), C.mul(tie, 0.5))
-    ga = C.mul(g, share_a)
-    return ga, C.sub(g, ga)
+    share_a = K.add(K.mul(a_wins, 1.0), K.mul(tie, 0.5))
+    ga = K.mul(g, share_a)
+    return ga, K.sub(g, ga)
 
 
 @op("maximum", saves="a and b", names=("cr.maximum", "Tensor.max(other)"),
     cases=[Case("maximum", lambda a, b: a.max(b), [(3, 1), (4,)], ok="apart")])
-class Maximum(Function):
+class Maximum(OpNode):
     """The gradient goes to the larger input; a tie splits it."""
 
     @staticmethod
@@ -170,12 +172,12 @@ class Maximum(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         a, b = ctx.saved_tensors
-        return _split_by_winner(g, C.gt(a, b), C.eq(a, b))
+        return _split_by_winner(g, K.gt(a, b), K.eq(a, b))
 
 
 @op("minimum", saves="a and b", names=("cr.minimum", "Tensor.min(other)"),
     cases=[Case("minimum", lambda a, b: a.min(b), [(3, 4), (3, 4)], ok="apart")])
-class Minimum(Function):
+class Minimum(OpNode):
     """The gradient goes to the smaller input; a tie splits it."""
 
     @staticmethod
@@ -186,7 +188,7 @@ class Minimum(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         a, b = ctx.saved_tensors
-        return _split_by_winner(g, C.lt(a, b), C.eq(a, b))
+        return _split_by_winner(g, K.lt(a, b), K.eq(a, b))
 
 
 def _where_case(a: Any, b: Any) -> Any:
@@ -197,7 +199,7 @@ def _where_case(a: Any, b: Any) -> Any:
 
 @op("where", saves="the condition", names=("cr.where",),
     cases=[Case("where", _where_case, [(3, 4), (3, 1)], ("nonzero", "any"))])
-class Where(Function):
+class Where(OpNode):
     """g flows to a where the condition holds, to b elsewhere."""
 
     @staticmethod
@@ -208,14 +210,14 @@ class Where(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (condition,) = ctx.saved_tensors
-        zero = C.full((), 0, g.dtype)
-        return None, C.where(condition, g, zero), C.where(condition, zero, g)
+        zero = K.full((), 0, g.dtype)
+        return None, K.where(condition, g, zero), K.where(condition, zero, g)
 
 
 # ---------------------------------------------------------------- Python unary ops
 @op("sqrt", saves="the output", method=True, function=True,
     cases=[Case("sqrt", lambda a: a.sqrt(), [(3, 4)], "positive")])
-class Sqrt(Function):
+class Sqrt(OpNode):
     """d sqrt(x) = g / (2 sqrt(x))."""
 
     @staticmethod
@@ -227,12 +229,12 @@ class Sqrt(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (out,) = ctx.saved_tensors
-        return (C.div(g, C.mul(out, 2.0)),)
+        return (K.div(g, K.mul(out, 2.0)),)
 
 
 @op("abs", saves="the input", method=True, function=True, names=("abs()",),
     cases=[Case("abs", lambda a: abs(a), [(3, 4)], "nonzero")])
-class Abs(Function):
+class Abs(OpNode):
     """d |x| = g * sign(x)."""
 
     @staticmethod
@@ -243,12 +245,12 @@ class Abs(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (a,) = ctx.saved_tensors
-        return (C.mul(g, C.sign(a)),)
+        return (K.mul(g, K.sign(a)),)
 
 
 @op("sin", saves="the input", method=True, function=True,
     cases=[Case("sin", lambda a: a.sin(), [(3, 4)])])
-class Sin(Function):
+class Sin(OpNode):
     """d sin x = g * cos x."""
 
     @staticmethod
@@ -259,12 +261,12 @@ class Sin(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (a,) = ctx.saved_tensors
-        return (C.mul(g, C.cos(a)),)
+        return (K.mul(g, K.cos(a)),)
 
 
 @op("cos", saves="the input", method=True, function=True,
     cases=[Case("cos", lambda a: a.cos(), [(3, 4)])])
-class Cos(Function):
+class Cos(OpNode):
     """d cos x = -g * sin x."""
 
     @staticmethod
@@ -275,12 +277,12 @@ class Cos(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (a,) = ctx.saved_tensors
-        return (C.neg(C.mul(g, C.sin(a))),)
+        return (K.neg(K.mul(g, K.sin(a))),)
 
 
 @op("square", saves="the input", method=True, function=True,
     cases=[Case("square", lambda a: a.square(), [(3, 4)])])
-class Square(Function):
+class Square(OpNode):
     """d x^2 = g * 2x."""
 
     @staticmethod
@@ -291,13 +293,13 @@ class Square(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (a,) = ctx.saved_tensors
-        return (C.mul(g, C.mul(a, 2.0)),)
+        return (K.mul(g, K.mul(a, 2.0)),)
 
 
 @op("clamp", saves="the input and the bounds", names=("Tensor.clamp", "cr.clamp", "clip"),
     cases=[Case("clamp", lambda a: a.clamp(-0.5, 0.5), [(3, 4)], "clamp"),
            Case("clamp_min", lambda a: a.clamp(min=-0.5), [(3, 4)], "clamp")])
-class Clamp(Function):
+class Clamp(OpNode):
     """g passes where the input was inside [low, high], else 0."""
 
     @staticmethod
@@ -311,26 +313,26 @@ class Clamp(Function):
         (a,) = ctx.saved_tensors
         inside = None
         if ctx.low is not None:
-            inside = C.ge(a, ctx.low)
+            inside = K.ge(a, ctx.low)
         if ctx.high is not None:
-            below = C.le(a, ctx.high)
-            inside = below if inside is None else C.mul(inside, below)
-        return C.mul(g, inside), None, None
+            below = K.le(a, ctx.high)
+            inside = below if inside is None else K.mul(inside, below)
+        return K.mul(g, inside), None, None
 
 
 def _log1p(u: Array) -> Array:
     """log(1 + u), accurate for tiny u too (where 1 + u rounds to 1): log(w) u / (w - 1) with
     w = 1 + u corrects the rounding of w (Goldberg's trick)."""
-    w = C.add(u, 1.0)
-    d = C.sub(w, 1.0)
-    return C.where(C.eq(d, 0), u, C.div(C.mul(C.log(w), u), d))
+    w = K.add(u, 1.0)
+    d = K.sub(w, 1.0)
+    return K.where(K.eq(d, 0), u, K.div(K.mul(K.log(w), u), d))
 
 
 @op("softplus", saves="the input", method=True, function=True, functional=True,
     params=(("beta", 1.0), ("threshold", 20.0)),
     cases=[Case("softplus", lambda a: a.softplus(), [(3, 4)]),
            Case("softplus_beta", lambda a: a.softplus(beta=2.0, threshold=1.0), [(3, 4)], "clamp")])
-class Softplus(Function):
+class Softplus(OpNode):
     """softplus(x) = log(1 + e^(beta x)) / beta, and x itself where beta x > threshold (PyTorch's
     rule); d softplus = g * sigmoid(beta x), and g where linear."""
 
@@ -346,8 +348,8 @@ class Softplus(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (x,) = ctx.saved_tensors
-        z = C.mul(x, ctx.beta)
-        return C.where(C.gt(z, ctx.threshold), g, C.mul(g, C.sigmoid(z))), None, None
+        z = K.mul(x, ctx.beta)
+        return K.where(K.gt(z, ctx.threshold), g, K.mul(g, K.sigmoid(z))), None, None
 
 
 def _masked_fill_case(a: Any, v: Any) -> Any:
@@ -357,7 +359,7 @@ def _masked_fill_case(a: Any, v: Any) -> Any:
 
 @op("masked_fill", saves="the mask", names=("Tensor.masked_fill", "Tensor.masked_fill_"),
     cases=[Case("masked_fill", _masked_fill_case, [(3, 4), (2,)], ("nonzero", "any"))])
-class MaskedFill(Function):
+class MaskedFill(OpNode):
     """value where the bool mask holds (broadcast), else the input: g flows to the input where
     the mask is False, and its sum where it is True to a 0-d tensor value."""
 
@@ -371,6 +373,6 @@ class MaskedFill(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (mask,) = ctx.saved_tensors
-        zero = C.full((), 0, g.dtype)
-        g_value = C.sum(C.where(mask, g, zero), [], False) if ctx.value_is_array else None
-        return C.where(mask, zero, g), None, g_value
+        zero = K.full((), 0, g.dtype)
+        g_value = K.sum(K.where(mask, g, zero), [], False) if ctx.value_is_array else None
+        return K.where(mask, zero, g), None, g_value

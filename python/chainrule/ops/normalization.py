@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, op
 
 C = _core
@@ -39,7 +40,7 @@ def _batch_norm_eval_case(x: Any, w: Any, b: Any) -> Any:
            Case("batch_norm_training_2d_no_affine", lambda x: _functional().batch_norm(x, None, None, training=True),
                 [(5, 3)]),
            Case("batch_norm_eval", _batch_norm_eval_case, [(2, 3, 2), (3,), (3,)])])
-class BatchNorm(Function):
+class BatchNorm(OpNode):
     """Normalises (N, C, *) per channel with the given statistics (the batch's own when training,
     so that its gradient flows through them too)."""
 
@@ -53,7 +54,7 @@ class BatchNorm(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         input, mean, invstd, *weight = ctx.saved_tensors
-        gx, g_weight, g_bias = C.batch_norm_backward(g, input, mean, invstd, weight[0] if weight else None,
+        gx, g_weight, g_bias = K.batch_norm_backward(g, input, mean, invstd, weight[0] if weight else None,
                                                      ctx.training)
         return gx, g_weight, g_bias, None, None, None
 
@@ -61,14 +62,14 @@ class BatchNorm(Function):
 def batch_norm_statistics(input: Any) -> tuple[Any, Any]:
     """The per-channel mean and (biased) variance of the Tensor `input` (N, C, *), as Tensors that
     take no gradient (the BatchNorm node differentiates through them itself)."""
-    mean, var = C.batch_norm_statistics(input._data)
+    mean, var = K.batch_norm_statistics(input._data)
     return C.wrap(mean), C.wrap(var)
 
 
 @op("layer_norm", saves="the input, the statistics and the weight", names=("F.layer_norm", "nn.LayerNorm"),
     cases=[Case("layer_norm", lambda x, w, b: _functional().layer_norm(x, (2, 3), w, b), [(3, 2, 3), (2, 3), (2, 3)]),
            Case("layer_norm_no_affine", lambda x: _functional().layer_norm(x, 4), [(3, 4)])])
-class LayerNorm(Function):
+class LayerNorm(OpNode):
     """Normalises each row of the last `normalized_numel` elements by its own mean and variance."""
 
     @staticmethod
@@ -78,13 +79,14 @@ class LayerNorm(Function):
         flat_bias = bias.reshape([-1]) if bias is not None else None
         out, mean, invstd = C.layer_norm(input, normalized_numel, flat_weight, flat_bias, eps)
         ctx.weight_shape = weight.shape if weight is not None else None
-        ctx.save_for_backward(*[a for a in (input, mean, invstd, flat_weight) if a is not None])
+        ctx.save_for_backward(*[a for a in (input, mean, invstd, weight) if a is not None])
         return out
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         input, mean, invstd, *weight = ctx.saved_tensors
-        gx, g_weight, g_bias = C.layer_norm_backward(g, input, mean, invstd, weight[0] if weight else None)
+        flat_weight = weight[0].reshape([-1]) if weight else None  # the weight saved, as an input
+        gx, g_weight, g_bias = K.layer_norm_backward(g, input, mean, invstd, flat_weight)
         shape = list(ctx.weight_shape) if ctx.weight_shape is not None else [-1]
         return gx, g_weight.reshape(shape), g_bias.reshape(shape), None, None
 
@@ -97,7 +99,7 @@ def _embedding_case(weight: Any) -> Any:
 
 @op("embedding", saves="the indices", names=("F.embedding", "nn.Embedding"),
     cases=[Case("embedding", _embedding_case, [(6, 3)])])
-class Embedding(Function):
+class Embedding(OpNode):
     """Rows of the weight picked by int64 indices; backward adds each output row's gradient to the
     row it came from (a repeated index adds up), except the padding row, which gets none."""
 
@@ -112,8 +114,8 @@ class Embedding(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (flat,) = ctx.saved_tensors
-        gw = C.full(list(ctx.weight_shape), 0, g.dtype)
-        C.index_add_(gw, 0, flat, g.reshape([-1, ctx.weight_shape[1]]))
+        gw = K.full(list(ctx.weight_shape), 0, g.dtype)
+        K.index_add_(gw, 0, flat, g.reshape([-1, ctx.weight_shape[1]]))
         if ctx.padding_idx is not None:
-            C.fill_(gw.slice(0, ctx.padding_idx, ctx.padding_idx + 1, 1), 0)
+            K.fill_(gw.slice(0, ctx.padding_idx, ctx.padding_idx + 1, 1), 0)
         return gw, None, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule import _core
+from chainrule.ops.kernels import K
 from chainrule.ops.table import Case, native
 
 C = _core
@@ -26,8 +27,8 @@ def matmul_backward(saved: Any, g: Array) -> tuple[Any, ...]:
         g2 = g2.unsqueeze(-2 if g2.ndim >= 1 else 0)
     if b.ndim == 1:
         g2 = g2.unsqueeze(-1)
-    ga = C.matmul(g2, b2.transpose(-1, -2))
-    gb = C.matmul(a2.transpose(-1, -2), g2)
+    ga = K.matmul(g2, b2.transpose(-1, -2))
+    gb = K.matmul(a2.transpose(-1, -2), g2)
     return (ga.squeeze(-2) if a.ndim == 1 else ga), (gb.squeeze(-1) if b.ndim == 1 else gb)
 
 
@@ -47,7 +48,7 @@ def linear_backward(saved: Any, g: Array) -> tuple[Any, ...]:
     for size in g.shape[:-1]:
         rows *= size
     rows_g = g.reshape([rows, g.shape[-1]])
-    gx = C.matmul(g, weight)
-    gw = C.matmul(rows_g.transpose(0, 1), x.reshape([rows, x.shape[-1]]))
-    gb = C.sum(rows_g, [0], False) if saved.has_bias else None
+    gx = K.matmul(g, weight)
+    gw = K.matmul(rows_g.transpose(0, 1), x.reshape([rows, x.shape[-1]]))
+    gb = K.sum(rows_g, [0], False) if saved.has_bias else None
     return gx, gw, gb

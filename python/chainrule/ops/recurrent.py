@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, op
 
 C = _core
@@ -57,7 +58,7 @@ _RNN_SHAPES = [(3, 2, 2), (2, 2), (2, 2), (2,)]
 def _chunks(a: Array, count: int) -> list[Array]:
     """count equal blocks of a's last dim, as views."""
     size = a.shape[-1] // count
-    return [a.slice(a.ndim - 1, k * size, (k + 1) * size, 1) for k in range(count)]
+    return [K.slice(a, a.ndim - 1, k * size, (k + 1) * size, 1) for k in range(count)]
 
 
 # ---------------------------------------------------------------- one step, forward and backward
@@ -66,44 +67,44 @@ def lstm_step(gates: Array, c: Array) -> tuple[Array, Array, tuple[Array, ...]]:
     Returns h', c' and what the backward needs."""
     # sigmoid and tanh are vectorised over contiguous runs only (a strided slice costs 15x more):
     # one sigmoid over all four blocks, the g block copied out for its tanh
-    i, f, _, o = _chunks(C.sigmoid(gates), 4)
-    g = C.tanh(_chunks(gates, 4)[2].contiguous())
-    c_new = C.add(C.mul(f, c), C.mul(i, g))
-    tanh_c = C.tanh(c_new)
-    return C.mul(o, tanh_c), c_new, (i, f, g, o, c, tanh_c)
+    i, f, _, o = _chunks(K.sigmoid(gates), 4)
+    g = K.tanh(_chunks(gates, 4)[2].contiguous())
+    c_new = K.add(K.mul(f, c), K.mul(i, g))
+    tanh_c = K.tanh(c_new)
+    return K.mul(o, tanh_c), c_new, (i, f, g, o, c, tanh_c)
 
 
 def lstm_step_backward(grad_h: Array, grad_c: Array, saved: tuple[Array, ...]) -> tuple[Array, Array]:
     """The gradients of the gate pre-activations (N, 4H) and of c, from those of h' and c'."""
     i, f, g, o, c, tanh_c = saved
-    grad_c = C.add(grad_c, C.tanh_backward(C.mul(grad_h, o), tanh_c))  # c' feeds h' = o tanh(c') too
-    grad_gates = C.cat([
-        C.sigmoid_backward(C.mul(grad_c, g), i),
-        C.sigmoid_backward(C.mul(grad_c, c), f),
-        C.tanh_backward(C.mul(grad_c, i), g),
-        C.sigmoid_backward(C.mul(grad_h, tanh_c), o),
+    grad_c = K.add(grad_c, K.tanh_backward(K.mul(grad_h, o), tanh_c))  # c' feeds h' = o tanh(c') too
+    grad_gates = K.cat([
+        K.sigmoid_backward(K.mul(grad_c, g), i),
+        K.sigmoid_backward(K.mul(grad_c, c), f),
+        K.tanh_backward(K.mul(grad_c, i), g),
+        K.sigmoid_backward(K.mul(grad_h, tanh_c), o),
     ], grad_h.ndim - 1)
-    return grad_gates, C.mul(grad_c, f)
+    return grad_gates, K.mul(grad_c, f)
 
 
 def gru_step(x_part: Array, h_part: Array, h: Array) -> tuple[Array, tuple[Array, ...]]:
     """r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z); n = tanh(x_n + r h_n); h' = n + z (h - n)."""
     x_r, x_z, x_n = _chunks(x_part, 3)
     h_r, h_z, h_n = _chunks(h_part, 3)
-    r, z = C.sigmoid(C.add(x_r, h_r)), C.sigmoid(C.add(x_z, h_z))
-    n = C.tanh(C.add(x_n, C.mul(r, h_n)))
-    return C.add(n, C.mul(z, C.sub(h, n))), (r, z, n, h, h_n)
+    r, z = K.sigmoid(K.add(x_r, h_r)), K.sigmoid(K.add(x_z, h_z))
+    n = K.tanh(K.add(x_n, K.mul(r, h_n)))
+    return K.add(n, K.mul(z, K.sub(h, n))), (r, z, n, h, h_n)
 
 
 def gru_step_backward(grad: Array, saved: tuple[Array, ...]) -> tuple[Array, Array, Array]:
     """The gradients of x_part, h_part (N, 3H) and of h (the direct path h' = ... + z h only)."""
     r, z, n, h, h_n = saved
-    grad_n = C.tanh_backward(C.mul(grad, C.sub(1.0, z)), n)
-    grad_r = C.sigmoid_backward(C.mul(grad_n, h_n), r)
-    grad_z = C.sigmoid_backward(C.mul(grad, C.sub(h, n)), z)
+    grad_n = K.tanh_backward(K.mul(grad, K.sub(1.0, z)), n)
+    grad_r = K.sigmoid_backward(K.mul(grad_n, h_n), r)
+    grad_z = K.sigmoid_backward(K.mul(grad, K.sub(h, n)), z)
     last = grad.ndim - 1
-    return (C.cat([grad_r, grad_z, grad_n], last), C.cat([grad_r, grad_z, C.mul(grad_n, r)], last),
-            C.mul(grad, z))
+    return (K.cat([grad_r, grad_z, grad_n], last), K.cat([grad_r, grad_z, K.mul(grad_n, r)], last),
+            K.mul(grad, z))
 
 
 # ---------------------------------------------------------------- whole sequences
@@ -112,7 +113,7 @@ def _steps(length: int, reverse: bool) -> range:
 
 
 def _stack(arrays: list[Array]) -> Array:
-    return C.cat([a.unsqueeze(0) for a in arrays], 0)
+    return K.cat([a.unsqueeze(0) for a in arrays], 0)
 
 
 def _recurrent_weight_grads(grad_parts: list[Array], inputs: list[Array], has_bias: bool) -> tuple[Array, Any]:
@@ -120,7 +121,7 @@ def _recurrent_weight_grads(grad_parts: list[Array], inputs: list[Array], has_bi
     g = _stack(grad_parts)
     g2 = g.reshape([-1, g.shape[-1]])
     h2 = _stack(inputs).reshape([-1, inputs[0].shape[-1]])
-    return C.matmul(g2.transpose(0, 1), h2), (C.sum(g2, [0], False) if has_bias else None)
+    return K.matmul(g2.transpose(0, 1), h2), (K.sum(g2, [0], False) if has_bias else None)
 
 
 def _in_time_order(arrays: list[Array], reverse: bool) -> list[Array]:
@@ -147,7 +148,7 @@ def _saved_steps(ctx: Any) -> tuple[Array, list[Array], list[tuple[Array, ...]]]
                                Case("lstm_sequence_no_bias_strided_input", _lstm_no_bias_case,
                                     [(2, 3, 3), (2, 2), (2, 2), (8, 3), (8, 2)]),
                                Case("lstm_sequence_one_bias_reverse", _lstm_one_bias_case, _LSTM_SHAPES[:6])])
-class LSTMSequence(Function):
+class LSTMSequence(OpNode):
     """One LSTM layer and direction: input (L, N, I), h0 and c0 (N, H), W_ih (4H, I), W_hh (4H, H),
     b_ih and b_hh (4H,) or None. Output (L + 1, N, H): the hidden states of every step in time
     order, then the last cell state.
@@ -170,7 +171,7 @@ class LSTMSequence(Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
-        grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = C.lstm_sequence_backward(
+        grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias = K.lstm_sequence_backward(
             grad, *ctx.saved_tensors, ctx.reverse)
         has_b_ih, has_b_hh = ctx.biases
         return (grad_x, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias if has_b_ih else None,
@@ -180,7 +181,7 @@ class LSTMSequence(Function):
 @op("gru_sequence", saves="every step's incoming hidden state and gate activations",
     names=("nn.GRU",), cases=[Case("gru_sequence", _gru_case(False), _GRU_SHAPES),
                               Case("gru_sequence_reverse", _gru_case(True), _GRU_SHAPES)])
-class GRUSequence(Function):
+class GRUSequence(OpNode):
     """Output (L, N, H): the hidden states of every step in time order."""
 
     @staticmethod
@@ -201,12 +202,12 @@ class GRUSequence(Function):
     def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
         w_hh, inputs, steps = _saved_steps(ctx)
         length = grad.shape[0]
-        grad_h_carry = C.full(list(grad.shape[1:]), 0, grad.dtype)
+        grad_h_carry = K.full(list(grad.shape[1:]), 0, grad.dtype)
         grad_x_steps, grad_h_steps = [], []
         for k, t in enumerate(_steps(length, ctx.reverse)[::-1]):
-            grad_h = C.add(grad.select(0, t), grad_h_carry)
+            grad_h = K.add(grad.select(0, t), grad_h_carry)
             grad_x, grad_h_part, grad_h_direct = gru_step_backward(grad_h, steps[length - 1 - k])
-            grad_h_carry = C.add(grad_h_direct, C.matmul(grad_h_part, w_hh))
+            grad_h_carry = K.add(grad_h_direct, K.matmul(grad_h_part, w_hh))
             grad_x_steps.append(grad_x)
             grad_h_steps.append(grad_h_part)
         grad_x_steps.reverse()
@@ -218,7 +219,7 @@ class GRUSequence(Function):
 @op("rnn_sequence", saves="every step's hidden state", names=("nn.RNN",),
     cases=[Case("rnn_sequence_tanh", _rnn_case(False, False), _RNN_SHAPES),
            Case("rnn_sequence_relu_reverse", _rnn_case(True, True), _RNN_SHAPES)])
-class RNNSequence(Function):
+class RNNSequence(OpNode):
     """Output (L, N, H): h' = tanh (or relu) of projected + h W_hh^T + b_hh, every step in time order."""
 
     @staticmethod
@@ -239,14 +240,14 @@ class RNNSequence(Function):
     def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
         w_hh, inputs, steps = _saved_steps(ctx)
         length = grad.shape[0]
-        grad_h_carry = C.full(list(grad.shape[1:]), 0, grad.dtype)
+        grad_h_carry = K.full(list(grad.shape[1:]), 0, grad.dtype)
         grad_pre_steps = []
         for k, t in enumerate(_steps(length, ctx.reverse)[::-1]):
-            grad_h = C.add(grad.select(0, t), grad_h_carry)
+            grad_h = K.add(grad.select(0, t), grad_h_carry)
             h = steps[length - 1 - k][0]
             # relu'(pre) = (h > 0); tanh'(pre) = 1 - h^2, both from the output h
-            grad_pre = C.relu_backward(grad_h, h) if ctx.relu else C.tanh_backward(grad_h, h)
-            grad_h_carry = C.matmul(grad_pre, w_hh)
+            grad_pre = K.relu_backward(grad_h, h) if ctx.relu else K.tanh_backward(grad_h, h)
+            grad_h_carry = K.matmul(grad_pre, w_hh)
             grad_pre_steps.append(grad_pre)
         grad_pre_steps.reverse()
         grad_w, grad_b = _recurrent_weight_grads(grad_pre_steps, inputs, ctx.has_bias)
@@ -256,7 +257,7 @@ class RNNSequence(Function):
 # ---------------------------------------------------------------- single steps
 @op("lstm_cell_update", saves="the gate activations, c and tanh(c')",
     cases=[Case("lstm_cell_update", lambda gates, c: C.apply(LSTMCellUpdate, gates, c), [(2, 8), (2, 2)])])
-class LSTMCellUpdate(Function):
+class LSTMCellUpdate(OpNode):
     """One LSTM step's pointwise update from its gate pre-activations (N, 4H) and c (N, H); the
     output is [h', c'] side by side (N, 2H)."""
 
@@ -274,7 +275,7 @@ class LSTMCellUpdate(Function):
 
 @op("gru_cell_update", saves="the gate activations, h and its projection's n block",
     cases=[Case("gru_cell_update", lambda x, hp, h: C.apply(GRUCellUpdate, x, hp, h), [(2, 6), (2, 6), (2, 2)])])
-class GRUCellUpdate(Function):
+class GRUCellUpdate(OpNode):
     """One GRU step's update from its input and hidden projections (N, 3H) and h (N, H)."""
 
     @staticmethod

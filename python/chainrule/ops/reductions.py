@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, native, op
 
 C = _core
@@ -25,7 +26,7 @@ def _spread(saved: Any, g: Array, mean: bool) -> tuple[Any, ...]:
             count *= shape[d]
             kept[d] = 1
     if mean and count > 0:
-        g = C.div(g, float(count))
+        g = K.div(g, float(count))
     return (g.reshape(kept).expand(shape),)
 
 
@@ -62,7 +63,7 @@ def _keepdim_shape(shape: tuple[int, ...], dims: Sequence[int]) -> list[int]:
 @op("amax", saves="the input and the output", names=("Tensor.amax", "cr.amax", "Tensor.max()"),
     cases=[Case("amax", lambda a: a.amax((0, 2)), [(2, 3, 4)], ok="distinct"),
            Case("max_all", lambda a: a.max(), [(3, 4)], ok="distinct")])
-class Amax(Function):
+class Amax(OpNode):
     """g goes to the elements equal to the maximum; ties share it evenly (PyTorch's rule)."""
 
     reduce = staticmethod(C.amax)
@@ -78,9 +79,9 @@ class Amax(Function):
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         a, out = ctx.saved_tensors
         keep = _keepdim_shape(a.shape, ctx.dims)
-        winners = C.eq(a, out.reshape(keep))
-        count = C.sum(winners, ctx.dims, True)
-        return C.div(C.mul(winners, g.reshape(keep)), count), None, None
+        winners = K.eq(a, out.reshape(keep))
+        count = K.sum(winners, ctx.dims, True)
+        return K.div(K.mul(winners, g.reshape(keep)), count), None, None
 
 
 @op("amin", saves="the input and the output", names=("Tensor.amin", "cr.amin", "Tensor.min()"),
@@ -94,7 +95,7 @@ class Amin(Amax):
 @op("max_along_dim", saves="the indices chosen", names=("Tensor.max(dim)", "Tensor.min(dim)"),
     cases=[Case("max_dim", lambda a: a.max(1).values, [(2, 3, 4)], ok="distinct"),
            Case("min_dim_keepdim", lambda a: a.min(0, keepdim=True)[0], [(3, 4)], ok="distinct")])
-class MaxAlongDim(Function):
+class MaxAlongDim(OpNode):
     """The values of max(dim) / min(dim): g goes to the one index chosen."""
 
     @staticmethod
@@ -112,9 +113,9 @@ class MaxAlongDim(Function):
         size = ctx.shape[dim]
         keep = list(ctx.shape)
         keep[dim] = 1
-        positions = C.arange(0, size, 1, C.DType.int64).reshape([size] + [1] * (len(keep) - dim - 1))
-        one_hot = C.eq(positions, indices.reshape(keep))
-        return C.mul(one_hot, g.reshape(keep)), None, None, None, None
+        positions = K.arange(0, size, 1, C.DType.int64).reshape([size] + [1] * (len(keep) - dim - 1))
+        one_hot = K.eq(positions, indices.reshape(keep))
+        return K.mul(one_hot, g.reshape(keep)), None, None, None, None
 
 
 def _reduced_count(shape: Sequence[int], dims: Sequence[int]) -> int:
@@ -130,7 +131,7 @@ def _var_case(a: Any) -> Any:
 
 @op("var", saves="the input", names=("Tensor.var", "cr.var", "cr.var_mean"),
     cases=[Case("var", _var_case, [(2, 3, 4)])])
-class Var(Function):
+class Var(OpNode):
     """sum((x - mean)^2) / (n - correction) over the dims; d var = g * 2 (x - mean) / (n -
     correction) (the mean's own gradient sums to zero)."""
 
@@ -146,15 +147,15 @@ class Var(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (a,) = ctx.saved_tensors
-        diff = C.sub(a, C.mean(a, ctx.dims, True))
+        diff = K.sub(a, K.mean(a, ctx.dims, True))
         g = g.reshape(_keepdim_shape(a.shape, ctx.dims))
-        return C.mul(diff, C.div(C.mul(g, 2.0), ctx.denominator)), None, None, None
+        return K.mul(diff, K.div(K.mul(g, 2.0), ctx.denominator)), None, None, None
 
 
 @op("std", saves="the input and the output", names=("Tensor.std", "cr.std", "cr.std_mean"),
     cases=[Case("std", lambda a: a.std(0, unbiased=False) + a.std(), [(3, 4)]),
            Case("std_keepdim", lambda a: a.std((0, 2), keepdim=True, correction=2), [(3, 2, 4)])])
-class Std(Function):
+class Std(OpNode):
     """sqrt(var); d std = d var * g / (2 std), taken as 0 where std is 0 (PyTorch's rule: constant
     data gets a zero gradient, not NaN)."""
 
@@ -167,11 +168,11 @@ class Std(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         a, out = ctx.saved_tensors
-        zero = C.full((), 0, g.dtype)
-        g_var = C.where(C.eq(out, 0), zero, C.div(g, C.mul(out, 2.0)))
-        diff = C.sub(a, C.mean(a, ctx.dims, True))
+        zero = K.full((), 0, g.dtype)
+        g_var = K.where(K.eq(out, 0), zero, K.div(g, K.mul(out, 2.0)))
+        diff = K.sub(a, K.mean(a, ctx.dims, True))
         g_var = g_var.reshape(_keepdim_shape(a.shape, ctx.dims))
-        return C.mul(diff, C.div(C.mul(g_var, 2.0), ctx.denominator)), None, None, None
+        return K.mul(diff, K.div(K.mul(g_var, 2.0), ctx.denominator)), None, None, None
 
 
 def _norm_case(a: Any) -> Any:
@@ -193,7 +194,7 @@ def _norm_inf_case(a: Any) -> Any:
     cases=[Case("vector_norm", _norm_case, [(3, 4)], "nonzero"),
            Case("vector_norm_inf", _norm_inf_case, [(3, 4)], "nonzero", ok="distinct"),
            Case("vector_norm_negative_ord", lambda a: a.norm(-1.5, dim=0), [(3, 4)], "nonzero")])
-class VectorNorm(Function):
+class VectorNorm(OpNode):
     """(sum |x|^p)^(1/p) over the dims; p = inf / -inf: the largest / smallest |x|; p = 0: the
     count of nonzeros. The gradient is PyTorch's (norm_backward), 0 where the norm is 0:
     p = 1: g sign(x); p = 2: g x / norm; inf: g sign(x) at the elements where |x| is the norm,
@@ -224,24 +225,24 @@ class VectorNorm(Function):
         p = ctx.ord
         keep = _keepdim_shape(a.shape, ctx.dims)
         g, norm = g.reshape(keep), norm.reshape(keep)
-        zero = C.full((), 0, g.dtype)
+        zero = K.full((), 0, g.dtype)
         if p == 0:
-            grad = C.full(list(a.shape), 0, g.dtype)
+            grad = K.full(list(a.shape), 0, g.dtype)
         elif p == 1:
-            grad = C.mul(C.sign(a), g)
+            grad = K.mul(K.sign(a), g)
         elif p == 2:
-            grad = C.mul(g, C.where(C.eq(norm, 0), zero, C.div(a, norm)))
+            grad = K.mul(g, K.where(K.eq(norm, 0), zero, K.div(a, norm)))
         elif math.isinf(p):
-            magnitude = C.abs(a)
-            mask = C.maximum(C.eq(magnitude, norm), C.ne(magnitude, magnitude))  # or NaN
-            count = C.sum(mask, ctx.dims, True)
-            grad = C.mul(C.sign(a), C.mul(C.div(g, count), mask))
+            magnitude = K.abs(a)
+            mask = K.maximum(K.eq(magnitude, norm), K.ne(magnitude, magnitude))  # or NaN
+            count = K.sum(mask, ctx.dims, True)
+            grad = K.mul(K.sign(a), K.mul(K.div(g, count), mask))
         elif p < 1:
-            scaled = C.mul(C.sign(a), C.where(C.eq(a, 0), zero, C.pow(C.abs(a), p - 1)))
-            grad = C.mul(C.mul(scaled, g), C.pow(norm, 1 - p))
+            scaled = K.mul(K.sign(a), K.where(K.eq(a, 0), zero, K.pow(K.abs(a), p - 1)))
+            grad = K.mul(K.mul(scaled, g), K.pow(norm, 1 - p))
         else:
-            scaled = (C.mul(C.sign(a), C.pow(C.abs(a), p - 1)) if p < 2
-                      else C.mul(a, C.pow(C.abs(a), p - 2)))
-            scale = C.where(C.eq(norm, 0), zero, C.div(g, C.pow(norm, p - 1)))
-            grad = C.mul(scaled, scale)
+            scaled = (K.mul(K.sign(a), K.pow(K.abs(a), p - 1)) if p < 2
+                      else K.mul(a, K.pow(K.abs(a), p - 2)))
+            scale = K.where(K.eq(norm, 0), zero, K.div(g, K.pow(norm, p - 1)))
+            grad = K.mul(scaled, scale)
         return grad, None, None, None

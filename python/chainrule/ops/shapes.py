@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from chainrule import _core
-from chainrule.autograd.function import Function
+from chainrule.ops import kernels
+from chainrule.ops.kernels import K
+from chainrule.autograd.function import OpNode
 from chainrule.ops.table import Case, op
 
 C = _core
@@ -18,7 +20,7 @@ Array = _core.Tensor
     cases=[Case("reshape", lambda a: a.reshape(4, 3), [(3, 4)]),
            Case("view_squeeze_unsqueeze", lambda a: a.view(-1).unsqueeze(0).squeeze(), [(2, 3, 1)]),
            Case("flatten_of_transposed", lambda a: a.flatten(), [(4, 3)], transposed=(0,))])
-class Reshape(Function):
+class Reshape(OpNode):
     """view, reshape, flatten, squeeze, unsqueeze: g takes the input's shape back."""
 
     @staticmethod
@@ -34,7 +36,7 @@ class Reshape(Function):
 @op("transpose", saves="the two dims", names=("Tensor.transpose", ".T", "cr.transpose"),
     cases=[Case("transpose", lambda a: a.transpose(0, 2), [(2, 3, 4)]),
            Case("T", lambda a, b: a.T * b, [(3, 4), (4, 3)])])
-class Transpose(Function):
+class Transpose(OpNode):
     """g transposed back."""
 
     @staticmethod
@@ -49,7 +51,7 @@ class Transpose(Function):
 
 @op("permute", saves="the permutation", names=("Tensor.permute", "cr.permute"),
     cases=[Case("permute", lambda a: a.permute(2, 0, 1), [(2, 3, 4)])])
-class Permute(Function):
+class Permute(OpNode):
     """g permuted by the inverse permutation."""
 
     @staticmethod
@@ -68,7 +70,7 @@ class Permute(Function):
 
 @op("expand", saves="nothing", names=("Tensor.expand", "expand_as"),
     cases=[Case("expand", lambda a: a.expand(2, 3, 4), [(3, 1)])])
-class Expand(Function):
+class Expand(OpNode):
     """g as it is: the engine sums the expanded dims back (sum_to)."""
 
     @staticmethod
@@ -83,7 +85,7 @@ class Expand(Function):
 @op("identity", saves="nothing", names=("Tensor.contiguous", "Tensor.clone"),
     cases=[Case("contiguous", lambda a: a.contiguous(), [(4, 3)], transposed=(0,)),
            Case("clone", lambda a: a.clone() * a, [(3, 4)])])
-class Identity(Function):
+class Identity(OpNode):
     """contiguous() and clone(): a copy; g passes through unchanged."""
 
     @staticmethod
@@ -97,7 +99,7 @@ class Identity(Function):
 
 @op("cast", saves="nothing", names=("Tensor.to", "float", "double"),
     cases=[Case("cast", lambda a: a.float().double() * a, [(3, 4)], tolerance=(5e-2, 5e-2))])
-class Cast(Function):
+class Cast(OpNode):
     """g passes through; the engine casts it back to the input's dtype."""
 
     @staticmethod
@@ -109,16 +111,13 @@ class Cast(Function):
         return g, None
 
 
-def apply_view_steps(a: Array, steps: list[tuple[str, tuple[Any, ...]]]) -> Array:
-    for method, args in steps:
-        a = getattr(a, method)(*args)
-    return a
+apply_view_steps = kernels.apply_view_steps
 
 
 @op("index", saves="the input's shape and the view steps", names=("t[ints, slices, None, ...]",),
     cases=[Case("index", lambda a: a[0, ..., 1::2], [(2, 3, 4)]),
            Case("index_overlapping", lambda a: a[0] * a[1:].sum(0) + a[:, 0].sum(), [(3, 4)])])
-class Index(Function):
+class Index(OpNode):
     """Basic indexing (ints, slices, None, ...) as a chain of views; g is scattered into zeros
     of the input's shape through the same views."""
 
@@ -129,9 +128,34 @@ class Index(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        out = C.full(list(ctx.shape), 0, g.dtype)
-        C.copy_(apply_view_steps(out, ctx.steps), g)
-        return out, None
+        return K.view_scatter(g, list(ctx.shape), Index, ctx.steps), None
+
+
+def _view_scatter_case(g: Any) -> Any:
+    return _core.apply(ViewScatter, g, [3, 4], Index, [("select", (0, 1)), ("slice", (0, 0, 4, 2))])
+
+
+def _view_scatter_transposed_case(g: Any) -> Any:
+    return _core.apply(ViewScatter, g, [2, 3], Transpose, 0, 1)
+
+
+@op("view_scatter", saves="the view op and its arguments", names=("the backward of a view op",),
+    cases=[Case("view_scatter", _view_scatter_case, [(2,)]),
+           Case("view_scatter_transposed", _view_scatter_transposed_case, [(3, 2)])])
+class ViewScatter(OpNode):
+    """Zeros of a shape with g written into a view op's view of them (indexing's, a diagonal's):
+    the backward of any view op, as an op of its own so that a backward recorded with
+    create_graph=True is differentiable again. Its backward is the view op itself:
+    `K.view_scatter(g, shape, ViewOp, *args)` in a view op's backward is all it takes."""
+
+    @staticmethod
+    def forward(ctx: Any, g: Array, shape: list[int], view_op: Any, *args: Any) -> Array:
+        ctx.view_op, ctx.args = view_op, args
+        return K.view_scatter(g, shape, view_op, *args)
+
+    @staticmethod
+    def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
+        return (K.view_of(g, ctx.view_op, *ctx.args), None, None) + (None,) * len(ctx.args)
 
 
 def _index_select_case(a: Any) -> Any:
@@ -142,7 +166,7 @@ def _index_select_case(a: Any) -> Any:
 
 @op("index_select", saves="the index", names=("t[index tensor]", "Tensor.index_select", "cr.index_select"),
     cases=[Case("index_select", _index_select_case, [(3, 4)])])
-class IndexSelect(Function):
+class IndexSelect(OpNode):
     """A gather along a dim by an int64 index; g is scattered back with index_add_ (an index
     that repeats a position adds its gradients up)."""
 
@@ -155,8 +179,8 @@ class IndexSelect(Function):
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (index,) = ctx.saved_tensors
-        out = C.full(list(ctx.shape), 0, g.dtype)
-        C.index_add_(out, ctx.dim, index, g)
+        out = K.full(list(ctx.shape), 0, g.dtype)
+        K.index_add_(out, ctx.dim, index, g)
         return out, None, None
 
 
@@ -168,7 +192,7 @@ def _cat_case(a: Any, b: Any) -> Any:
 
 @op("cat", saves="the dim and each input's size along it", names=("cr.cat", "cr.stack"),
     cases=[Case("cat", _cat_case, [(2, 3), (2, 1)])])
-class Cat(Function):
+class Cat(OpNode):
     """Each input's gradient is its slice of g."""
 
     @staticmethod
@@ -183,7 +207,7 @@ class Cat(Function):
         grads: list[Any] = [None]
         offset = 0
         for size in ctx.sizes:
-            grads.append(g.slice(ctx.dim, offset, offset + size, 1))
+            grads.append(K.slice(g, ctx.dim, offset, offset + size, 1))
             offset += size
         return tuple(grads)
 
@@ -213,7 +237,7 @@ def _diagonal_case(a: Any) -> Any:
 @op("diagonal", saves="the input's shape and the dims", names=("Tensor.diagonal", "cr.diagonal"),
     cases=[Case("diagonal", _diagonal_case, [(3, 3, 3)]),
            Case("diagonal_rectangular", lambda a: a.diagonal(1) * 2.0, [(3, 4)], transposed=(0,))])
-class Diagonal(Function):
+class Diagonal(OpNode):
     """A view of a diagonal; g is written into zeros of the input's shape along the same
     diagonal."""
 
@@ -224,9 +248,7 @@ class Diagonal(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        out = C.full(list(ctx.shape), 0, g.dtype)
-        C.copy_(diagonal_view(out, ctx.offset, ctx.dim1, ctx.dim2), g)
-        return out, None, None, None
+        return K.view_scatter(g, list(ctx.shape), Diagonal, ctx.offset, ctx.dim1, ctx.dim2), None, None, None
 
 
 def _pad_views(shape: Sequence[int], pad: Sequence[int]) -> tuple[list[int], list[Any], list[Any]]:
@@ -262,7 +284,7 @@ def _pad_case(a: Any) -> Any:
 @op("pad", saves="the input's shape and the padding",
     names=("F.pad", "F.pad(mode='constant')"),
     cases=[Case("pad_constant", _pad_case, [(2, 3, 4)])])
-class ConstantPad(Function):
+class ConstantPad(OpNode):
     """F.pad's constant mode: the input written into a tensor filled with `value`; a negative
     pad crops. g's region over the input is its gradient (zeros where it was cropped)."""
 
@@ -276,9 +298,8 @@ class ConstantPad(Function):
 
     @staticmethod
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
-        region = _sliced(g, ctx.place)
+        region = K.view_of(g, Index, [("slice", (d, start, stop, 1)) for d, start, stop in ctx.place])
         if list(region.shape) == list(ctx.shape):
             return region, None, None
-        out = C.full(list(ctx.shape), 0, g.dtype)
-        C.copy_(_sliced(out, ctx.crop), region)
-        return out, None, None
+        crop = [("slice", (d, start, stop, 1)) for d, start, stop in ctx.crop]
+        return K.view_scatter(region, list(ctx.shape), Index, crop), None, None

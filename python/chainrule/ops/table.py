@@ -14,12 +14,13 @@ formulas for native nodes (`NATIVE_BACKWARD`), and what `cr.compile` will replay
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from chainrule import _core
-from chainrule.autograd.function import NATIVE_BACKWARD
+from chainrule.autograd.function import NATIVE_BACKWARD, NO_RECORD
 
 C = _core
 
@@ -46,7 +47,7 @@ class Op:
     name: str
     saves: str                          # what the forward keeps for backward
     backward: Callable[..., Any]        # (ctx, grad) -> one gradient per input
-    forward: Callable[..., Any]         # a Function subclass (Python op) or the _core entry
+    forward: Callable[..., Any]         # an OpNode subclass (Python op) or the _core entry
     cases: tuple[Case, ...]
     native: str | None = None           # the C++ unit ("Sigmoid"), for the hot ops
     method: str | None = None           # Tensor method made from the table (None: written by hand)
@@ -69,16 +70,51 @@ def _add(op: Op) -> None:
 def op(name: str, *, saves: str, cases: Sequence[Case], method: bool = False, function: bool = False,
        functional: bool = False, params: Sequence[tuple[str, Any]] = (),
        names: Sequence[str] = ()) -> Callable[[type], type]:
-    """Registers a Function subclass (forward and backward side by side) as the op `name`.
+    """Registers an OpNode subclass (forward and backward side by side) as the op `name`.
     method/function/functional: make `Tensor.name`, `cr.name`, `F.name` from the table."""
 
     def register(cls: type) -> type:
+        _record_io(cls)
         _add(Op(name, saves, cls.backward, cls, tuple(cases), None, name if method else None,
                 name if function else None, name if functional else None, tuple(params),
                 (cls.__doc__ or "").strip(), tuple(names)))
         return cls
 
     return register
+
+
+def _record_io(cls: type) -> None:
+    """Wraps the op's forward so that a recorded node knows which of the arrays it keeps were
+    its inputs (ids of the arguments, then the output's: `_io`) and its output: a backward with create_graph=True turns
+    them back into the Tensors they were (autograd/create_graph.py, graph_tensor). Ids only, so
+    nothing is kept alive. (An array kept without ids is refused by create_graph, never
+    guessed.)"""
+    forward = cls.__dict__.get("forward")
+    if forward is None or getattr(forward, "__func__", forward).__dict__.get("records_io"):
+        return
+    plain = getattr(forward, "__func__", forward)
+    try:  # an op that saves no array (a view, cat, a cast) needs no ids: its forward stays as is
+        if "save_for_backward" not in inspect.getsource(plain):
+            return
+    except (OSError, TypeError):
+        pass
+    if isinstance(forward, classmethod):
+        def recorded(owner: Any, ctx: Any, *args: Any) -> Any:
+            out = plain(owner, ctx, *args)
+            if ctx is not NO_RECORD:
+                ctx._io = (*map(id, args), id(out))
+            return out
+    else:
+        def recorded(ctx: Any, *args: Any) -> Any:  # type: ignore[misc]
+            out = plain(ctx, *args)
+            if ctx is not NO_RECORD:
+                ctx._io = (*map(id, args), id(out))
+            return out
+
+    recorded.records_io = True  # type: ignore[attr-defined]
+    recorded.__name__, recorded.__qualname__ = plain.__name__, plain.__qualname__
+    recorded.__doc__, recorded.__wrapped__ = plain.__doc__, plain  # type: ignore[attr-defined]
+    cls.forward = (classmethod if isinstance(forward, classmethod) else staticmethod)(recorded)  # type: ignore[attr-defined]
 
 
 def native(name: str, unit: str, *, saves: str, cases: Sequence[Case], method: bool = False,

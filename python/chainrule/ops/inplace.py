@@ -1,0 +1,181 @@
+"""In-place ops (`+=`, `add_`, `mul_`, `clamp_`, `zero_`, `fill_`, `copy_`, `t[i] = v`) on
+tensors in a graph, with PyTorch's rules.
+
+- No graph involved (grad mode off, or neither the tensor nor the operand requires grad): the
+  kernel writes into the tensor's memory, nothing else (the optimizers' path).
+- A leaf that requires grad refuses, outside no_grad: its `.grad` is defined with respect to
+  the values it holds, so changing them would make it wrong (RuntimeError, as PyTorch).
+- Otherwise the op is recorded: its out-of-place form (a table op: `add`, `mul`, `where`, ...)
+  runs on the tensor's current history, its result is written into the tensor's memory (so
+  views and other references see the change, and its version counter goes up: a node that
+  saved the old values raises on backward, naming the op, shape and versions), and the tensor's
+  node becomes the new op's node. An op whose backward needs the old values (mul_, div_,
+  clamp_) reads them from a copy made first, as PyTorch's saved `original_self`.
+- In place on a view of a tensor in a graph (`y[0] += 1`, `y.T.mul_(2)` with y requiring grad)
+  raises RuntimeError: the base's history is not rebased onto the view's change.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+from chainrule import _core
+
+C = _core
+
+# The nodes of ops whose output is a view of their input.
+VIEW_NODES = frozenset({"IndexBackward", "TransposeBackward", "PermuteBackward", "ExpandBackward"})
+
+
+def _requires_grad(x: Any) -> bool:
+    return isinstance(x, C.TensorBase) and x._requires_grad
+
+
+def needs_graph(t: Any, *others: Any) -> bool:
+    """Whether t.op_(*others) must be recorded (or refused) rather than just run."""
+    return C.is_grad_enabled() and (t._requires_grad or any(_requires_grad(o) for o in others))
+
+
+# view (by id) -> (weak reference to the view, its base Tensor, the view steps): basic indexing
+# of a tensor that requires grad remembers its base, so that an in-place op on the view can
+# rebase the base's history (PyTorch's CopySlices).
+_VIEW_BASES: dict[int, tuple[Any, Any, Any]] = {}
+
+
+def remember_view(view: Any, base: Any, steps: Any) -> None:
+    key = id(view)
+    _VIEW_BASES[key] = (weakref.ref(view, lambda _: _VIEW_BASES.pop(key, None)), base, steps)
+
+
+def view_base(t: Any) -> tuple[Any, Any] | None:
+    """(base, steps) when t is a basic-indexing view of a tensor (and still that view)."""
+    entry = _VIEW_BASES.get(id(t))
+    if entry is None or entry[0]() is not t:
+        return None
+    return entry[1], entry[2]
+
+
+def check(t: Any, op: str) -> None:
+    """RuntimeError for the in-place ops PyTorch refuses: on a leaf that requires grad or a view
+    of one, and (here) on a transposed, permuted or expanded view of a tensor in a graph."""
+    if t.grad_fn is None and t._requires_grad:
+        raise RuntimeError(
+            f"{op}: a leaf Variable that requires grad (shape {tuple(t.shape)}) is being used in an "
+            "in-place operation; update it under chainrule.no_grad(), or clone() it first")
+    based = view_base(t)
+    if based is not None:
+        base = based[0]
+        if base.grad_fn is None and base._requires_grad:
+            raise RuntimeError(
+                f"{op}: a view of a leaf Variable that requires grad (shape {tuple(base.shape)}) is "
+                "being used in an in-place operation; update it under chainrule.no_grad()")
+        if view_base(base) is not None:
+            raise RuntimeError(
+                f"{op}: in-place operation on a view of a view of a tensor that requires grad is not "
+                "supported; index the base tensor once, or clone() the view first")
+        return
+    if t.grad_fn is not None and t.grad_fn.name() in VIEW_NODES:
+        raise RuntimeError(
+            f"{op}: in-place operation on a view ({t.grad_fn.name()}) of a tensor that requires "
+            f"grad (shape {tuple(t.shape)}) is not supported; clone() the view first, or write into "
+            "the base tensor")
+
+
+def record(t: Any, op: str, compute: Callable[[Any], Any], *others: Any, reads_self: bool = True) -> Any:
+    """t.op_(...) in a graph: out = compute(old t) (recorded), written into t, t's node := out's.
+    reads_self: the op's backward needs t's old values (they are copied first)."""
+    from chainrule.tensor import _wrap
+
+    check(t, op)
+    if reads_self and t._requires_grad:
+        source = _wrap(t._data.clone(), t.grad_fn)
+    else:
+        source = t if not t._requires_grad else _wrap(t._data, t.grad_fn)
+    out = compute(source)
+    if out.dtype != t.dtype:
+        out = out.to(t.dtype)
+    if tuple(out.shape) != tuple(t.shape):
+        raise RuntimeError(
+            f"{op}: output with shape {tuple(t.shape)} doesn't match the broadcast shape "
+            f"{tuple(out.shape)}")
+    based = view_base(t)
+    if based is not None and out._requires_grad:
+        return _rebase(t, out, *based)
+    C.copy_(t._data, out._data)  # into t's memory: its version goes up
+    if out._requires_grad:
+        t.grad_fn = out.grad_fn
+        t._requires_grad = True
+    return t
+
+
+def _rebase(view: Any, out: Any, base: Any, steps: Any) -> Any:
+    """The view's new values `out` written into the base's memory; the base's history becomes
+    where(inside the view, out placed, base's old values), the view's that indexed again."""
+    import chainrule as cr
+    from chainrule.ops.shapes import Index, ViewScatter
+    from chainrule.tensor import _wrap
+
+    mask = C.full(list(base.shape), False, C.DType.bool)
+    C.fill_(_apply(mask, steps), True)
+    placed = C.apply(ViewScatter, out, list(base.shape), Index, steps)
+    old_base = _wrap(base._data, base.grad_fn) if base._requires_grad else C.wrap(base._data)
+    new_base = cr.where(C.wrap(mask), placed, old_base)
+    C.copy_(view._data, out._data)  # into the base's memory: its version goes up
+    base.grad_fn = new_base.grad_fn
+    base._requires_grad = True
+    view.grad_fn = C.apply(Index, new_base, steps).grad_fn
+    view._requires_grad = True
+    return view
+
+
+def overwrite(t: Any, op: str, value: Any) -> Any:
+    """t.fill_(v) / t.copy_(src) / t.zero_() in a graph: t's old history gets a zero gradient,
+    src's its own (recorded as where(all true, value, t))."""
+    import chainrule as cr
+
+    def compute(old: Any) -> Any:
+        new = value if isinstance(value, C.TensorBase) else cr.full(tuple(t.shape), value, dtype=t.dtype)
+        everywhere = cr.ones(tuple(t.shape), dtype=cr.bool)
+        return cr.where(everywhere, new.to(t.dtype) if new.dtype != t.dtype else new, old)
+
+    return record(t, op, compute, value, reads_self=False)
+
+
+def setitem(t: Any, steps: Any, value: Any) -> Any:
+    """t[index] = value in a graph: t outside the indexed part, value (broadcast) inside it."""
+    import chainrule as cr
+    from chainrule.ops.shapes import Index, ViewScatter
+
+    view_shape = _view_shape(t, steps)
+    mask = C.full(list(t.shape), False, C.DType.bool)
+    C.fill_(_apply(mask, steps), True)
+    inside = C.wrap(mask)
+
+    def compute(old: Any) -> Any:
+        v = value if isinstance(value, C.TensorBase) else cr.full(view_shape, value, dtype=t.dtype)
+        v = v.to(t.dtype) if v.dtype != t.dtype else v
+        if tuple(v.shape) != view_shape:
+            v = v.expand(*view_shape)
+        if v._requires_grad:
+            placed = C.apply(ViewScatter, v, list(t.shape), Index, steps)
+        else:
+            placed = C.wrap(_scatter(v._data, t.shape, steps))
+        return cr.where(inside, placed, old)
+
+    return record(t, "__setitem__", compute, value, reads_self=False)
+
+
+def _apply(a: Any, steps: Any) -> Any:
+    from chainrule.ops.kernels import apply_view_steps
+
+    return apply_view_steps(a, steps)
+
+
+def _view_shape(t: Any, steps: Any) -> tuple[int, ...]:
+    return tuple(_apply(C.full(list(t.shape), 0, C.DType.bool), steps).shape)
+
+
+def _scatter(v: Any, shape: Any, steps: Any) -> Any:
+    out = C.full(list(shape), 0, v.dtype)
+    C.copy_(_apply(out, steps), v)
+    return out

@@ -1,0 +1,446 @@
+"""Double backward (create_graph=True), cr.autograd.Function, and in-place ops on non-leaf
+tensors: against finite differences (gradgradcheck, over every case of the op table), NumPy's
+closed forms, and PyTorch when it is installed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import _core
+from chainrule.autograd import engine
+from chainrule.ops import TABLE
+from chainrule.ops import kernels
+from optional import requires_torch, torch
+from test_gradients import _from_table, _sample_inputs
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Ops whose double backward raises RuntimeError("double backward through ... is not supported"):
+# their backward calls a fused kernel with no differentiable counterpart, or reads an array their
+# forward computed. Every other op of the table must pass gradgradcheck; a new op is covered (or
+# must be listed here) automatically.
+NO_DOUBLE_BACKWARD = {
+    "lstm_sequence",
+    "gru_sequence", "rnn_sequence", "lstm_cell_update", "gru_cell_update",
+}
+
+TABLE_CASES = [(entry.name, case) for entry in TABLE.values() for case in entry.cases]
+
+
+def _leaves(case):
+    arrays = _sample_inputs(case, seed=zlib.crc32(case.name.encode()))
+    return [cr.tensor(a, dtype=cr.float64, requires_grad=True) for a in arrays]
+
+
+@pytest.mark.parametrize("name,case", TABLE_CASES, ids=[c.name for _, c in TABLE_CASES])
+def test_gradgradcheck_every_op_table_case(name, case):
+    leaves = _leaves(_from_table(case))
+    rtol, atol = case.tolerance if case.tolerance is not None else (1e-3, 1e-4)
+    if name in NO_DOUBLE_BACKWARD:
+        with pytest.raises(RuntimeError, match="double backward through"):
+            cr.autograd.gradgradcheck(case.fn, leaves, rtol=rtol, atol=atol)
+        return
+    assert cr.autograd.gradgradcheck(case.fn, leaves, rtol=rtol, atol=atol)
+
+
+def test_the_unsupported_list_names_ops_of_the_table():
+    assert NO_DOUBLE_BACKWARD <= set(TABLE)
+
+
+def test_ops_files_are_converted_to_k():
+    """Every op-table file calls its backward kernels through K (run the script after adding ops)."""
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "convert_backward_to_k.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_conversion_script_is_idempotent_and_leaves_forwards_alone():
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import convert_backward_to_k as script
+    finally:
+        sys.path.pop(0)
+    source = '''from chainrule import _core
+from chainrule.autograd.function import Function
+
+
+class Op(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return C.exp(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return C.mul(g, C.apply(Op, g)), C.wrap(g)
+'''
+    once = script.convert_text(source)
+    assert script.convert_text(once) == once
+    assert "from chainrule.ops.kernels import K" in once and "class Op(OpNode)" in once
+    assert "import OpNode" in once
+    assert "return C.exp(a)" in once and "K.mul(g, C.apply(Op, g)), C.wrap(g)" in once
+
+
+def test_k_is_the_core_namespace_outside_create_graph():
+    assert kernels.K.mul is _core.mul and kernels.K.sigmoid_backward is _core.sigmoid_backward
+    x = cr.tensor([0.5], dtype=cr.float64, requires_grad=True)
+    (g,) = cr.autograd.grad(x.sigmoid().sum(), x, create_graph=True)
+    assert kernels.K.mul is _core.mul  # restored after the recorded backward
+    case = TABLE["gru_cell_update"].cases[0]
+    leaves = [cr.randn(*shape, dtype=cr.float64, requires_grad=True) for shape in case.shapes]
+    with pytest.raises(RuntimeError, match="double backward through GRUCellUpdateBackward is not supported"):
+        cr.autograd.grad((case.fn(*leaves) ** 2).sum(), leaves, create_graph=True)
+    assert kernels.K.mul is _core.mul  # restored after an error too
+
+
+# ------------------------------------------------------------------ closed forms (NumPy)
+def test_sigmoid_second_derivative_from_the_lecture():
+    z0 = np.array([-2.0, -0.5, 0.0, 1.0, 3.0])
+    z = cr.tensor(z0, dtype=cr.float64, requires_grad=True)
+    (d1,) = cr.autograd.grad(z.sigmoid().sum(), z, create_graph=True)
+    (d2,) = cr.autograd.grad(d1.sum(), z)
+    s = 1 / (1 + np.exp(-z0))
+    np.testing.assert_allclose(d1.detach().numpy(), s * (1 - s), rtol=1e-12)
+    np.testing.assert_allclose(d2.numpy(), s * (1 - s) * (1 - 2 * s), rtol=1e-10, atol=1e-15)
+
+
+def test_third_derivative_of_a_cube():
+    x = cr.tensor(2.0, dtype=cr.float64, requires_grad=True)
+    (d1,) = cr.autograd.grad(x ** 3, x, create_graph=True)
+    (d2,) = cr.autograd.grad(d1, x, create_graph=True)
+    (d3,) = cr.autograd.grad(d2, x)
+    assert (d1.item(), d2.item(), d3.item()) == (12.0, 12.0, 6.0)
+
+
+@pytest.mark.parametrize("engine_name", ["cpp", "python"])
+def test_backward_create_graph_leaves_a_differentiable_grad(engine_name):
+    previous = engine.set_engine(engine_name)
+    try:
+        w = cr.tensor([1.0, -2.0, 0.5], dtype=cr.float64, requires_grad=True)
+        (w ** 3).sum().backward(create_graph=True)
+        assert w.grad.grad_fn is not None
+        np.testing.assert_allclose(w.grad.detach().numpy(), 3 * np.array([1.0, 4.0, 0.25]))
+        (hv,) = cr.autograd.grad((w.grad * cr.tensor([0.0, 1.0, 0.0], dtype=cr.float64)).sum(), w)
+        np.testing.assert_allclose(hv.numpy(), [0.0, -12.0, 0.0])
+    finally:
+        engine.set_engine(previous)
+
+
+def test_allow_unused_and_materialize_grads():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    unused = cr.tensor([3.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="allow_unused"):
+        cr.autograd.grad((x * 2).sum(), (x, unused))
+    gx, gu = cr.autograd.grad((x * 2).sum(), (x, unused), allow_unused=True)
+    assert gu is None and gx.tolist() == [2.0, 2.0]
+    _, gu = cr.autograd.grad((x * 2).sum(), (x, unused), materialize_grads=True)
+    assert gu.tolist() == [0.0]
+
+
+def test_gradgradcheck_catches_a_wrong_second_derivative():
+    class WrongSquare(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * 2 * x.detach() * 1.0 + g * 0 * x  # first derivative right, second wrong
+
+    x = cr.tensor([0.5, -1.5], dtype=cr.float64, requires_grad=True)
+    assert cr.autograd.gradcheck(WrongSquare.apply, (x,))
+    with pytest.raises(cr.autograd.GradcheckError):
+        cr.autograd.gradgradcheck(WrongSquare.apply, (x,))
+    assert cr.autograd.gradgradcheck(WrongSquare.apply, (x,), raise_exception=False) is False
+
+
+# ------------------------------------------------------------------ against PyTorch
+def _mlp(lib, params, x):
+    w1, b1, w2, b2 = params
+    return (x @ w1 + b1).tanh() @ w2 + b2
+
+
+def _params(lib, seed=0):
+    rng = np.random.default_rng(seed)
+    shapes = [(4, 5), (5,), (5, 3), (3,)]
+    return [lib.tensor(rng.standard_normal(s) * 0.7, dtype=lib.float64, requires_grad=True) for s in shapes]
+
+
+@requires_torch
+def test_hessian_vector_product_matches_pytorch():
+    rng = np.random.default_rng(1)
+    x, target = rng.standard_normal((6, 4)), np.array([0, 2, 1, 1, 0, 2])
+    vs = [rng.standard_normal(s) for s in [(4, 5), (5,), (5, 3), (3,)]]
+    results = []
+    for lib in (cr, torch):
+        params = _params(lib)
+        logits = _mlp(lib, params, lib.tensor(x, dtype=lib.float64))
+        loss = lib.nn.functional.cross_entropy(logits, lib.tensor(target))
+        grads = lib.autograd.grad(loss, params, create_graph=True)
+        dot = sum((g * lib.tensor(v, dtype=lib.float64)).sum() for g, v in zip(grads, vs))
+        hv = lib.autograd.grad(dot, params)
+        results.append([h.detach().numpy() for h in hv])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+@requires_torch
+def test_gradient_penalty_step_matches_pytorch():
+    rng = np.random.default_rng(2)
+    x0 = rng.standard_normal((5, 4))
+    results = []
+    for lib in (cr, torch):
+        params = _params(lib, seed=3)
+        x = lib.tensor(x0, dtype=lib.float64, requires_grad=True)
+        critic = _mlp(lib, params, x).sigmoid().sum(1)
+        (gx,) = lib.autograd.grad(critic.sum(), x, create_graph=True)
+        penalty = (((gx ** 2).sum(1) + 1e-12).sqrt() - 1.0).square().mean()
+        loss = critic.mean() + 10.0 * penalty
+        loss.backward()
+        results.append([p.grad.numpy() for p in params] + [x.grad.numpy(), np.array(loss.item())])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------ autograd.Function
+def _functions(lib):
+    class Exp(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = x.exp()
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx, g):
+            (y,) = ctx.saved_tensors
+            return g * y
+
+    class ScaledPair(lib.autograd.Function):
+        """Two outputs, a number argument, a saved input, ctx attributes."""
+
+        @staticmethod
+        def forward(ctx, x, k, w):
+            ctx.k = k
+            ctx.flags = ctx.needs_input_grad
+            ctx.save_for_backward(x, w)
+            return x * w * k, (x + w).sin()
+
+        @staticmethod
+        def backward(ctx, ga, gb):
+            x, w = ctx.saved_tensors
+            c = (x + w).cos()
+            return ga * w * ctx.k + gb * c, None, ga * x * ctx.k + gb * c
+
+    return Exp, ScaledPair
+
+
+def _run_functions(lib):
+    Exp, ScaledPair = _functions(lib)
+    x = lib.tensor([0.5, -1.0, 2.0], dtype=lib.float64, requires_grad=True)
+    w = lib.tensor([1.5, 0.2, -0.3], dtype=lib.float64, requires_grad=True)
+    y = Exp.apply(x)
+    a, b = ScaledPair.apply(y, 3.0, w)
+    (a.sum() + (b * b).sum()).backward(create_graph=True)
+    first = [x.grad.detach().numpy().copy(), w.grad.detach().numpy().copy()]
+    (second,) = lib.autograd.grad(x.grad.sum(), w)
+    return first + [second.numpy(), a.detach().numpy(), b.detach().numpy()]
+
+
+def test_function_matches_numpy():
+    x0, w0 = np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.2, -0.3])
+    gx, gw, _, a, b = _run_functions(cr)
+    y = np.exp(x0)
+    np.testing.assert_allclose(a, y * w0 * 3.0)
+    np.testing.assert_allclose(b, np.sin(y + w0))
+    c = 2 * np.sin(y + w0) * np.cos(y + w0)
+    np.testing.assert_allclose(gx, (w0 * 3.0 + c) * y, rtol=1e-12)
+    np.testing.assert_allclose(gw, y * 3.0 + c, rtol=1e-12)
+
+
+@requires_torch
+def test_function_matches_pytorch_with_double_backward():
+    for ours, theirs in zip(_run_functions(cr), _run_functions(torch)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("engine_name", ["cpp", "python"])
+def test_function_under_both_engines_and_gradcheck(engine_name):
+    Exp, ScaledPair = _functions(cr)
+    previous = engine.set_engine(engine_name)
+    try:
+        x = cr.tensor([0.5, -1.0], dtype=cr.float64, requires_grad=True)
+        w = cr.tensor([0.3, 0.7], dtype=cr.float64, requires_grad=True)
+        assert cr.autograd.gradcheck(lambda x, w: ScaledPair.apply(Exp.apply(x), 2.0, w), (x, w))
+        assert cr.autograd.gradgradcheck(lambda x, w: ScaledPair.apply(Exp.apply(x), 2.0, w)[1], (x, w))
+        y = Exp.apply(x)
+        assert y.grad_fn.name() == "ExpBackward"
+        y.sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), np.exp([0.5, -1.0]))
+    finally:
+        engine.set_engine(previous)
+
+
+def test_function_ctx_api():
+    seen = {}
+
+    class Probe(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, y, scale=1.0):
+            seen["needs"] = ctx.needs_input_grad
+            ctx.set_materialize_grads(False)
+            ctx.scale = scale
+            idx = x.argmax() if hasattr(x, "argmax") else cr.tensor(0)
+            ctx.mark_non_differentiable(idx)
+            return x * scale, idx
+
+        @staticmethod
+        def backward(ctx, g, g_idx):
+            seen["g_idx"] = g_idx
+            return g * ctx.scale, None
+
+    x = cr.tensor([1.0, 3.0], requires_grad=True)
+    y = cr.tensor([2.0])
+    out, idx = Probe.apply(x, y, scale=2.0)
+    assert seen["needs"] == (True, False)
+    assert not idx.requires_grad and out.requires_grad
+    out.sum().backward()
+    assert seen["g_idx"] is None and x.grad.tolist() == [2.0, 2.0]
+    with cr.no_grad():
+        out, _ = Probe.apply(x, y)
+    assert out.grad_fn is None
+
+
+def test_function_saved_tensor_changed_in_place_raises():
+    Exp, _ = _functions(cr)
+    x = cr.tensor([0.5, 1.0], requires_grad=True)
+    y = Exp.apply(x)
+    with cr.no_grad():
+        y.mul_(2.0)
+    with pytest.raises(RuntimeError, match=r"ExpBackward.*\(2,\).*version 0.*version 1"):
+        y.sum().backward()
+
+
+def test_function_errors():
+    class Wrong(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, g  # one too many
+
+    class Dirty(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.mark_dirty(x)
+            return x
+
+    x = cr.tensor([1.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="incorrect number of gradients"):
+        Wrong.apply(x).sum().backward()
+    with pytest.raises(NotImplementedError, match="mark_dirty"):
+        Dirty.apply(x)
+    with pytest.raises(TypeError, match="save_for_backward"):
+        class Bad(cr.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(3.0)
+                return x
+        Bad.apply(x)
+
+
+def test_function_is_the_user_api_and_opnode_the_internal_one():
+    from chainrule.autograd.function import OpNode
+
+    assert cr.autograd.Function is not OpNode
+    assert not issubclass(cr.autograd.Function, OpNode)
+    assert issubclass(type(TABLE["pow"].forward), type) and issubclass(TABLE["pow"].forward, OpNode)
+
+
+# ------------------------------------------------------------------ in place on non-leaf tensors
+def _inplace_chain(lib):
+    x = lib.tensor([[1.0, -2.0, 3.0], [0.5, 2.0, -1.0]], dtype=lib.float64, requires_grad=True)
+    w = lib.tensor([0.3, -0.7, 2.0], dtype=lib.float64, requires_grad=True)
+    y = x * 2
+    y += w
+    y.mul_(w)
+    y.clamp_(-1.0, 2.5)
+    y[:1].div_(w + 3)
+    y[1, 1:] += w[:2]
+    z = y * 1.5
+    z[0] = w * 3
+    z[1, :1] = 0.0
+    z.sub_(1.0)
+    buffer = lib.zeros(3, dtype=lib.float64)
+    buffer += w  # a plain tensor written with one that requires grad joins the graph
+    (z * z).sum().add(buffer.sum()).backward()
+    return x.grad.numpy(), w.grad.numpy(), z.detach().numpy(), buffer.detach().numpy()
+
+
+@requires_torch
+def test_inplace_on_nonleaf_matches_pytorch():
+    for ours, theirs in zip(_inplace_chain(cr), _inplace_chain(torch)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+def test_inplace_on_nonleaf_matches_numpy():
+    x0, w0 = np.array([1.0, -2.0, 3.0]), np.array([0.3, -0.7, 2.0])
+    x = cr.tensor(x0, dtype=cr.float64, requires_grad=True)
+    w = cr.tensor(w0, dtype=cr.float64, requires_grad=True)
+    y = x * 2
+    y.mul_(w)  # y = 2 x w
+    assert y.grad_fn.name() == "MulBackward" and y._data.version == 1
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * w0)
+    np.testing.assert_allclose(w.grad.numpy(), 2 * x0)
+
+
+def test_inplace_rules_and_errors():
+    leaf = cr.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"add_.*leaf.*\(2,\)"):
+        leaf += 1
+    with pytest.raises(RuntimeError, match="view of a leaf"):
+        leaf[:1].mul_(2.0)
+    with cr.no_grad():
+        leaf.add_(1.0)  # what the optimizers do
+    assert leaf.tolist() == [2.0, 3.0]
+    y = leaf.exp()
+    y.add_(1.0)  # recorded, but ExpBackward saved y
+    with pytest.raises(RuntimeError, match=r"ExpBackward.*\(2,\).*version 0 and is now at version 1"):
+        y.sum().backward()
+    with pytest.raises(RuntimeError, match="view"):
+        (leaf * 1.0).unsqueeze(0).T.mul_(2.0)
+    z = leaf * 2.0
+    z.zero_()
+    z.sum().backward()
+    assert leaf.grad.tolist() == [0.0, 0.0]
+
+
+def test_function_with_setup_context_pytorch2_style():
+    class Mul(cr.autograd.Function):
+        @staticmethod
+        def forward(x, y):
+            return x * y
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y = ctx.saved_tensors
+            return g * y, g * x
+
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    y = cr.tensor([3.0, -1.0], requires_grad=True)
+    Mul.apply(x, y).sum().backward()
+    assert x.grad.tolist() == [3.0, -1.0] and y.grad.tolist() == [1.0, 2.0]
