@@ -444,3 +444,39 @@ def test_function_with_setup_context_pytorch2_style():
     y = cr.tensor([3.0, -1.0], requires_grad=True)
     Mul.apply(x, y).sum().backward()
     assert x.grad.tolist() == [3.0, -1.0] and y.grad.tolist() == [1.0, 2.0]
+
+
+def test_backward_with_inputs_accumulates_only_there():
+    x = cr.tensor([1.0, 2.0], requires_grad=True)
+    w = cr.tensor([3.0, 4.0], requires_grad=True)
+    (x * w).sum().backward(inputs=[x])
+    assert x.grad.tolist() == [3.0, 4.0] and w.grad is None
+    cr.autograd.backward((x * w).sum(), inputs=(w,))
+    assert w.grad.tolist() == [1.0, 2.0] and x.grad.tolist() == [3.0, 4.0]
+
+
+def test_create_graph_in_one_thread_leaves_another_threads_backward_alone():
+    """K's kernels are swapped while a recorded backward runs; an ordinary backward in another
+    thread meanwhile still runs on raw arrays and gets the same gradients."""
+    import threading
+
+    errors = []
+
+    def ordinary():
+        try:
+            for _ in range(200):
+                a = cr.tensor([0.5, -1.0], dtype=cr.float64, requires_grad=True)
+                (a.clamp(-0.7, 0.7) ** 2).sum().backward()
+                assert a.grad.tolist() == [1.0, 0.0]  # clamp passes no gradient outside
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    thread = threading.Thread(target=ordinary)
+    thread.start()
+    for _ in range(100):
+        z = cr.tensor([0.3, -0.2], dtype=cr.float64, requires_grad=True)
+        (g,) = cr.autograd.grad((z.clamp(-1, 1) ** 3).sum(), z, create_graph=True)
+        (h,) = cr.autograd.grad(g.sum(), z)
+        np.testing.assert_allclose(h.numpy(), [1.8, -1.2])
+    thread.join()
+    assert not errors, errors[0]
