@@ -41,7 +41,7 @@ def _fit(g: Array, shape: tuple[int, ...]) -> Array:
                 transposed=(0,)),
            Case("gather_negative_dim", lambda a: a.gather(-1, _index([[[1], [0]], [[2], [2]]])), [(2, 3, 3)]),
            Case("sort_values", lambda a: a.sort(1).values * a.sort(0, descending=True)[0], [(3, 4)], ok="distinct"),
-           Case("topk_values", lambda a: a.topk(2, dim=1).values.sum(1) * a.topk(1, 0, largest=False)[0],
+           Case("topk_values", lambda a: a.topk(2, dim=1).values.sum(1, keepdim=True) * a.topk(1, 0, largest=False)[0],
                 [(3, 4)], ok="distinct")])
 class Gather(Function):
     """out = a gathered along dim at index; g is added back at the positions read (an index
