@@ -450,3 +450,17 @@ def test_indices_and_integer_results_match_pytorch():
     assert F.one_hot(cr.tensor(labels)).tolist() == torch.nn.functional.one_hot(torch.from_numpy(labels)).tolist()
     x = np.float32(RNG.standard_normal(100_000))
     np.testing.assert_array_equal(cr.tensor(x).cumsum(0).numpy(), torch.from_numpy(x).cumsum(0).numpy())
+
+
+def test_topk_ties_and_nan_agree_with_the_stable_sort_on_both_paths():
+    a = RNG.integers(0, 5, size=(3, 300)).astype(np.float64)
+    a[1, 17] = a[2, 250] = np.nan
+    for k in (1, 3, 32, 200):  # one-pass selection (k <= 32, k <= n / 8) and partial sort
+        for largest in (True, False):
+            for dim, data in ((1, a), (0, a.T)):
+                values, indices = cr.tensor(data).topk(k, dim, largest)
+                sort = cr.tensor(data).sort(dim, descending=largest)
+                take = [slice(None)] * 2
+                take[dim] = slice(0, k)
+                np.testing.assert_array_equal(indices.numpy(), sort.indices.numpy()[tuple(take)])
+                np.testing.assert_array_equal(values.numpy(), sort.values.numpy()[tuple(take)])

@@ -190,6 +190,10 @@ void scatter_kernel(ScatterKind kind, const Tensor& out, std::int64_t d, const T
           bool& slot = row_out[c * out_last + at[c] * dim_stride];
           slot = slot || row_src[c * src_last];
         }
+      } else if (out_last == 0 && dim_stride == 1 && src_last == 1) {  // along a contiguous last dim
+        for (std::int64_t c = c0; c < c1; ++c) row_out[at[c]] += row_src[c];
+      } else if (out_last == 1 && src_last == 1) {  // along another dim, rows contiguous
+        for (std::int64_t c = c0; c < c1; ++c) row_out[c + at[c] * dim_stride] += row_src[c];
       } else {
         for (std::int64_t c = c0; c < c1; ++c) row_out[c * out_last + at[c] * dim_stride] += row_src[c * src_last];
       }
@@ -253,7 +257,13 @@ Tensor gather(const Tensor& a, std::int64_t dim, const Tensor& index) {
       const T* row_in = from + base[0];
       const std::int64_t* row_at = at + base[1];
       T* row_out = to + base[1];
-      for (std::int64_t c = c0; c < c1; ++c) row_out[c] = row_in[c * in_last + row_at[c] * dim_stride];
+      if (in_last == 0 && dim_stride == 1) {  // along a contiguous last dim: a plain table lookup
+        for (std::int64_t c = c0; c < c1; ++c) row_out[c] = row_in[row_at[c]];
+      } else if (in_last == 1) {  // along another dim of a row-contiguous input
+        for (std::int64_t c = c0; c < c1; ++c) row_out[c] = row_in[c + row_at[c] * dim_stride];
+      } else {
+        for (std::int64_t c = c0; c < c1; ++c) row_out[c] = row_in[c * in_last + row_at[c] * dim_stride];
+      }
     });
   });
   return out;

@@ -60,6 +60,34 @@ struct PairOrder {
   }
 };
 
+// topk takes the one-pass selection below for k up to kScanTopkMax and at most 1/8 of the line:
+// an element costs one comparison, or at worst (an ascending line, for the largest) k moves.
+constexpr std::int64_t kScanTopkMax = 32;
+constexpr std::int64_t kScanTopkRatio = 8;
+
+// The first k (0 < k <= n) of a line of n elements `stride` apart in `order`, sorted, into
+// buffer[0, k): a pass that keeps the best k so far, the worst of them last. An element
+// arrives after every element of lower position, so it displaces the worst only when its
+// value comes strictly first: ties keep the lower position, as the full sort does.
+template <typename T>
+void select_by_scan(const T* in, std::int64_t n, std::int64_t stride, std::int64_t k, const PairOrder<T>& order,
+                    std::pair<T, std::int64_t>* buffer) {
+  for (std::int64_t j = 0; j < k; ++j) buffer[j] = {in[j * stride], j};
+  std::sort(buffer, buffer + k, order);
+  T worst = buffer[k - 1].first;
+  for (std::int64_t j = k; j < n; ++j) {
+    const T x = in[j * stride];
+    if (!(order.descending ? before(worst, x) : before(x, worst))) continue;
+    std::int64_t at = k - 1;  // insert, shifting the worse ones down by one
+    while (at > 0 && (order.descending ? before(buffer[at - 1].first, x) : before(x, buffer[at - 1].first))) {
+      buffer[at] = buffer[at - 1];
+      --at;
+    }
+    buffer[at] = {x, j};
+    worst = buffer[k - 1].first;
+  }
+}
+
 // Sorts (or selects the first k of) every line of `src` (contiguous) into values and indices
 // of shape `out_shape` (the same, with k along the dim).
 template <typename T>
@@ -74,11 +102,25 @@ void sort_lines(const Tensor& src, const Lines& lines, std::int64_t k, bool desc
   std::vector<std::pair<T, std::int64_t>> buffers(static_cast<std::size_t>(std::max(threads, 1) * lines.n));
   const PairOrder<T> order{descending};
   const std::int64_t chunk = (count + std::max(threads, 1) - 1) / std::max(threads, 1);
+  auto write = [&](std::int64_t o, std::int64_t i, const std::pair<T, std::int64_t>* buffer) {
+    const std::int64_t base = o * k * lines.inner + i;
+    for (std::int64_t j = 0; j < k; ++j) {
+      to_values[base + j * lines.inner] = buffer[j].first;
+      to_indices[base + j * lines.inner] = buffer[j].second;
+    }
+  };
   detail::parallel_for(threads, std::max(threads, 1), [&](std::int64_t t) {
     std::pair<T, std::int64_t>* buffer = buffers.data() + t * lines.n;
     for (std::int64_t line = t * chunk; line < std::min(count, (t + 1) * chunk); ++line) {
       const std::int64_t o = line / lines.inner, i = line % lines.inner;
       const T* in = from + o * lines.n * lines.inner + i;
+      if (select_k && k > 0 && k <= kScanTopkMax && k * kScanTopkRatio <= lines.n) {
+        // A few of many: one pass keeping the best k so far (sorted, the worst last); most
+        // elements lose to the worst at one comparison.
+        select_by_scan(in, lines.n, lines.inner, k, order, buffer);
+        write(o, i, buffer);
+        continue;
+      }
       for (std::int64_t j = 0; j < lines.n; ++j) buffer[j] = {in[j * lines.inner], j};
       if (!select_k || k == lines.n) {
         std::sort(buffer, buffer + lines.n, order);
@@ -86,11 +128,7 @@ void sort_lines(const Tensor& src, const Lines& lines, std::int64_t k, bool desc
         std::nth_element(buffer, buffer + k, buffer + lines.n, order);
         std::sort(buffer, buffer + k, order);
       }
-      const std::int64_t base = o * k * lines.inner + i;
-      for (std::int64_t j = 0; j < k; ++j) {
-        to_values[base + j * lines.inner] = buffer[j].first;
-        to_indices[base + j * lines.inner] = buffer[j].second;
-      }
+      write(o, i, buffer);
     }
   });
 }
