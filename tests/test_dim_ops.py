@@ -464,3 +464,29 @@ def test_topk_ties_and_nan_agree_with_the_stable_sort_on_both_paths():
                 take[dim] = slice(0, k)
                 np.testing.assert_array_equal(indices.numpy(), sort.indices.numpy()[tuple(take)])
                 np.testing.assert_array_equal(values.numpy(), sort.values.numpy()[tuple(take)])
+
+
+def test_signatures_follow_pytorch():
+    import inspect
+
+    def params(fn):
+        return [(p.name, p.default, p.kind == p.KEYWORD_ONLY) for p in inspect.signature(fn).parameters.values()]
+
+    empty = inspect.Parameter.empty
+    assert params(cr.gather) == [("input", empty, False), ("dim", empty, False), ("index", empty, False),
+                                 ("sparse_grad", False, True)]
+    assert params(cr.scatter_add) == [("input", empty, False), ("dim", empty, False), ("index", empty, False),
+                                      ("src", empty, False)]
+    assert params(cr.sort) == [("input", empty, False), ("dim", -1, False), ("descending", False, False),
+                               ("stable", False, True)]
+    assert params(cr.argsort) == params(cr.sort)
+    assert params(cr.topk)[:5] == [("input", empty, False), ("k", empty, False), ("dim", None, False),
+                                   ("largest", True, False), ("sorted", True, False)]
+    assert params(cr.cumsum) == [("input", empty, False), ("dim", empty, False), ("dtype", None, True)]
+    assert params(cr.cumprod) == params(cr.cumsum)
+    assert params(F.one_hot) == [("tensor", empty, False), ("num_classes", -1, False)]
+    for name in ("gather", "scatter", "scatter_", "scatter_add", "scatter_add_", "sort", "argsort", "topk",
+                 "cumsum", "cumprod"):
+        assert callable(getattr(cr.Tensor, name)), name
+    for name in ("gather", "scatter", "scatter_add", "sort", "argsort", "topk", "cumsum", "cumprod"):
+        assert name in cr.__all__, name

@@ -8,8 +8,9 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from chainrule import ops
-from chainrule.creation import rand
-from chainrule.tensor import Tensor, _tensor_operand, _wrap
+from chainrule._dtype import int64
+from chainrule.creation import rand, zeros
+from chainrule.tensor import Tensor, _tensor_operand
 
 _linear = ops.forward("linear")
 _cross_entropy = ops.forward("cross_entropy")
@@ -315,20 +316,17 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     >>> cr.nn.functional.one_hot(cr.tensor([0, 2])).tolist()
     [[1, 0, 0], [0, 0, 1]]
     """
-    from chainrule import _core
-
     tensor = _tensor_operand(tensor, "one_hot")
     if tensor.dtype.name != "int64":
         raise TypeError(f"one_hot: expected int64 class indices, got dtype {tensor.dtype.name}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int):
         raise TypeError(f"one_hot: num_classes must be an int, got {num_classes!r}")
-    data = tensor._data
-    if data.numel() == 0:
+    if tensor.numel() == 0:
         if num_classes == -1:
             raise ValueError("one_hot: cannot infer the number of classes from an empty tensor; "
                              "give num_classes")
     else:
-        low, high = _core.amin(data, [], False).item(), _core.amax(data, [], False).item()
+        low, high = tensor.amin().item(), tensor.amax().item()
         if low < 0:
             raise IndexError(f"one_hot: class values must be non-negative, got {low}")
         if num_classes == -1:
@@ -337,9 +335,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
             raise IndexError(f"one_hot: class value {high} is out of range for num_classes={num_classes}")
     if num_classes < 0:
         raise ValueError(f"one_hot: num_classes must be -1 or non-negative, got {num_classes}")
-    out = _core.full(list(tensor.shape) + [num_classes], 0, _core.DType.int64)
-    _core.scatter_value_(out, -1, data.unsqueeze(-1), 1)
-    return _wrap(out)
+    return zeros(*tensor.shape, num_classes, dtype=int64).scatter_(-1, tensor.unsqueeze(-1), 1)
 
 
 globals().update(ops.functions("functional", _tensor_operand, "chainrule.nn.functional"))
