@@ -66,12 +66,13 @@ struct RowWalk {
   std::vector<Shape> stride_store;  // per operand
   std::int64_t ndim = 0, columns = 0, rows = 0;
 
-  // body(row_offsets[K], first_column, end_column) over rows [r0, r1).
+  // body(row_offsets[K], first_column, end_column) over rows [r0, r1); `coord` is scratch for
+  // ndim - 1 counters (given by the caller: nothing allocates inside a team).
   template <typename Body>
-  void rows_between(std::int64_t r0, std::int64_t r1, std::int64_t c0, std::int64_t c1, Body&& body) const {
+  void rows_between(std::int64_t r0, std::int64_t r1, std::int64_t c0, std::int64_t c1, std::int64_t* coord,
+                    Body&& body) const {
     if (r0 >= r1 || c0 >= c1) return;
     const std::int64_t outer = ndim - 1;  // the dims a row's position is made of
-    std::vector<std::int64_t> coord(static_cast<std::size_t>(std::max<std::int64_t>(outer, 1)), 0);
     std::int64_t offsets[K] = {};
     std::int64_t rest = r0;
     for (std::int64_t d = outer - 1; d >= 0; --d) {
@@ -112,20 +113,23 @@ RowWalk<K> make_walk(const Tensor& index, std::int64_t dim, std::vector<Shape> s
 template <int K, typename Row>
 void run_walk(const RowWalk<K>& walk, bool rows_may_split, bool columns_may_split, Row&& row) {
   const std::int64_t total = walk.rows * walk.columns;
-  int threads = threads_for(total, kIndexGrain);
+  const int threads = threads_for(total, kIndexGrain);
+  const std::int64_t width = std::max<std::int64_t>(walk.ndim, 1);
+  std::vector<std::int64_t> coords(static_cast<std::size_t>(threads * width));  // each thread's counters
   if (threads > 1 && rows_may_split && walk.rows >= 4 * threads) {
     const std::int64_t chunk = (walk.rows + threads - 1) / threads;
     detail::parallel_for(threads, threads, [&](std::int64_t t) {
-      walk.rows_between(t * chunk, std::min(walk.rows, (t + 1) * chunk), 0, walk.columns, row);
+      walk.rows_between(t * chunk, std::min(walk.rows, (t + 1) * chunk), 0, walk.columns, &coords[t * width], row);
     });
   } else if (threads > 1 && columns_may_split && walk.columns >= 64 * threads) {
     // Whole cache lines per thread: chunks of columns in multiples of 16.
     const std::int64_t chunk = ((walk.columns + threads - 1) / threads + 15) & ~std::int64_t{15};
     detail::parallel_for(threads, threads, [&](std::int64_t t) {
-      walk.rows_between(0, walk.rows, std::min(walk.columns, t * chunk), std::min(walk.columns, (t + 1) * chunk), row);
+      walk.rows_between(0, walk.rows, std::min(walk.columns, t * chunk), std::min(walk.columns, (t + 1) * chunk),
+                        &coords[t * width], row);
     });
   } else {
-    walk.rows_between(0, walk.rows, 0, walk.columns, row);
+    walk.rows_between(0, walk.rows, 0, walk.columns, coords.data(), row);
   }
 }
 
