@@ -17,12 +17,10 @@ import statistics
 import time
 from typing import Any, Callable
 
-from machine import cpu_name  # bench/machine.py (the script's own folder)
-
-import numpy as np
-
 import chainrule as cr
+import numpy as np
 from chainrule import _core
+from machine import cpu_name  # bench/machine.py (the script's own folder)
 
 try:
     import torch
@@ -83,12 +81,14 @@ def cases(quick: bool) -> list[tuple[str, dict[str, Callable[[], Any]]]]:
                 "numpy": lambda a=a, d=dim, i=index: np.take_along_axis(a, i, axis=d)}))
             made.append((f"scatter_add {shape}", {
                 "chainrule": lambda tz=tz, d=dim, ti=ti, ta=ta: tz.scatter_add(d, ti, ta),
-                "torch": (lambda pz=pz, d=dim, pi=pi, pa=pa: pz.scatter_add(d, pi, pa)) if torch is not None else None,
+                "torch": ((lambda pz=pz, d=dim, pi=pi, pa=pa: pz.scatter_add(d, pi, pa))
+                          if torch is not None else None),
                 "numpy": lambda z=zeros, d=dim, i=index, a=a: _np_scatter_add(z, d, i, a)}))
             made.append((f"sort {shape}", {
                 "chainrule": lambda ta=ta, d=dim: ta.sort(d),
                 "torch": (lambda pa=pa, d=dim: pa.sort(dim=d, stable=True)) if torch is not None else None,
-                "numpy": lambda a=a, d=dim: (np.sort(a, axis=d, kind="stable"), np.argsort(a, axis=d, kind="stable"))}))
+                "numpy": lambda a=a, d=dim: (np.sort(a, axis=d, kind="stable"),
+                                             np.argsort(a, axis=d, kind="stable"))}))
             made.append((f"topk k=8 {shape}", {
                 "chainrule": lambda ta=ta, d=dim: ta.topk(8, d),
                 "torch": (lambda pa=pa, d=dim: pa.topk(8, d)) if torch is not None else None,
@@ -133,14 +133,9 @@ def main() -> None:
             for lib in times:
                 times[lib].append(_time(fns[lib]))
         med = {lib: statistics.median(ts) for lib, ts in times.items()}
-
-        def us(lib: str) -> str:
-            return f"{med[lib] * 1e6:9.1f}us" if lib in med else f"{'-':>11s}"
-
-        def ratio(lib: str) -> str:
-            return f"{med['chainrule'] / med[lib]:9.2f}" if lib in med else f"{'-':>9s}"
-
-        print(f"{name:34s} {us('chainrule')} {us('torch')} {us('numpy')} {ratio('torch')} {ratio('numpy')}")
+        us = [f"{med[lib] * 1e6:9.1f}us" if lib in med else f"{'-':>11s}" for lib in ("chainrule", "torch", "numpy")]
+        ratios = [f"{med['chainrule'] / med[lib]:9.2f}" if lib in med else f"{'-':>9s}" for lib in ("torch", "numpy")]
+        print(f"{name:34s} {' '.join(us)} {' '.join(ratios)}")
 
 
 if __name__ == "__main__":

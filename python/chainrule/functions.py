@@ -227,7 +227,8 @@ def argsort(input: Tensor, dim: int = -1, descending: bool = False, *, stable: b
     return _t(input, "argsort").argsort(dim, descending, stable=stable)
 
 
-def topk(input: Tensor, k: int, dim: int | None = None, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
+def topk(input: Tensor, k: int, dim: int | None = None, largest: bool = True,
+         sorted: bool = True) -> Any:  # noqa: A002
     """(values, indices) of the k largest (or smallest) elements along dim (see Tensor.topk)."""
     return _t(input, "topk").topk(k, dim, largest, sorted)
 

@@ -40,8 +40,10 @@ def _fit(g: Array, shape: tuple[int, ...]) -> Array:
            Case("gather_dim0_transposed", lambda a: a.gather(0, _index([[2, 0, 1, 1]])), [(3, 4)],
                 transposed=(0,)),
            Case("gather_negative_dim", lambda a: a.gather(-1, _index([[[1], [0]], [[2], [2]]])), [(2, 3, 3)]),
-           Case("sort_values", lambda a: a.sort(1).values * a.sort(0, descending=True)[0], [(3, 4)], ok="distinct"),
-           Case("topk_values", lambda a: a.topk(2, dim=1).values.sum(1, keepdim=True) * a.topk(1, 0, largest=False)[0],
+           Case("sort_values", lambda a: a.sort(1).values * a.sort(0, descending=True)[0], [(3, 4)],
+                ok="distinct"),
+           Case("topk_values",
+                lambda a: a.topk(2, dim=1).values.sum(1, keepdim=True) * a.topk(1, 0, largest=False)[0],
                 [(3, 4)], ok="distinct")])
 class Gather(Function):
     """out = a gathered along dim at index; g is added back at the positions read (an index
