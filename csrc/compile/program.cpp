@@ -201,7 +201,7 @@ void Builder::op(const char* name, record::Tensors operands, const std::vector<i
     step.operand_slots.push_back(t.defined() ? operand_slot(t, writes, name) : -1);
     if (t.defined()) program_->work_ += t.numel();
     const int slot = step.operand_slots.back();
-    if (writes && program_->slots_[static_cast<std::size_t>(slot)].kind != SlotKind::Internal &&
+    if (writes && slot >= 0 && program_->slots_[static_cast<std::size_t>(slot)].kind != SlotKind::Internal &&
         std::find(written_outside_.begin(), written_outside_.end(), slot) == written_outside_.end()) {
       written_outside_.push_back(slot);
     }
