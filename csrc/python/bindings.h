@@ -34,6 +34,7 @@ void register_tensor(py::module_& m);
 void register_ops(py::module_& m);
 void register_interop(py::module_& m);
 void register_nn(py::module_& m);  // convolution, pooling, normalisation
+void register_dim_ops(py::module_& m);  // gather, scatter, sort, topk, cumsum, cumprod
 // The buffer-protocol description of a tensor's memory (strides included).
 py::buffer_info buffer_of(const Tensor& t);
 

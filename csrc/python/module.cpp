@@ -35,6 +35,7 @@ PYBIND11_MODULE(_core, m) {
   python::register_native_ops(m);
   python::register_optimizer_steps(m);
   python::register_nn(m);
+  python::register_dim_ops(m);
   python::compiling::register_compile(m);
 
   m.attr("__version__") = CHAINRULE_VERSION;

@@ -56,6 +56,7 @@ from chainrule.creation import (
 )
 from chainrule.functions import (  # noqa: A004
     add, amax, amin, argmax, argmin, cat, clamp, index_select, stack, detach, div, eq, flatten, ge, gt,
+    argsort, cumprod, cumsum, gather, scatter, scatter_add, sort, topk,
     is_tensor, le, log_softmax, lt, matmul, max, maximum, mean, min, minimum, mul, ne, neg,
     numel, permute, pow, reshape, softmax, squeeze, sub, sum, transpose, unsqueeze, where,
 )
@@ -132,6 +133,7 @@ __all__ = [
     "squeeze", "sub", "sum", "transpose", "unsqueeze", "where",
     "bmm", "chunk", "diagonal", "einsum", "masked_fill", "mm", "narrow", "norm", "split", "std",
     "std_mean", "unbind", "var", "var_mean",
+    "argsort", "cumprod", "cumsum", "gather", "scatter", "scatter_add", "sort", "topk",
     "autograd", "distributed", "linalg", "nn", "optim", "random", "utils", "viz", "load", "save",
     "set_num_threads", "get_num_threads", "show_config", "compile",
     "accelerator", "backends", "cuda", "device", "get_default_device", "set_default_device",

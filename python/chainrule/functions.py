@@ -202,4 +202,43 @@ def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     return _t(input, "index_select").index_select(dim, index)
 
 
+def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
+    """input's elements along dim at the positions in index (see Tensor.gather)."""
+    return _t(input, "gather").gather(dim, index)
+
+
+def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any = None,
+            reduce: str | None = None) -> Tensor:
+    """A copy of input with src (or value) written along dim at index (see Tensor.scatter)."""
+    return _t(input, "scatter").scatter(dim, index, src, value=value, reduce=reduce)
+
+
+def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """A copy of input with src added along dim at index (see Tensor.scatter_add)."""
+    return _t(input, "scatter_add").scatter_add(dim, index, src)
+
+
+def sort(input: Tensor, dim: int = -1, descending: bool = False, *, stable: bool = False) -> Any:
+    """(values, indices) of input sorted along dim (see Tensor.sort)."""
+    return _t(input, "sort").sort(dim, descending, stable=stable)
+
+
+def argsort(input: Tensor, dim: int = -1, descending: bool = False, *, stable: bool = False) -> Tensor:
+    return _t(input, "argsort").argsort(dim, descending, stable=stable)
+
+
+def topk(input: Tensor, k: int, dim: int | None = None, largest: bool = True,
+         sorted: bool = True) -> Any:  # noqa: A002
+    """(values, indices) of the k largest (or smallest) elements along dim (see Tensor.topk)."""
+    return _t(input, "topk").topk(k, dim, largest, sorted)
+
+
+def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    return _t(input, "cumsum").cumsum(dim, dtype=dtype)
+
+
+def cumprod(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:
+    return _t(input, "cumprod").cumprod(dim, dtype=dtype)
+
+
 globals().update(ops.functions("function", _tensor_operand, "chainrule"))

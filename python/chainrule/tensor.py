@@ -699,6 +699,117 @@ class Tensor(C.TensorBase):
         else:
             C.fill_(view, value)
 
+    # ------------------------------------------------------------ dim-wise index and scan ops
+    # gather/scatter (ops/indexing.py) and cumsum/cumprod (ops/scans.py); sort and topk run
+    # one C++ kernel and take their values' gradient from gather at the indices it found.
+    def gather(self, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
+        """The elements along `dim` at the positions in `index` (int64, as many dims as self);
+        the result has index's shape: `out[i][j] = self[i][index[i][j]]` for dim 1.
+
+        >>> import chainrule as cr
+        >>> cr.tensor([[1, 2], [3, 4]]).gather(1, cr.tensor([[0, 0], [1, 0]])).tolist()
+        [[1, 1], [4, 3]]
+        """
+        return apply(ops.Gather, self, _int_arg(dim, "gather", "dim"), _index_data(index, "gather"))
+
+    def scatter(self, dim: int, index: Tensor, src: Any = None, *, value: Any = None,
+                reduce: str | None = None) -> Tensor:
+        """A copy with `src`'s elements (or one number, `value`) written along `dim` at the
+        positions in `index`: `out[i][index[i][j]] = src[i][j]` for dim 1.
+
+        >>> import chainrule as cr
+        >>> cr.zeros(2, 3).scatter(1, cr.tensor([[2], [0]]), cr.ones(2, 1)).tolist()
+        [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+        """
+        dim, index, source = _scatter_arguments(dim, index, src, value, reduce, "scatter")
+        if isinstance(source, Tensor):
+            return apply(ops.Scatter, self, dim, index, source)
+        return apply(ops.ScatterValue, self, dim, index, source)
+
+    def scatter_(self, dim: int, index: Tensor, src: Any = None, *, value: Any = None,
+                 reduce: str | None = None) -> Tensor:
+        """scatter in place (the in-place rules of add_ apply); returns self."""
+        dim, index, source = _scatter_arguments(dim, index, src, value, reduce, "scatter_")
+        _check_inplace(self, "scatter_", source)
+        if isinstance(source, Tensor):
+            C.scatter_(self._data, dim, index, source._data)
+        else:
+            C.scatter_value_(self._data, dim, index, source)
+        return self
+
+    def scatter_add(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
+        """A copy with `src`'s elements added along `dim` at the positions in `index`
+        (positions named twice add up): `out[i][index[i][j]] += src[i][j]` for dim 1.
+
+        >>> import chainrule as cr
+        >>> cr.zeros(3).scatter_add(0, cr.tensor([0, 2, 0]), cr.ones(3)).tolist()
+        [2.0, 0.0, 1.0]
+        """
+        return apply(ops.ScatterAdd, self, _int_arg(dim, "scatter_add", "dim"), _index_data(index, "scatter_add"),
+                     _tensor_operand(src, "scatter_add"))
+
+    def scatter_add_(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
+        """scatter_add in place (the in-place rules of add_ apply); returns self."""
+        dim = _int_arg(dim, "scatter_add_", "dim")
+        index_data, src = _index_data(index, "scatter_add_"), _tensor_operand(src, "scatter_add_")
+        _check_inplace(self, "scatter_add_", src)
+        C.scatter_add_(self._data, dim, index_data, src._data)
+        return self
+
+    def sort(self, dim: int = -1, descending: bool = False, *, stable: bool = False) -> Any:
+        """(values, indices) sorted along `dim`. Every sort is stable (equal elements keep their
+        order), so `stable` changes nothing; NaN sorts above every number, as in PyTorch.
+
+        >>> import chainrule as cr
+        >>> cr.tensor([3, 1, 2]).sort(descending=True).indices.tolist()
+        [0, 2, 1]
+        """
+        dim = _int_arg(dim, "sort", "dim")
+        values, indices = C.sort(self._data, dim, bool(descending))
+        return values_indices(self._selected(values, dim, indices), _wrap(indices))
+
+    def argsort(self, dim: int = -1, descending: bool = False, *, stable: bool = False) -> Tensor:
+        """The indices that sort the tensor along `dim` (stable, as sort)."""
+        return _wrap(C.sort(self._data, _int_arg(dim, "argsort", "dim"), bool(descending))[1])
+
+    def topk(self, k: int, dim: int | None = None, largest: bool = True, sorted: bool = True) -> Any:  # noqa: A002
+        """(values, indices) of the k largest (smallest, `largest=False`) elements along `dim`
+        (the last by default), largest first; always in sorted order.
+
+        >>> import chainrule as cr
+        >>> cr.tensor([1.0, 5.0, 3.0]).topk(2).values.tolist()
+        [5.0, 3.0]
+        """
+        dim = -1 if dim is None else _int_arg(dim, "topk", "dim")
+        values, indices = C.topk(self._data, _int_arg(k, "topk", "k"), dim, bool(largest))
+        return values_indices(self._selected(values, dim, indices), _wrap(indices))
+
+    def _selected(self, values: Any, dim: int, indices: Any) -> Tensor:
+        """sort's and topk's values as a result: with a gradient, gather's at the indices."""
+        if self._requires_grad and _grad_enabled():
+            return apply(ops.Gather, self, dim, indices)  # the same values, recorded
+        return _wrap(values)
+
+    def cumsum(self, dim: int, *, dtype: Any = None) -> Tensor:
+        """Cumulative sums along `dim` (int64 and bool give int64; float32 sums in float64).
+
+        >>> import chainrule as cr
+        >>> cr.tensor([1, 2, 3]).cumsum(0).tolist()
+        [1, 3, 6]
+        """
+        source = self if dtype is None else self.to(dtype)
+        return apply(ops.Cumsum, source, _int_arg(dim, "cumsum", "dim"), False)
+
+    def cumprod(self, dim: int, *, dtype: Any = None) -> Tensor:
+        """Cumulative products along `dim`; the gradient is exact where the input has zeros.
+
+        >>> import chainrule as cr
+        >>> cr.tensor([1.0, 2.0, 3.0]).cumprod(0).tolist()
+        [1.0, 2.0, 6.0]
+        """
+        source = self if dtype is None else self.to(dtype)
+        return apply(ops.Cumprod, source, _int_arg(dim, "cumprod", "dim"))
+
     # ------------------------------------------------------------ in place
     def add_(self, other: Any, *, alpha: Any = 1) -> Tensor:
         if alpha != 1:
@@ -998,6 +1109,43 @@ def _index_int(value: Any) -> int:
     if isinstance(value, Tensor) and value.dtype == int64 and value.numel() == 1:
         return int(value.item())
     raise TypeError(f"slice indices must be integers or None, got {value!r}")
+
+
+def _int_arg(value: Any, op: str, name: str) -> int:
+    """A dim or a count given as an int (TypeError otherwise)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        value = int(value)
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise IndexError(f"{op}: {name} {value} is out of range")
+        return value
+    if isinstance(value, Tensor) and value.dtype == int64 and value.numel() == 1:
+        return int(value.item())
+    raise TypeError(f"{op}: {name} must be an int, got {value!r}")
+
+
+def _index_data(index: Any, op: str) -> Any:
+    """The raw int64 array of an index argument (the kernel checks its dtype and values)."""
+    if isinstance(index, Tensor):
+        return index._data
+    if isinstance(index, np.ndarray):
+        return to_array(index)
+    raise TypeError(f"{op}: index must be a Tensor, got {type(index).__name__}")
+
+
+def _scatter_arguments(dim: Any, index: Any, src: Any, value: Any, reduce: Any, op: str) -> tuple[int, Any, Any]:
+    """(dim, the index's array, a src Tensor or a number) of scatter's two spellings:
+    scatter(dim, index, src) and scatter(dim, index, value)."""
+    if reduce is not None:
+        raise ValueError(f"{op}: reduce={reduce!r} is not supported (PyTorch deprecates it); use "
+                         "scatter_add for reduce='add'")
+    if (src is None) == (value is None):
+        raise TypeError(f"{op}: expected one of src (a Tensor) or value (a number)")
+    source = value if src is None else src
+    if isinstance(source, np.ndarray):
+        source = _wrap(to_array(source))
+    elif not isinstance(source, Tensor):
+        source = _number(source, op)
+    return _int_arg(dim, op, "dim"), _index_data(index, op), source
 
 
 def _check_inplace(t: Tensor, op: str, other: Any = None) -> None:

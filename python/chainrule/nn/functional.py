@@ -8,7 +8,8 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from chainrule import ops
-from chainrule.creation import rand
+from chainrule._dtype import int64
+from chainrule.creation import rand, zeros
 from chainrule.tensor import Tensor, _tensor_operand
 
 _linear = ops.forward("linear")
@@ -305,6 +306,36 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
     if reduction == "mean" and scale is not None:
         return loss.sum() / scale.sum()
     return _reduce(loss, reduction, "nll_loss")
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """An int64 tensor of shape `tensor.shape + (num_classes,)` with a 1 at each class index
+    of `tensor` (int64) and 0 elsewhere; num_classes=-1 takes the largest index plus one.
+
+    >>> import chainrule as cr
+    >>> cr.nn.functional.one_hot(cr.tensor([0, 2])).tolist()
+    [[1, 0, 0], [0, 0, 1]]
+    """
+    tensor = _tensor_operand(tensor, "one_hot")
+    if tensor.dtype.name != "int64":
+        raise TypeError(f"one_hot: expected int64 class indices, got dtype {tensor.dtype.name}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"one_hot: num_classes must be an int, got {num_classes!r}")
+    if tensor.numel() == 0:
+        if num_classes == -1:
+            raise ValueError("one_hot: cannot infer the number of classes from an empty tensor; "
+                             "give num_classes")
+    else:
+        low, high = tensor.amin().item(), tensor.amax().item()
+        if low < 0:
+            raise IndexError(f"one_hot: class values must be non-negative, got {low}")
+        if num_classes == -1:
+            num_classes = high + 1
+        elif high >= num_classes:
+            raise IndexError(f"one_hot: class value {high} is out of range for num_classes={num_classes}")
+    if num_classes < 0:
+        raise ValueError(f"one_hot: num_classes must be -1 or non-negative, got {num_classes}")
+    return zeros(*tensor.shape, num_classes, dtype=int64).scatter_(-1, tensor.unsqueeze(-1), 1)
 
 
 globals().update(ops.functions("functional", _tensor_operand, "chainrule.nn.functional"))

@@ -12,6 +12,8 @@
     normalization.py  batch_norm, layer_norm, embedding
     recurrent.py    the LSTM, GRU and RNN recurrences over whole sequences, LSTM and GRU cell updates
     activations.py  erf, gelu, leaky_relu, elu
+    indexing.py     gather (also sort's and topk's values), scatter, scatter with a value, scatter_add
+    scans.py        cumsum, cumprod
 
 Adding an op that needs no new kernel is one entry (an OpNode subclass with `@op(...)`) plus
 its gradcheck case; `method=True`, `function=True`, `functional=True` make `Tensor.name`,
@@ -27,6 +29,7 @@ from chainrule import _core
 from chainrule.ops import elementwise, losses, products, reductions, shapes  # noqa: F401  (registers)
 from chainrule.ops import convolution, normalization, recurrent  # noqa: F401  (registers)
 from chainrule.ops import activations  # noqa: F401  (registers)
+from chainrule.ops import indexing, scans  # noqa: F401  (registers)
 from chainrule.ops.elementwise import (
     Abs,
     Clamp,
@@ -40,8 +43,10 @@ from chainrule.ops.elementwise import (
     Square,
     Where,
 )
+from chainrule.ops.indexing import Gather, Scatter, ScatterAdd, ScatterValue
 from chainrule.ops.losses import BinaryCrossEntropy, BinaryCrossEntropyWithLogits
 from chainrule.ops.reductions import Amax, Amin, MaxAlongDim, Std, Var, VectorNorm
+from chainrule.ops.scans import Cumprod, Cumsum
 from chainrule.ops.shapes import (
     Cast,
     Cat,
@@ -71,8 +76,11 @@ __all__ = [
     "Clamp",
     "ConstantPad",
     "Cos",
+    "Cumprod",
+    "Cumsum",
     "Diagonal",
     "Expand",
+    "Gather",
     "Identity",
     "Index",
     "IndexSelect",
@@ -84,6 +92,9 @@ __all__ = [
     "Permute",
     "Pow",
     "Reshape",
+    "Scatter",
+    "ScatterAdd",
+    "ScatterValue",
     "Sin",
     "Sqrt",
     "Square",
