@@ -404,6 +404,36 @@ def test_inplace_on_nonleaf_matches_numpy():
     np.testing.assert_allclose(w.grad.numpy(), 2 * x0)
 
 
+def _indexing_inplace_chain(lib):
+    """scatter_, masked_fill_ and scatter_add_ on a non-leaf tensor, then backward."""
+    w = lib.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=lib.float64, requires_grad=True)
+    s = lib.tensor([[0.5], [-1.5]], dtype=lib.float64, requires_grad=True)
+    index = lib.tensor([[0], [2]])
+    y = w * w
+    y.scatter_(1, index, s * 2)
+    y.masked_fill_(y > 20, 0.0)
+    y.scatter_add_(1, index, w[:, 1:2] * 3)
+    y.scatter_(1, lib.tensor([[2], [0]]), 7.0)
+    (y * y).sum().backward()
+    return y.detach().numpy(), w.grad.numpy(), s.grad.numpy()
+
+
+@requires_torch
+def test_indexing_inplace_on_nonleaf_matches_pytorch():
+    for ours, theirs in zip(_indexing_inplace_chain(cr), _indexing_inplace_chain(torch)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+def test_indexing_inplace_on_leaf_refused():
+    leaf = cr.tensor([[1.0, 2.0]], requires_grad=True)
+    index = cr.tensor([[1]])
+    for call in (lambda: leaf.scatter_(1, index, 0.0), lambda: leaf.scatter_add_(1, index, cr.ones(1, 1)),
+                 lambda: leaf.masked_fill_(leaf > 1, 0.0)):
+        with pytest.raises(RuntimeError, match=r"leaf.*\(1, 2\)"):
+            call()
+    assert leaf.tolist() == [[1.0, 2.0]]
+
+
 def test_inplace_rules_and_errors():
     leaf = cr.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(RuntimeError, match=r"add_.*leaf.*\(2,\)"):

@@ -213,13 +213,15 @@ def masked_fill(input: Tensor, mask: Tensor, value: Any) -> Tensor:
 
 def masked_fill_(input: Tensor, mask: Tensor, value: Any) -> Tensor:
     """masked_fill in place: the mask must broadcast to input's shape, which stays."""
-    from chainrule.tensor import _check_inplace
+    from chainrule.ops import inplace
 
     mask, value = _mask(mask, "masked_fill_"), _fill_value(value, "masked_fill_")
     if tuple(C.broadcast_shapes(list(input.shape), list(mask.shape))) != input.shape:
         raise ValueError(f"masked_fill_: a mask of shape {mask.shape} does not broadcast to the "
                          f"tensor's shape {input.shape}")
-    _check_inplace(input, "masked_fill_", value)
+    if inplace.needs_graph(input, value):  # recorded as the out-of-place masked_fill
+        return inplace.record(input, "masked_fill_", lambda t: masked_fill(t, mask, value), value,
+                              reads_self=False)
     fill = value._data.to(input.dtype) if isinstance(value, Tensor) else C.full((), value, input.dtype)
     C.copy_(input._data, C.where(mask._data, fill, input._data))
     return input

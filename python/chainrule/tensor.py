@@ -730,7 +730,10 @@ class Tensor(C.TensorBase):
                  reduce: str | None = None) -> Tensor:
         """scatter in place (the in-place rules of add_ apply); returns self."""
         dim, index, source = _scatter_arguments(dim, index, src, value, reduce, "scatter_")
-        _check_inplace(self, "scatter_", source)
+        if _inplace_ops.needs_graph(self, source):  # recorded as the out-of-place scatter
+            return _inplace_ops.record(self, "scatter_", lambda t: apply(ops.Scatter if isinstance(source, Tensor) else ops.ScatterValue, t, dim, index, source),
+                                       source,
+                                       reads_self=False)
         if isinstance(source, Tensor):
             C.scatter_(self._data, dim, index, source._data)
         else:
@@ -752,7 +755,9 @@ class Tensor(C.TensorBase):
         """scatter_add in place (the in-place rules of add_ apply); returns self."""
         dim = _int_arg(dim, "scatter_add_", "dim")
         index_data, src = _index_data(index, "scatter_add_"), _tensor_operand(src, "scatter_add_")
-        _check_inplace(self, "scatter_add_", src)
+        if _inplace_ops.needs_graph(self, src):  # recorded as the out-of-place scatter_add
+            return _inplace_ops.record(self, "scatter_add_", lambda t: apply(ops.ScatterAdd, t, dim, index_data, src), src,
+                                       reads_self=False)
         C.scatter_add_(self._data, dim, index_data, src._data)
         return self
 
@@ -1146,13 +1151,6 @@ def _scatter_arguments(dim: Any, index: Any, src: Any, value: Any, reduce: Any, 
     elif not isinstance(source, Tensor):
         source = _number(source, op)
     return _int_arg(dim, op, "dim"), _index_data(index, op), source
-
-
-def _check_inplace(t: Tensor, op: str, other: Any = None) -> None:
-    """PyTorch's rule for an in-place op that is not recorded: refused on a leaf that requires
-    grad (and on a view of a tensor in a graph) outside no_grad."""
-    if _inplace_ops.needs_graph(t, other):
-        _inplace_ops.check(t, op)
 
 
 def _inplace(t: Tensor, fn: Callable[..., None], other: Any, op: str,
