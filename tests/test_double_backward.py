@@ -510,3 +510,121 @@ def test_create_graph_in_one_thread_leaves_another_threads_backward_alone():
         np.testing.assert_allclose(h.numpy(), [1.8, -1.2])
     thread.join()
     assert not errors, errors[0]
+
+
+# ------------------------------------------------------------------ review findings (regressions)
+def _x_s(lib):
+    x = lib.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=lib.float64, requires_grad=True)
+    s = lib.tensor([5.0, 6.0], dtype=lib.float64, requires_grad=True)
+    return x, s
+
+
+def _views_then_inplace(lib, case):
+    x, s = _x_s(lib)
+    b = x * 1
+    if case == "base_changed_after_transpose":
+        v = b.t()
+        b.mul_(3)
+        out = (v * v).sum() + s.sum()
+    elif case == "base_changed_after_view_of_view":
+        v = b.view(4)
+        w = v[1:]
+        b.add_(s)
+        out = (w * w).sum() + (v * x.reshape(4)).sum()
+    elif case == "base_changed_after_diagonal":
+        v = b.diagonal()
+        b.mul_(s)
+        out = (v * v).sum()
+    elif case == "base_changed_after_index_of_index":
+        w = b[0][1:]
+        b.mul_(2)
+        out = (w * x[1, 1]).sum() + s.sum()
+    elif case == "inplace_on_chunk":
+        b.chunk(2)[1].mul_(s)  # PyTorch refuses this one; the rebased history is exact
+        out = (b * b).sum()
+    elif case == "copy_into_view_of_buffer":
+        buf = lib.zeros(3, 2, dtype=lib.float64)
+        buf[1].copy_(s)
+        out = (buf * lib.cat([x, x[:1]])).sum()
+    return [g.detach().numpy() for g in lib.autograd.grad(out, (x, s))]
+
+
+VIEW_CASES = ["base_changed_after_transpose", "base_changed_after_view_of_view", "base_changed_after_diagonal",
+              "base_changed_after_index_of_index", "copy_into_view_of_buffer"]
+
+
+@requires_torch
+@pytest.mark.parametrize("case", VIEW_CASES)
+def test_views_follow_inplace_changes_as_pytorch(case):
+    for ours, theirs in zip(_views_then_inplace(cr, case), _views_then_inplace(torch, case)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+def test_inplace_on_chunk_rebases_the_base():
+    gx, gs = _views_then_inplace(cr, "inplace_on_chunk")  # b = [x0, x1 * s]; d sum(b^2)
+    np.testing.assert_allclose(gx, [[2.0, 4.0], [150.0, 288.0]])
+    np.testing.assert_allclose(gs, [90.0, 192.0])
+
+
+@pytest.mark.parametrize("make", [lambda b: b.view(4), lambda b: b.diagonal(), lambda b: b.t(),
+                                  lambda b: b.unsqueeze(0)])
+def test_inplace_on_reshaping_views_refused_not_wrong(make):
+    x, s = _x_s(cr)
+    with pytest.raises(RuntimeError, match=r"mul_: in-place operation on a view"):
+        make(x * 1).mul_(3.0)
+    buf = cr.zeros(2, 2, dtype=cr.float64)
+    with pytest.raises(RuntimeError, match=r"add_: in-place operation on a view"):
+        buf.view(4).add_(cr.cat([s, s]))
+
+
+@requires_torch
+def test_create_graph_through_index_add_backwards_matches_pytorch():
+    def run(lib):
+        import chainrule.nn.functional as crF
+        F = crF if lib is cr else torch.nn.functional
+        a = lib.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=lib.float64, requires_grad=True)
+        w = lib.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=lib.float64, requires_grad=True)
+        idx = lib.tensor([2, 0, 2])
+        losses = [(a.index_select(1, idx) ** 2).sum(), (F.embedding(idx, w, padding_idx=0) ** 2).sum(),
+                  (F.pad(a.unsqueeze(0), (1, 1), mode="replicate") ** 2).sum(), (a[[1, 1]] * a).sum()]
+        out = []
+        for loss, p in zip(losses, (a, w, a, a)):
+            (g,) = lib.autograd.grad(loss, p, create_graph=True)
+            out += [g.detach().numpy(), lib.autograd.grad((g * g).sum(), p)[0].numpy()]
+        return out
+
+    for ours, theirs in zip(run(cr), run(torch)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+def test_cumprod_second_derivative_with_a_zero():
+    x = cr.tensor([2.0, 0.0, 3.0], dtype=cr.float64, requires_grad=True)
+    (g,) = cr.autograd.grad(x.cumprod(0).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), [1.0, 2.0 + 6.0, 0.0])  # d/dx_k sum_j prod_{i<=j}
+    np.testing.assert_allclose(cr.autograd.grad(g[0], x)[0].numpy(), [0.0, 4.0, 0.0])  # 1 + x1 + x1 x2
+    assert cr.autograd.gradgradcheck(lambda t: t.cumprod(0), (x,))
+
+
+def test_function_with_several_outputs_saving_one_differentiates_twice():
+    class ExpAndDouble(cr.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            e = x.exp()
+            ctx.save_for_backward(e)
+            return e, x * 2
+
+        @staticmethod
+        def backward(ctx, ge, gd):
+            (e,) = ctx.saved_tensors
+            return ge * e + gd * 2
+
+    x = cr.tensor([0.5], dtype=cr.float64, requires_grad=True)
+    e, _ = ExpAndDouble.apply(x)
+    (g,) = cr.autograd.grad((e * e).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.detach().numpy(), 2 * np.exp(1.0))
+    np.testing.assert_allclose(cr.autograd.grad(g.sum(), x)[0].numpy(), 4 * np.exp(1.0))
+
+
+def test_einsum_refuses_mixed_dtypes():
+    with pytest.raises(TypeError, match="einsum.*float64 and float32"):
+        cr.einsum("ij,jk->ik", cr.ones(2, 3, dtype=cr.float64), cr.ones(3, 2))

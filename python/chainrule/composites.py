@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from chainrule import _core, ops
+from chainrule.ops import inplace
 from chainrule.tensor import Tensor, _check_dim, _dims, _tensor_operand, _wrap, apply
 
 C = _core
@@ -83,7 +84,7 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     if length < 0 or start + length > size:
         raise ValueError(f"narrow: start ({start}) + length ({length}) exceeds dim {dim} of size "
                          f"{size} (shape {t.shape})")
-    return apply(ops.Index, t, [("slice", (dim % t.ndim, start, start + length, 1))])
+    return inplace.index_view(t, [("slice", (dim % t.ndim, start, start + length, 1))])
 
 
 def split(tensor: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
@@ -157,7 +158,7 @@ def unbind(input: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
         raise ValueError("unbind: expected a tensor with at least one dim, got a 0-d tensor")
     _check_dim(dim, t.ndim, "unbind")
     dim = dim % t.ndim
-    return tuple(apply(ops.Index, t, [("select", (dim, i))]) for i in range(t.shape[dim]))
+    return tuple(inplace.index_view(t, [("select", (dim, i))]) for i in range(t.shape[dim]))
 
 
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
@@ -176,7 +177,9 @@ def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Te
     d1, d2 = dim1 % t.ndim, dim2 % t.ndim
     if d1 == d2:
         raise ValueError(f"diagonal: dim1 and dim2 must differ, both are {d1} (shape {t.shape})")
-    return apply(ops.Diagonal, t, int(offset), d1, d2)
+    from chainrule.tensor import _view
+
+    return _view(ops.Diagonal, t, int(offset), d1, d2)
 
 
 # ------------------------------------------------------------------ masked_fill
@@ -213,7 +216,6 @@ def masked_fill(input: Tensor, mask: Tensor, value: Any) -> Tensor:
 
 def masked_fill_(input: Tensor, mask: Tensor, value: Any) -> Tensor:
     """masked_fill in place: the mask must broadcast to input's shape, which stays."""
-    from chainrule.ops import inplace
 
     mask, value = _mask(mask, "masked_fill_"), _fill_value(value, "masked_fill_")
     if tuple(C.broadcast_shapes(list(input.shape), list(mask.shape))) != input.shape:
@@ -475,6 +477,8 @@ def einsum(*args: Any) -> Tensor:
     else:
         equation, operands = _sublist_equation(args)
     tensors = [_tensor_operand(o, "einsum") for o in operands]
+    for other in tensors[1:]:  # as PyTorch: no promotion between operands
+        _same_dtype("einsum", tensors[0], other)
     equation = equation.replace(" ", "")
     lhs, arrow, rhs = equation.partition("->")
     terms = lhs.split(",")

@@ -536,24 +536,24 @@ class Tensor(C.TensorBase):
 
     # ------------------------------------------------------------ shapes
     def reshape(self, *shape: Any) -> Tensor:
-        return apply(ops.Reshape, self, "reshape", _shape(shape, "reshape"))
+        return _view(ops.Reshape, self, "reshape", _shape(shape, "reshape"))
 
     def view(self, *shape: Any) -> Tensor:
-        return apply(ops.Reshape, self, "view", _shape(shape, "view"))
+        return _view(ops.Reshape, self, "view", _shape(shape, "view"))
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        return apply(ops.Reshape, self, "flatten", start_dim, end_dim)
+        return _view(ops.Reshape, self, "flatten", start_dim, end_dim)
 
     def squeeze(self, dim: int | None = None) -> Tensor:
         if dim is None:
-            return apply(ops.Reshape, self, "squeeze")
-        return apply(ops.Reshape, self, "squeeze", dim)
+            return _view(ops.Reshape, self, "squeeze")
+        return _view(ops.Reshape, self, "squeeze", dim)
 
     def unsqueeze(self, dim: int) -> Tensor:
-        return apply(ops.Reshape, self, "unsqueeze", dim)
+        return _view(ops.Reshape, self, "unsqueeze", dim)
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
-        return apply(ops.Transpose, self, dim0, dim1)
+        return _view(ops.Transpose, self, dim0, dim1)
 
     def t(self) -> Tensor:
         if self.ndim > 2:
@@ -567,10 +567,10 @@ class Tensor(C.TensorBase):
         return self.transpose(0, 1)
 
     def permute(self, *dims: Any) -> Tensor:
-        return apply(ops.Permute, self, _shape(dims, "permute"))
+        return _view(ops.Permute, self, _shape(dims, "permute"))
 
     def expand(self, *shape: Any) -> Tensor:
-        return apply(ops.Expand, self, _shape(shape, "expand"))
+        return _view(ops.Expand, self, _shape(shape, "expand"))
 
     def expand_as(self, other: Tensor) -> Tensor:
         return self.expand(_tensor_operand(other, "expand_as").shape)
@@ -673,10 +673,7 @@ class Tensor(C.TensorBase):
         rows, rest = _split_tensor_index(self, index)
         if rows is None:
             steps = _view_steps(self._data, index)
-            view = apply(ops.Index, self, steps)
-            if view._requires_grad:  # an in-place op on the view rebases self's history
-                _inplace_ops.remember_view(view, self, steps)
-            return view
+            return _inplace_ops.index_view(self, steps)  # in place on either: the other follows
         t = apply(ops.IndexSelect, self, 0, rows.reshape([-1]))
         if rows.ndim != 1:  # an N-d index: the gathered rows take the index's shape
             t = t.reshape(tuple(rows.shape) + self.shape[1:])
@@ -1151,6 +1148,16 @@ def _scatter_arguments(dim: Any, index: Any, src: Any, value: Any, reduce: Any, 
     elif not isinstance(source, Tensor):
         source = _number(source, op)
     return _int_arg(dim, op, "dim"), _index_data(index, op), source
+
+
+def _view(op: Any, t: Tensor, *args: Any) -> Tensor:
+    """A view op (reshape, transpose, permute, expand): when it shares t's memory in a graph, the
+    view is remembered with t, so that an in-place change of t later reaches the view's
+    gradient (and one of the view itself is refused: it cannot be written back to t's history)."""
+    out = apply(op, t, *args)
+    if _grad_enabled() and out._data.shares_storage(t._data):
+        _inplace_ops.remember_view(out, t, lambda base: apply(op, base, *args))
+    return out
 
 
 def _inplace(t: Tensor, fn: Callable[..., None], other: Any, op: str,

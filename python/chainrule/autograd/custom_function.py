@@ -135,7 +135,7 @@ class CustomNode(FunctionCtx, OpNode):
                 "tensors were freed after the first backward); pass retain_graph=True to the first "
                 "backward if you need to run it twice")
         out = []
-        for kind, value, version in self._saved:
+        for kind, value, version, k in self._saved:
             if kind is None:
                 out.append(None)
                 continue
@@ -147,11 +147,22 @@ class CustomNode(FunctionCtx, OpNode):
                     f"it was saved at version {version} and is now at version {array.version}")
             if kind == _INPUT:
                 out.append(value)
+            elif kind == _OUTPUT and self._layout is None:
+                out.append(_wrap(value, self))
             elif kind == _OUTPUT:
-                out.append(_wrap(value, self if self._layout is None else None))
+                out.append(self._saved_output(value, k))
             else:
                 out.append(_wrap(value))
         return tuple(out)
+
+    def _saved_output(self, array: Any, k: int) -> Any:
+        """Output k of several, saved: under create_graph it leads back to this node (through
+        the concatenation, as the output itself does), so a second derivative sees it."""
+        if not C.is_grad_enabled():
+            return _wrap(array)
+        start, n, _, _ = self._layout[-1]
+        flat = _wrap(C.full([start + n], 0, C.DType.float64), self)  # stands for the concatenation
+        return C.apply(_Select, flat, self, k, array)
 
     def release(self) -> None:
         if self._saved:
@@ -252,13 +263,14 @@ class _Call:
         saved = []
         for t in getattr(ctx, "_to_save", ()):
             if t is None:
-                saved.append((None, None, 0))
+                saved.append((None, None, 0, 0))
             elif any(t is a for a in self.args):
-                saved.append((_INPUT, t, t._data.version))
+                saved.append((_INPUT, t, t._data.version, 0))
             elif any(t is o for o in items):
-                saved.append((_OUTPUT, t._data, t._data.version))
+                k = next(i for i, o in enumerate(items) if t is o)
+                saved.append((_OUTPUT, t._data, t._data.version, k))
             else:
-                saved.append((_OTHER, t._data, t._data.version))
+                saved.append((_OTHER, t._data, t._data.version, 0))
         ctx._saved = tuple(saved)
         if "_to_save" in ctx.__dict__:
             del ctx._to_save

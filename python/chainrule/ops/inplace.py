@@ -23,8 +23,12 @@ from chainrule import _core
 
 C = _core
 
-# The nodes of ops whose output is a view of their input.
-VIEW_NODES = frozenset({"IndexBackward", "TransposeBackward", "PermuteBackward", "ExpandBackward"})
+# The nodes of ops whose output is (or may be) a view of their input. An in-place op on such an
+# output is refused unless the view was remembered with its base (basic indexing, narrow,
+# chunk, split, unbind): changing it would change the base without the base's history knowing.
+# (A reshape that copied is refused too: the node does not tell a copy from a view.)
+VIEW_NODES = frozenset({"IndexBackward", "TransposeBackward", "PermuteBackward", "ExpandBackward",
+                        "ReshapeBackward", "DiagonalBackward"})
 
 
 def _requires_grad(x: Any) -> bool:
@@ -47,6 +51,30 @@ def remember_view(view: Any, base: Any, steps: Any) -> None:
     _VIEW_BASES[key] = (weakref.ref(view, lambda _: _VIEW_BASES.pop(key, None)), base, steps)
 
 
+def index_view(t: Any, steps: Any) -> Any:
+    """t viewed through basic-indexing steps (slice/select), remembered with t when a graph may
+    be recorded, so that an in-place op on either one keeps the other's history right."""
+    from chainrule.ops.shapes import Index
+
+    view = C.apply(Index, t, steps)
+    if C.is_grad_enabled():
+        remember_view(view, t, steps)
+    return view
+
+
+def _refresh_views(base: Any, skip: Any = None) -> None:
+    """base was changed in place: each remembered view of it reads the new base (PyTorch
+    regenerates a view's grad_fn the same way), so its gradient reaches the new history."""
+    from chainrule.ops.shapes import Index
+
+    for ref, owner, steps in list(_VIEW_BASES.values()):
+        view = ref()
+        if owner is base and view is not None and view is not skip and base._requires_grad:
+            view.grad_fn = (steps(base) if callable(steps) else C.apply(Index, base, steps)).grad_fn
+            view._requires_grad = True
+            _refresh_views(view)  # and the views of that view
+
+
 def view_base(t: Any) -> tuple[Any, Any] | None:
     """(base, steps) when t is a basic-indexing view of a tensor (and still that view)."""
     entry = _VIEW_BASES.get(id(t))
@@ -65,6 +93,11 @@ def check(t: Any, op: str) -> None:
     based = view_base(t)
     if based is not None:
         base = based[0]
+        if callable(based[1]):
+            raise RuntimeError(
+                f"{op}: in-place operation on a view ({t.grad_fn.name() if t.grad_fn else 'view'}, shape "
+                f"{tuple(t.shape)}) of a tensor of shape {tuple(base.shape)} is not supported while "
+                "autograd records it; clone() the view first, or write into the base tensor")
         if base.grad_fn is None and base._requires_grad:
             raise RuntimeError(
                 f"{op}: a view of a leaf Variable that requires grad (shape {tuple(base.shape)}) is "
@@ -105,6 +138,7 @@ def record(t: Any, op: str, compute: Callable[[Any], Any], *others: Any, reads_s
     if out._requires_grad:
         t.grad_fn = out.grad_fn
         t._requires_grad = True
+        _refresh_views(t)
     return t
 
 
@@ -123,6 +157,7 @@ def _rebase(view: Any, out: Any, base: Any, steps: Any) -> Any:
     C.copy_(view._data, out._data)  # into the base's memory: its version goes up
     base.grad_fn = new_base.grad_fn
     base._requires_grad = True
+    _refresh_views(base, skip=view)
     view.grad_fn = C.apply(Index, new_base, steps).grad_fn
     view._requires_grad = True
     return view

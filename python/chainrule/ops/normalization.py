@@ -115,7 +115,9 @@ class Embedding(OpNode):
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (flat,) = ctx.saved_tensors
         gw = K.full(list(ctx.weight_shape), 0, g.dtype)
-        K.index_add_(gw, 0, flat, g.reshape([-1, ctx.weight_shape[1]]))
-        if ctx.padding_idx is not None:
-            K.fill_(gw.slice(0, ctx.padding_idx, ctx.padding_idx + 1, 1), 0)
+        if ctx.padding_idx is not None:  # the padding row's gradients dropped before adding
+            g = K.where(K.ne(flat, ctx.padding_idx).reshape([-1, 1]), g.reshape([-1, ctx.weight_shape[1]]),
+                        K.full([], 0, g.dtype))
+        added = K.index_add_(gw, 0, flat, g.reshape([-1, ctx.weight_shape[1]]))
+        gw = gw if added is None else added
         return gw, None, None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from chainrule import _core
 from chainrule.ops.kernels import K
 from chainrule.autograd.function import OpNode
@@ -51,6 +53,8 @@ class Cumprod(OpNode):
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (a,) = ctx.saved_tensors
         dim = ctx.dim
+        if isinstance(g, C.TensorBase):  # recorded (create_graph): exact in every element
+            return _cumprod_backward_recorded(a, g, dim), None
         is_zero = K.eq(a, 0)
         safe = K.add(a, is_zero)                    # a with its zeros replaced by ones
         zeros_so_far = K.cumsum(is_zero, dim, False)
@@ -65,3 +69,21 @@ def _zeros_mask() -> Any:
     import chainrule as cr
 
     return cr.tensor([[1.0, 0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 1.0, 1.0, 1.0]], dtype=cr.float64)
+
+
+def _cumprod_backward_recorded(a: Any, g: Any, dim: int) -> Any:
+    """grad_k = sum_{j >= k} g_j prod_{i <= j, i != k} a_i with no division, on Tensors (O(n^2)
+    per line, as PyTorch's differentiable path): its derivatives are right where a has zeros."""
+    import chainrule as cr
+
+    nd = max(a.ndim, 1)
+    a_t = (a if a.ndim else a.reshape(1)).transpose(dim, nd - 1)
+    g_t = (g if g.ndim else g.reshape(1)).transpose(dim, nd - 1)
+    n = a_t.shape[-1]
+    eye = cr.tensor(np.eye(n, dtype=bool))
+    m = cr.where(eye, cr.ones((), dtype=a.dtype), a_t.unsqueeze(-2))        # [..., k, i]
+    later = cr.tensor(np.triu(np.ones((n, n), dtype=bool)))                   # j >= k
+    terms = m.cumprod(-1) * g_t.unsqueeze(-2)                                 # [..., k, j]
+    out = cr.where(later, terms, cr.zeros((), dtype=a.dtype)).sum(-1)
+    out = out.transpose(dim, nd - 1)
+    return out.reshape(a.shape) if a.ndim == 0 else out

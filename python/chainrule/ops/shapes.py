@@ -180,7 +180,8 @@ class IndexSelect(OpNode):
     def backward(ctx: Any, g: Array) -> tuple[Any, ...]:
         (index,) = ctx.saved_tensors
         out = K.full(list(ctx.shape), 0, g.dtype)
-        K.index_add_(out, ctx.dim, index, g)
+        added = K.index_add_(out, ctx.dim, index, g)  # a new Tensor when recorded, None in place
+        out = out if added is None else added
         return out, None, None
 
 
