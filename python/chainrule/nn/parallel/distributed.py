@@ -41,6 +41,9 @@ class _Bucket:
         return self.buffer[self.offsets[i]:self.offsets[i + 1]]
 
 
+FIRST_BUCKET_BYTES = 1024 * 1024  # PyTorch's dist._DEFAULT_FIRST_BUCKET_BYTES
+
+
 class _Reducer:
     """Fills the buckets from the gradient hooks and all-reduces them as they fill."""
 
@@ -52,7 +55,10 @@ class _Reducer:
         current: list[tuple[str, Tensor]] = []
         size = 0
         for name, p in reversed(named_params):
-            if current and (p.dtype != current[0][1].dtype or size >= bucket_cap_bytes):
+            # As PyTorch: the first bucket (the last layers' gradients, ready first) is capped at
+            # 1 MiB, so that its all-reduce starts early and overlaps the rest of backward.
+            cap = min(FIRST_BUCKET_BYTES, bucket_cap_bytes) if not self.buckets else bucket_cap_bytes
+            if current and (p.dtype != current[0][1].dtype or size >= cap):
                 self._add_bucket(current)
                 current, size = [], 0
             current.append((name, p))
