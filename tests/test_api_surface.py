@@ -170,7 +170,7 @@ TENSOR_METHODS = """numel item tolist numpy __array__ __len__ __repr__ __float__
     backward detach requires_grad_ register_hook retain_grad
     float double long bool to cpu
     mm bmm view_as reshape_as expand_as new_zeros new_ones new_full new_empty new_tensor
-    masked_fill masked_fill_ chunk split unbind narrow diagonal std var norm""".split()
+    masked_fill masked_fill_ chunk split unbind narrow diagonal flip std var norm""".split()
 
 
 @pytest.mark.parametrize("name", TENSOR_METHODS)
@@ -269,7 +269,7 @@ PACKAGE_FUNCTIONS = """exp log sqrt abs sigmoid tanh relu clamp softmax log_soft
     maximum minimum where sum mean amax amin max min argmax argmin matmul sin cos
     add sub mul div pow neg eq ne lt le gt ge cat stack manual_seed no_grad is_grad_enabled
     save load linspace mm bmm masked_fill chunk split unbind narrow diagonal std var std_mean
-    var_mean norm einsum""".split()
+    var_mean norm einsum flip""".split()
 
 
 @pytest.mark.parametrize("name", PACKAGE_FUNCTIONS)

@@ -653,3 +653,35 @@ def test_compile_replays_the_composites_bit_for_bit():
             grads = (w.grad.numpy().copy(), v.grad.numpy().copy())
             assert np.array_equal(compiled(x).numpy(), eager.numpy())
             assert np.array_equal(w.grad.numpy(), grads[0]) and np.array_equal(v.grad.numpy(), grads[1])
+
+
+# ---------------------------------------------------------------- flip
+@pytest.mark.parametrize("dims", [0, (1,), (0, 2), (-1, 0), [2, 1, 0]])
+def test_flip_matches_numpy_and_its_gradient(dims):
+    x = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    t = cr.tensor(x, requires_grad=True)
+    np.testing.assert_array_equal(_np(t.flip(dims)), np.flip(x, dims))
+    np.testing.assert_array_equal(_np(cr.flip(t, dims)), np.flip(x, dims))
+    w = np.linspace(-1.0, 1.0, 24).reshape(2, 3, 4)
+    (t.flip(dims) * cr.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(_np(t.grad), np.flip(w, dims))  # d/dx of sum(flip(x) w)
+    assert cr.autograd.gradcheck(lambda a: a.flip(dims), (cr.tensor(x, requires_grad=True),))
+
+
+def test_flip_edges_and_errors():
+    assert cr.tensor(3.0).flip(0).item() == 3.0 and cr.zeros(0, 2).flip(0).shape == (0, 2)
+    x = cr.tensor([[1, 2], [3, 4]])
+    assert x.flip(0, 1).tolist() == [[4, 3], [2, 1]] and x.flip(()).tolist() == x.tolist()
+    with pytest.raises(ValueError, match=r"flip: dim 0 appears more than once"):
+        x.flip((0, -2))
+    with pytest.raises(IndexError, match="flip"):
+        x.flip(2)
+
+
+def test_flip_matches_pytorch(torch):
+    x = np.random.default_rng(0).standard_normal((3, 1, 5))
+    for dims in [(0,), (1, 2), (2, 0, 1)]:
+        ours, theirs = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        (ours.flip(dims).cumsum(2) ** 2).sum().backward()
+        (theirs.flip(dims).cumsum(2) ** 2).sum().backward()
+        np.testing.assert_allclose(_np(ours.grad), theirs.grad.numpy(), rtol=1e-12)

@@ -61,7 +61,7 @@ from chainrule.functions import (  # noqa: A004
     numel, permute, pow, reshape, softmax, squeeze, sub, sum, transpose, unsqueeze, where,
 )
 from chainrule.composites import (  # noqa: E402
-    bmm, chunk, diagonal, einsum, masked_fill, mm, narrow, norm, split, std, std_mean, unbind, var,
+    bmm, chunk, diagonal, einsum, flip, masked_fill, mm, narrow, norm, split, std, std_mean, unbind, var,
     var_mean,
 )
 from chainrule import autograd, distributed, linalg, nn, optim, random, utils  # noqa: E402
@@ -131,7 +131,7 @@ __all__ = [
     "le", "log_softmax", "lt", "matmul", "max", "maximum", "mean", "min", "minimum", "mul",
     "ne", "neg", "numel", "permute", "pow", "reshape", "softmax",
     "squeeze", "sub", "sum", "transpose", "unsqueeze", "where",
-    "bmm", "chunk", "diagonal", "einsum", "masked_fill", "mm", "narrow", "norm", "split", "std",
+    "bmm", "chunk", "diagonal", "einsum", "flip", "masked_fill", "mm", "narrow", "norm", "split", "std",
     "std_mean", "unbind", "var", "var_mean",
     "argsort", "cumprod", "cumsum", "gather", "scatter", "scatter_add", "sort", "topk",
     "autograd", "distributed", "linalg", "nn", "optim", "random", "utils", "viz", "load", "save",

@@ -146,6 +146,33 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
     return split(t, -(-size // int(chunks)), dim)
 
 
+def flip(input: Tensor, dims: Any) -> Tensor:
+    """The elements in reverse order along each of `dims` (a copy, as PyTorch's flip); its
+    gradient is the upstream gradient flipped back.
+
+    >>> import chainrule as cr
+    >>> cr.tensor([[1, 2], [3, 4]]).flip(1).tolist()
+    [[2, 1], [4, 3]]
+    """
+    t = _tensor_operand(input, "flip")
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    seen: list[int] = []
+    for d in dims:
+        if not isinstance(d, int) or isinstance(d, bool):
+            raise TypeError(f"flip: dims must be ints, got {type(d).__name__}")
+        _check_dim(d, max(t.ndim, 1), "flip")
+        d = d % max(t.ndim, 1)
+        if d in seen:
+            raise ValueError(f"flip: dim {d} appears more than once in dims {tuple(dims)} (shape {t.shape})")
+        seen.append(d)
+    out = t
+    for d in seen:
+        if t.ndim and t.shape[d] > 1:
+            reverse = C.arange(t.shape[d] - 1, -1, -1, C.DType.int64)
+            out = apply(ops.IndexSelect, out, d, reverse)
+    return out if out is not t else t.clone()
+
+
 def unbind(input: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
     """The slices along `dim`, with that dim removed (views).
 

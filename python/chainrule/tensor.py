@@ -592,6 +592,10 @@ class Tensor(C.TensorBase):
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
         return _composites().chunk(self, chunks, dim)
 
+    def flip(self, *dims: Any) -> Tensor:
+        """Reversed along each of dims (`t.flip(0)`, `t.flip((0, 1))`, `t.flip(0, 1)`)."""
+        return _composites().flip(self, dims[0] if len(dims) == 1 else dims)
+
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         return _composites().unbind(self, dim)
 
