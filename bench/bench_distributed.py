@@ -3,8 +3,9 @@
 1. The wide MLP (64-1024-1024-10, batch 256 per process, Adam), one thread per process: one
    process training alone against two processes under DistributedDataParallel, in samples per
    second (target >= 1.7x) and in step time at the same per-process batch (target <= 1.15x);
-   DDP with one 25 MB bucket (the model's 4.4 MB of gradients fit in one, so nothing overlaps)
-   and with 1 MB buckets (five all-reduces, the first ones overlapping backward).
+   DDP at bucket_cap_mb=25 and at 1 MB. The first bucket is capped at 1 MiB either way (as in
+   PyTorch), so the last layers' gradients start their all-reduce while backward computes the
+   first layer's; the 4 MB weight of the middle layer decides the rest (two buckets at both caps).
 2. all_reduce of a 25 MB float32 tensor against mpi4py's Allreduce on the same NumPy buffer
    (target >= 0.95x the bandwidth), blocking, and the non-blocking form with wait().
 

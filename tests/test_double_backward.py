@@ -628,3 +628,65 @@ def test_function_with_several_outputs_saving_one_differentiates_twice():
 def test_einsum_refuses_mixed_dtypes():
     with pytest.raises(TypeError, match="einsum.*float64 and float32"):
         cr.einsum("ij,jk->ik", cr.ones(2, 3, dtype=cr.float64), cr.ones(3, 2))
+
+
+def _second_review_cases(lib, case):
+    x = lib.tensor([[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]], dtype=lib.float64, requires_grad=True)
+    w = lib.tensor([1.0, 2.0, 3.0, 4.0], dtype=lib.float64, requires_grad=True)
+    a = x * 1
+    if case == "view_of_changed_view":
+        v = a[0]
+        u = v[1:]
+        v.mul_(w)
+        out = (u * u).sum()
+    elif case == "view_of_changed_view_unsqueezed":
+        v = a[0]
+        u = v.unsqueeze(0)
+        v.add_(w)
+        out = (u * u).sum()
+    elif case == "retain_grad_after_inplace":
+        a.retain_grad()
+        a.mul_(3)
+        out = (a * a).sum() + (w * 0).sum()
+    elif case == "retain_grad_on_view_after_base_changed":
+        v = a[1]
+        v.retain_grad()
+        a.add_(w)
+        out = (v * v).sum()
+    out.backward()
+    retained = a.grad if case == "retain_grad_after_inplace" else (v.grad if "retain" in case else None)
+    return [t.detach().numpy() for t in (x.grad, w.grad) if t is not None] + (
+        [] if retained is None else [retained.detach().numpy()])
+
+
+@requires_torch
+@pytest.mark.parametrize("case", ["view_of_changed_view", "view_of_changed_view_unsqueezed",
+                                  "retain_grad_after_inplace", "retain_grad_on_view_after_base_changed"])
+def test_views_of_changed_views_and_retain_grad_match_pytorch(case):
+    ours, theirs = _second_review_cases(cr, case), _second_review_cases(torch, case)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_view_made_under_no_grad_refuses_inplace_with_grad_on():
+    x = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    w = cr.tensor([5.0, 6.0], requires_grad=True)
+    a = x * 1
+    with cr.no_grad():
+        v, t = a[0], a.t()
+    with pytest.raises(RuntimeError, match=r"view of shape \(2,\) was created under no_grad"):
+        v.mul_(w)
+    with pytest.raises(RuntimeError, match="created under no_grad"):
+        t.mul_(2.0)
+    with cr.no_grad():
+        v.mul_(2.0)  # under no_grad, as the optimizers do: allowed
+    assert a.tolist() == [[2.0, 4.0], [3.0, 4.0]]
+
+
+def test_int_tensor_refuses_an_inplace_result_that_requires_grad():
+    b = cr.ones(3, 4, dtype=cr.int64)
+    x = cr.ones(3, 4, requires_grad=True)
+    with pytest.raises(TypeError, match=r"add_: result dtype float32 requires grad .* int64 \(shape \(3, 4\)\)"):
+        b.add_(x * 0.6)
+    assert b.tolist() == [[1] * 4] * 3

@@ -1159,8 +1159,11 @@ def _view(op: Any, t: Tensor, *args: Any) -> Tensor:
     view is remembered with t, so that an in-place change of t later reaches the view's
     gradient (and one of the view itself is refused: it cannot be written back to t's history)."""
     out = apply(op, t, *args)
-    if _grad_enabled() and out._data.shares_storage(t._data):
-        _inplace_ops.remember_view(out, t, lambda base: apply(op, base, *args))
+    if _grad_enabled():
+        if out._data.shares_storage(t._data):
+            _inplace_ops.remember_view(out, t, lambda base: apply(op, base, *args))
+    elif t._requires_grad and out._data.shares_storage(t._data):
+        _inplace_ops._remember_no_grad_view(out, t)
     return out
 
 
@@ -1168,7 +1171,7 @@ def _inplace(t: Tensor, fn: Callable[..., None], other: Any, op: str,
              compute: Callable[[Tensor], Tensor] | None = None, reads_self: bool = True) -> Tensor:
     """t.op_(other): the kernel `fn` in place; in a graph, recorded as `compute` (its
     out-of-place form) by chainrule.ops.inplace (PyTorch's rules; see there)."""
-    if _grad_enabled() and (t._requires_grad or (isinstance(other, Tensor) and other._requires_grad)):
+    if _inplace_ops.needs_graph(t, other):
         if compute is None:
             _inplace_ops.check(t, op)
             raise RuntimeError(f"{op}: in-place operation on a tensor in a graph is not recorded")

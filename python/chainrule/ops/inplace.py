@@ -37,7 +37,33 @@ def _requires_grad(x: Any) -> bool:
 
 def needs_graph(t: Any, *others: Any) -> bool:
     """Whether t.op_(*others) must be recorded (or refused) rather than just run."""
-    return C.is_grad_enabled() and (t._requires_grad or any(_requires_grad(o) for o in others))
+    if not C.is_grad_enabled():
+        return False
+    if t._requires_grad or any(_requires_grad(o) for o in others):
+        return True
+    if _NO_GRAD_VIEWS:
+        _refuse_no_grad_view(t)
+    return False
+
+
+# view (by id) -> (weak reference to the view, its base): views made under no_grad of a tensor
+# that requires grad. Changing one in place with grad mode on would change the base behind its
+# history's back: refused, as PyTorch does.
+_NO_GRAD_VIEWS: dict[int, tuple[Any, Any]] = {}
+
+
+def _remember_no_grad_view(view: Any, base: Any) -> None:
+    key = id(view)
+    _NO_GRAD_VIEWS[key] = (weakref.ref(view, lambda _: _NO_GRAD_VIEWS.pop(key, None)), base)
+
+
+def _refuse_no_grad_view(t: Any) -> None:
+    entry = _NO_GRAD_VIEWS.get(id(t))
+    if entry is not None and entry[0]() is t and entry[1]._requires_grad:
+        raise RuntimeError(
+            f"a view of shape {tuple(t.shape)} was created under no_grad() from a tensor that requires "
+            f"grad (shape {tuple(entry[1].shape)}) and is being modified in place with grad mode on; "
+            "make the view outside no_grad(), or modify it under no_grad()")
 
 
 # view (by id) -> (weak reference to the view, its base Tensor, the view steps): basic indexing
@@ -59,6 +85,8 @@ def index_view(t: Any, steps: Any) -> Any:
     view = C.apply(Index, t, steps)
     if C.is_grad_enabled():
         remember_view(view, t, steps)
+    elif t._requires_grad:
+        _remember_no_grad_view(view, t)
     return view
 
 
@@ -70,9 +98,19 @@ def _refresh_views(base: Any, skip: Any = None) -> None:
     for ref, owner, steps in list(_VIEW_BASES.values()):
         view = ref()
         if owner is base and view is not None and view is not skip and base._requires_grad:
-            view.grad_fn = (steps(base) if callable(steps) else C.apply(Index, base, steps)).grad_fn
+            _set_node(view, (steps(base) if callable(steps) else C.apply(Index, base, steps)).grad_fn)
             view._requires_grad = True
             _refresh_views(view)  # and the views of that view
+
+
+def _set_node(t: Any, node: Any) -> None:
+    """t's history becomes node; retain_grad() follows the tensor (as PyTorch: .grad is that of
+    the newest version)."""
+    old = t.grad_fn
+    if old is not None and old is not node and old.retained is not None and old.retained() is t:
+        old.retained = None
+        node.retained = weakref.ref(t)
+    t.grad_fn = node
 
 
 def view_base(t: Any) -> tuple[Any, Any] | None:
@@ -86,6 +124,8 @@ def view_base(t: Any) -> tuple[Any, Any] | None:
 def check(t: Any, op: str) -> None:
     """RuntimeError for the in-place ops PyTorch refuses: on a leaf that requires grad or a view
     of one, and (here) on a transposed, permuted or expanded view of a tensor in a graph."""
+    if _NO_GRAD_VIEWS:
+        _refuse_no_grad_view(t)
     if t.grad_fn is None and t._requires_grad:
         raise RuntimeError(
             f"{op}: a leaf Variable that requires grad (shape {tuple(t.shape)}) is being used in an "
@@ -125,6 +165,9 @@ def record(t: Any, op: str, compute: Callable[[Any], Any], *others: Any, reads_s
     else:
         source = t if not t._requires_grad else _wrap(t._data, t.grad_fn)
     out = compute(source)
+    if out._requires_grad and not t.dtype.is_floating_point:
+        raise TypeError(f"{op}: result dtype {out.dtype.name} requires grad and cannot be stored in place in a "
+                        f"tensor of dtype {t.dtype.name} (shape {tuple(t.shape)})")
     if out.dtype != t.dtype:
         out = out.to(t.dtype)
     if tuple(out.shape) != tuple(t.shape):
@@ -136,7 +179,7 @@ def record(t: Any, op: str, compute: Callable[[Any], Any], *others: Any, reads_s
         return _rebase(t, out, *based)
     C.copy_(t._data, out._data)  # into t's memory: its version goes up
     if out._requires_grad:
-        t.grad_fn = out.grad_fn
+        _set_node(t, out.grad_fn)
         t._requires_grad = True
         _refresh_views(t)
     return t
@@ -155,11 +198,12 @@ def _rebase(view: Any, out: Any, base: Any, steps: Any) -> Any:
     old_base = _wrap(base._data, base.grad_fn) if base._requires_grad else C.wrap(base._data)
     new_base = cr.where(C.wrap(mask), placed, old_base)
     C.copy_(view._data, out._data)  # into the base's memory: its version goes up
-    base.grad_fn = new_base.grad_fn
+    _set_node(base, new_base.grad_fn)
     base._requires_grad = True
-    _refresh_views(base, skip=view)
-    view.grad_fn = C.apply(Index, new_base, steps).grad_fn
+    _set_node(view, C.apply(Index, new_base, steps).grad_fn)
     view._requires_grad = True
+    _refresh_views(base, skip=view)
+    _refresh_views(view)  # the views of the changed view read its new history too
     return view
 
 
