@@ -66,9 +66,11 @@ def _refuse_no_grad_view(t: Any) -> None:
             "make the view outside no_grad(), or modify it under no_grad()")
 
 
-# view (by id) -> (weak reference to the view, its base Tensor, the view steps): basic indexing
-# of a tensor that requires grad remembers its base, so that an in-place op on the view can
-# rebase the base's history (PyTorch's CopySlices).
+# view (by id) -> (weak reference to the view, its base Tensor, the view steps): every view made
+# while grad mode is on remembers its base. An in-place op on a basic-indexing view (steps: a
+# list of slice/select steps) rebases the base's history (PyTorch's CopySlices); one on another
+# view (steps: a function base -> view) is refused; an in-place op on the base makes each view's
+# node again from the new base (_refresh_views).
 _VIEW_BASES: dict[int, tuple[Any, Any, Any]] = {}
 
 
@@ -123,7 +125,8 @@ def view_base(t: Any) -> tuple[Any, Any] | None:
 
 def check(t: Any, op: str) -> None:
     """RuntimeError for the in-place ops PyTorch refuses: on a leaf that requires grad or a view
-    of one, and (here) on a transposed, permuted or expanded view of a tensor in a graph."""
+    of one, on a view made under no_grad, and (here) on a view that reshapes or reorders a
+    tensor in a graph (transpose, permute, expand, view/reshape, diagonal)."""
     if _NO_GRAD_VIEWS:
         _refuse_no_grad_view(t)
     if t.grad_fn is None and t._requires_grad:
