@@ -29,16 +29,19 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_m
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export PYTHONPATH="$stage${PYTHONPATH:+:$PYTHONPATH}"
 if [ $# -eq 0 ]; then
-  # The whole suite (fuzz and hostile-argument sweep included), less five files. Three run no
+  # The whole suite (fuzz and hostile-argument sweep included), less six files. Three run no
   # code of the sanitized module: test_wheel.py builds and installs a separate, unsanitized wheel
   # with pip (minutes of compiling), test_docs.py builds the documentation with mkdocs, and
   # test_typing.py runs mypy and the stub generator. test_memory.py measures the process's RSS,
   # which ASan's allocator inflates and never gives back (freed blocks wait in its quarantine),
   # so its flat-memory bounds cannot hold here; it runs in the plain suite. test_distributed.py
   # launches mpiexec jobs whose Open MPI runtime was never checked under the preloaded ASan.
+  # test_dataloader_workers.py forks worker processes from a process that runs ASan's own
+  # threads: in one run of five (2026-12-03) a worker never received its indices and the run
+  # hung in Queue.get with no report; its Python-only worker code runs in the plain suite.
   set -- tests --ignore=tests/test_wheel.py --ignore=tests/test_docs.py \
     --ignore=tests/test_typing.py --ignore=tests/test_memory.py \
-    --ignore=tests/test_distributed.py
+    --ignore=tests/test_distributed.py --ignore=tests/test_dataloader_workers.py
 fi
 cd "$root"
 log="$build/pytest.log"
