@@ -470,3 +470,99 @@ def test_threads_replaying_one_function_get_eager_numbers():
             assert same(results[k], expected[k])
     finally:
         cr.set_num_threads(threads_before)
+
+
+# ---------------------------------------------------------------- fused elementwise chains
+
+def fused_steps(fn):
+    return [s for s in fn.programs[-1].steps if s.startswith("fused(")]
+
+
+def test_xor_step_fuses_its_elementwise_chains_and_matches_eager():
+    eager, compiled, pe, pc, fn = run_both(make_xor, [()] * 40)
+    assert_all_same(eager, compiled, pe, pc)
+    steps = fn.programs[0].steps
+    assert fused_steps(fn) and not any(s in ("binary", "unary") for s in steps), steps
+    # unfused, the same program runs each op alone: the same bits again
+    _, unfused, _, pu, plain = run_both(make_xor, [()] * 40, {"options": {"fuse": False}})
+    assert_all_same(eager, unfused, pe, pu)
+    assert not fused_steps(plain) and len(plain.programs[0].steps) > len(steps)
+
+
+def chain(x, bias):
+    """mul by a number, add a broadcast row, sigmoid, mul, tanh, sub of an earlier result, mul:
+    one chain; `b` (inside it) is returned, the rest is only read inside the chain."""
+    a = x * 0.5 + bias
+    b = cr.sigmoid(a) * x
+    c = cr.tanh(b) - a
+    return (c * c).sum(), b
+
+
+@pytest.mark.parametrize("dtype", [cr.float32, cr.float64])
+@pytest.mark.parametrize("shape,threads", [((5, 7), 1), ((1000, 1000), 1), ((1000, 1000), 2)])
+def test_a_chain_with_a_broadcast_row_and_a_number_fuses_bit_for_bit(dtype, shape, threads):
+    rng = np.random.default_rng(5)
+    bias = cr.tensor(rng.standard_normal(shape[1:]), dtype=dtype)
+    inputs = [cr.tensor(rng.standard_normal(shape), dtype=dtype) for _ in range(3)]
+    before = cr.get_num_threads()
+    cr.set_num_threads(threads)
+    try:
+        compiled = cr.compile(chain)
+        got = [compiled(x, bias) for x in inputs]  # new memory for x at each call
+        expected = [chain(x, bias) for x in inputs]
+    finally:
+        cr.set_num_threads(before)
+    assert compiled.programs[0].steps == ["fused(mul,add,sigmoid,mul,tanh,sub,mul)", "reduce"]
+    for (total, b), (total_e, b_e) in zip(got, expected):
+        assert same(total, total_e) and same(b, b_e)
+    # NumPy agrees to rounding (the bits are eager's, checked above)
+    x = inputs[-1].numpy().astype(np.float64)
+    a = x * 0.5 + bias.numpy()
+    np.testing.assert_allclose(got[-1][1].numpy(), 1 / (1 + np.exp(-a)) * x, rtol=1e-5, atol=1e-6)
+
+
+def test_what_breaks_a_chain():
+    def f(x, column, other):
+        a = x + 1.0                  # a chain of 5 x 4 elements, ended by
+        b = a * column               # a column broadcast (runs alone),
+        c = b.t() * 2.0              # a transposed operand (alone too),
+        d = (c.t() + a).exp()        # the same, then exp: a chain again
+        e = d.sum(0) + other         # a reduction; then 4 elements: a chain of its own
+        return e * e, d
+    rng = np.random.default_rng(6)
+    x, column = cr.tensor(rng.standard_normal((5, 4))), cr.tensor(rng.standard_normal((5, 1)))
+    other = cr.tensor(rng.standard_normal(4))
+    compiled = cr.compile(f)
+    for _ in range(3):
+        got, expected = compiled(x, column, other), f(x, column, other)
+        assert all(same(g, e) for g, e in zip(got, expected))
+    assert compiled.programs[0].steps == ["fused(add)", "binary", "binary", "binary", "fused(exp)", "reduce",
+                                          "fused(add,mul)"]
+
+
+def make_gelu_mlp(dtype, batch=64):
+    def make():
+        cr.manual_seed(7)
+        model = cr.nn.Sequential(cr.nn.Linear(16, 32), cr.nn.GELU(), cr.nn.Linear(32, 32),
+                                 cr.nn.Sigmoid(), cr.nn.Linear(32, 1)).to(dtype)
+        opt = cr.optim.Adam(model.parameters(), lr=1e-2)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = cr.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step, list(model.parameters())
+    return make
+
+
+@pytest.mark.parametrize("dtype", [cr.float32, cr.float64])
+def test_a_training_step_whose_fused_intermediates_are_saved_for_backward(dtype):
+    rng = np.random.default_rng(8)
+    data = [(cr.tensor(rng.standard_normal((64, 16)), dtype=dtype), cr.tensor(rng.standard_normal((64, 1)), dtype=dtype))
+            for _ in range(8)]
+    eager, compiled, pe, pc, fn = run_both(make_gelu_mlp(dtype), data)
+    assert_all_same(eager, compiled, pe, pc)
+    assert fused_steps(fn)

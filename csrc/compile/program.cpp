@@ -95,6 +95,10 @@ bool Program::replay(const std::vector<Tensor>& bound) {
 }
 
 bool Program::run(Step& step) {
+  if (step.fused) {
+    run_chain(*step.fused);
+    return true;
+  }
   if (!step.expected.empty()) {
     const Tensor& t = step.operands[0];
     return std::memcmp(t.data(), step.expected.data(), step.expected.size()) == 0;
@@ -131,7 +135,7 @@ Tensor Program::exit(int index) const {
 
 std::vector<std::string> Program::step_names() const {
   std::vector<std::string> names;
-  for (const Step& step : steps_) names.emplace_back(step.name);
+  for (const Step& step : steps_) names.emplace_back(step.fused ? step.fused->name.c_str() : step.name);
   return names;
 }
 
@@ -193,8 +197,10 @@ int Builder::operand_slot(const Tensor& array, bool written, const char* op) {
 }
 
 void Builder::op(const char* name, record::Tensors operands, const std::vector<int>& written,
-                 const record::Tensors& results, record::Rerun rerun, record::Into into) {
-  Step step{name, std::move(rerun), std::move(into), std::move(operands), results, {}, {}, {}};
+                 const record::Tensors& results, record::Rerun rerun, record::Into into,
+                 const record::Elementwise* elementwise) {
+  Step step{name, std::move(rerun), std::move(into), std::move(operands), results, {}, {}, {}, {}, nullptr};
+  if (elementwise != nullptr && elementwise->loop != nullptr) step.elementwise = *elementwise;
   for (std::size_t i = 0; i < step.operands.size(); ++i) {
     const Tensor& t = step.operands[i];
     const bool writes = std::find(written.begin(), written.end(), static_cast<int>(i)) != written.end();
@@ -213,7 +219,10 @@ void Builder::op(const char* name, record::Tensors operands, const std::vector<i
       continue;
     }
     const int known = slot_of(t);  // a view of an operand (sum_to that sums nothing, say)
-    if (known >= 0) step.into = nullptr;  // nothing to write: the op returns its operand
+    if (known >= 0) {  // nothing to write: the op returns its operand
+      step.into = nullptr;
+      step.elementwise.loop = nullptr;
+    }
     step.result_slots.push_back(known >= 0 ? known : new_slot(t, SlotKind::Internal));
     program_->work_ += t.numel();
   }
@@ -232,7 +241,7 @@ void Builder::unsupported(std::string reason) {
 
 void Builder::value_read(const Tensor& t) {
   program_->undo_ = written_outside_;  // what a replay stopped here must put back
-  Step check{"check", nullptr, nullptr, {t}, {}, {operand_slot(t, false, "item")}, {}, {}};
+  Step check{"check", nullptr, nullptr, {t}, {}, {operand_slot(t, false, "item")}, {}, {}, {}, nullptr};
   ++references_[static_cast<std::size_t>(check.operand_slots[0])];
   const auto* first = static_cast<const unsigned char*>(t.data());
   check.expected.assign(first, first + itemsize(t.dtype()));
@@ -256,15 +265,20 @@ int Builder::add_exit(const Tensor& array) {
   return static_cast<int>(program_->exits_.size()) - 1;
 }
 
-std::unique_ptr<Program> Builder::finish() {
+std::unique_ptr<Program> Builder::finish(bool fuse) {
   Program& p = *program_;
-  for (Step& step : p.steps_) {
+  if (fuse) p.fuse();
+  auto index_views = [&p](Step& step) {
     for (std::size_t i = 0; i < step.operands.size(); ++i) {
       if (step.operand_slots[i] >= 0) p.slots_[static_cast<std::size_t>(step.operand_slots[i])].views.push_back(&step.operands[i]);
     }
     for (std::size_t i = 0; i < step.results.size(); ++i) {
       if (step.result_slots[i] >= 0) p.slots_[static_cast<std::size_t>(step.result_slots[i])].views.push_back(&step.results[i]);
     }
+  };
+  for (Step& step : p.steps_) {
+    if (!step.fused) index_views(step);
+    else for (Step& member : step.fused->steps) index_views(member);
   }
   made_outside_.clear();
   slot_of_.clear();

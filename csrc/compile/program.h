@@ -30,6 +30,8 @@ struct Slot {
   std::vector<Tensor*> views;        // the program's tensors that view this storage
 };
 
+struct FusedChain;
+
 struct Step {
   const char* name;
   record::Rerun rerun;
@@ -39,6 +41,37 @@ struct Step {
   // A check instead of an op: the value Python read at recording (item(), bool(t)) and
   // branched on; a replay that finds another value stops (its guard failed).
   std::vector<unsigned char> expected;
+  record::Elementwise elementwise;     // its loop, when the op is elementwise (for fusing)
+  std::shared_ptr<FusedChain> fused;   // set: this step runs a chain of elementwise steps
+};
+
+// A run of consecutive elementwise steps over the same number of elements n, replayed as one
+// pass: the elements are walked once, in blocks that stay in the cache, and each member's loop
+// runs on the block in turn. A member's result that nothing after the chain reads lives only
+// in a block-sized scratch buffer; the others are written to their slots as before.
+struct FusedChain {
+  // Where a member reads one operand for the block [b, b + len).
+  struct Source {
+    enum class Kind { Memory, Member, Row, Scalar } kind = Kind::Memory;
+    const Tensor* view = nullptr;  // Memory, Row, Scalar: the operand (its data at each replay)
+    int member = -1;               // Member: the earlier member whose result it is
+    std::int64_t period = 0;       // Row: the row's length (a broadcast over leading dims)
+    std::vector<double> repeated;  // Row: the row repeated to cover a block from any start
+  };
+  struct Member {
+    record::Elementwise::Loop loop;
+    int arity;
+    Source in[2];
+    int side = 0;             // 1 or 2: that input is one value (a scalar)
+    bool stored = true;       // its result is read after the chain: written to its slot
+    int scratch = -1;         // not stored: its block in `scratch`
+  };
+  std::vector<Step> steps;      // the members as recorded (their views are rebound with the slots)
+  std::vector<Member> members;
+  std::int64_t numel = 0;
+  std::int64_t block = 0;       // elements per block
+  std::vector<double> scratch;  // one block per member that is not stored (one thread)
+  std::string name;             // "fused(mul,add,sigmoid)"
 };
 
 // A view of a slot that leaves the program (a result of the function, a .grad).
@@ -72,6 +105,8 @@ class Program {
   friend class Builder;
   void rebind(Slot& slot, std::shared_ptr<Storage> storage, std::int64_t shift);
   static bool run(Step& step);
+  static void run_chain(FusedChain& chain);
+  void fuse();
 
   std::vector<Slot> slots_;
   std::vector<Step> steps_;
@@ -101,10 +136,12 @@ class Builder final : public record::Recorder {
   int add_exit(const Tensor& array);
   const std::vector<std::string>& reasons() const { return reasons_; }
   // The program, with its slots' views indexed; the builder is spent.
-  std::unique_ptr<Program> finish();
+  // With `fuse`, chains of elementwise steps become fused steps (FusedChain).
+  std::unique_ptr<Program> finish(bool fuse = true);
 
   void op(const char* name, record::Tensors operands, const std::vector<int>& written,
-          const record::Tensors& results, record::Rerun rerun, record::Into into) override;
+          const record::Tensors& results, record::Rerun rerun, record::Into into,
+          const record::Elementwise* elementwise) override;
   void unsupported(std::string reason) override;
   void value_read(const Tensor& t) override;
   void allocated(const std::shared_ptr<Storage>& storage) override;

@@ -12,7 +12,8 @@ void set_recorder(Recorder* recorder) {
   detail::active = recorder;
 }
 
-Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun rerun, Into into) {
+Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun rerun, Into into,
+            const Elementwise* elementwise) {
   Recorder* recorder = detail::active;
   // The op's own calls of other ops (and its allocations) are part of it.
   detail::active = nullptr;
@@ -24,7 +25,7 @@ Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun 
     throw;
   }
   detail::active = recorder;
-  if (recorder != nullptr) recorder->op(name, std::move(operands), written, results, std::move(rerun), std::move(into));
+  if (recorder != nullptr) recorder->op(name, std::move(operands), written, results, std::move(rerun), std::move(into), elementwise);
   return results;
 }
 

@@ -46,25 +46,48 @@ struct PowF {
   }
 };
 
+// One contiguous run of a binary functor whose result has its operands' type:
+// out[i] = op(x[i], y[i]) for i < n; with side 1 x is one value read for every i, with side 2
+// y is. binary_kernel runs it on every such run of a tensor, and a fused chain of cr.compile
+// (record::Elementwise) on its blocks: one loop for both, so both give the same bits.
+template <typename Fn, typename T>
+void contiguous_binary(const T* x, const T* y, T* o, std::int64_t n, int side) {
+  if (const elementwise_simd::BinaryFn<T> vectorized = elementwise_simd::binary<Fn, T>()) {
+    vectorized(x, y, o, n, side);  // float arithmetic: the loop compiled for the CPU's ISA
+  } else if (side == 1) {
+    const T xv = *x;
+    for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(xv, y[i]);
+  } else if (side == 2) {
+    const T yv = *y;
+    for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i], yv);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i], y[i]);
+  }
+}
+
+// The same for a unary functor: out[i] = op(x[i]).
+template <typename Fn, typename T>
+void contiguous_unary(const T* x, T* o, std::int64_t n) {
+  if (const elementwise_simd::UnaryFn<T> vectorized = elementwise_simd::unary<Fn, T>()) {
+    vectorized(x, o, n);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i]);
+  }
+}
+
 template <template <typename> class Op, typename T>
 void binary_kernel(const Tensor& out, const Tensor& a, const Tensor& b) {
   using Fn = Op<T>;
   using R = typename Fn::Result;
   const auto plan = make_plan<3>({&out, &a, &b});
-  // Float arithmetic over contiguous runs: the loop compiled for the CPU's ISA.
-  const elementwise_simd::BinaryFn<T> vectorized = elementwise_simd::binary<Fn, T>();
-  run_plan(plan, [vectorized](char** p, const std::int64_t* s, std::int64_t n) {
+  run_plan(plan, [](char** p, const std::int64_t* s, std::int64_t n) {
     R* o = reinterpret_cast<R*>(p[0]);
     const T* x = reinterpret_cast<const T*>(p[1]);
     const T* y = reinterpret_cast<const T*>(p[2]);
     constexpr std::int64_t r = sizeof(R), t = sizeof(T);
     if constexpr (std::is_same_v<R, T>) {
-      if (vectorized != nullptr && s[0] == r && (s[1] == t || s[1] == 0) && (s[2] == t || s[2] == 0)) {
-        if (s[1] == 0 && s[2] == 0) {
-          for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(*x, *y);
-        } else {
-          vectorized(x, y, reinterpret_cast<T*>(o), n, s[1] == 0 ? 1 : s[2] == 0 ? 2 : 0);
-        }
+      if (s[0] == r && (s[1] == t || s[1] == 0) && (s[2] == t || s[2] == 0) && (s[1] != 0 || s[2] != 0)) {
+        contiguous_binary<Fn, T>(x, y, o, n, s[1] == 0 ? 1 : s[2] == 0 ? 2 : 0);
         return;
       }
     }
@@ -90,16 +113,13 @@ void unary_kernel(const Tensor& out, const Tensor& a, std::int64_t grain = kElem
   using Fn = Op<T>;
   using R = typename Fn::Result;
   const auto plan = make_plan<2>({&out, &a});
-  const elementwise_simd::UnaryFn<T> vectorized = elementwise_simd::unary<Fn, T>();
-  run_plan(plan, [vectorized](char** p, const std::int64_t* s, std::int64_t n) {
+  run_plan(plan, [](char** p, const std::int64_t* s, std::int64_t n) {
     R* o = reinterpret_cast<R*>(p[0]);
     const T* x = reinterpret_cast<const T*>(p[1]);
     if (s[0] == sizeof(R) && s[1] == sizeof(T)) {
       if constexpr (std::is_same_v<R, T>) {
-        if (vectorized != nullptr) {
-          vectorized(x, reinterpret_cast<T*>(o), n);
-          return;
-        }
+        contiguous_unary<Fn, T>(x, reinterpret_cast<T*>(o), n);
+        return;
       }
       for (std::int64_t i = 0; i < n; ++i) o[i] = Fn::apply(x[i]);
     } else {
@@ -355,6 +375,79 @@ void binary_into(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& 
   run_binary(op, out, a.to(compute).broadcast_to(out.shape(), name), b.to(compute).broadcast_to(out.shape(), name));
 }
 
+// ---- the loops a fused chain of cr.compile runs (record::Elementwise) ----
+// Each is the loop the eager kernel runs on a contiguous run of float32 or float64 operands of
+// the result's dtype; an op or dtype without one (comparisons, pow, casts, integers) is not fused.
+
+template <template <typename> class Op, typename T>
+void fused_binary_loop(const void* x, const void* y, void* out, std::int64_t n, int side) {
+  contiguous_binary<Op<T>, T>(static_cast<const T*>(x), static_cast<const T*>(y), static_cast<T*>(out), n, side);
+}
+
+template <template <typename> class Op, typename T>
+void fused_unary_loop(const void* x, const void*, void* out, std::int64_t n, int) {
+  contiguous_unary<Op<T>, T>(static_cast<const T*>(x), static_cast<T*>(out), n);
+}
+
+// float32 exp, sigmoid and tanh of contiguous arrays: vector_math's functions, as unary_into.
+template <vector_math::ArrayFn vector_math::Functions::*F>
+void fused_vector_math_loop(const void* x, const void*, void* out, std::int64_t n, int) {
+  (vector_math::functions().*F)(static_cast<const float*>(x), static_cast<float*>(out), n);
+}
+
+template <typename T>
+record::Elementwise::Loop binary_loop(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::Add: return &fused_binary_loop<AddF, T>;
+    case BinaryOp::Sub: return &fused_binary_loop<SubF, T>;
+    case BinaryOp::Mul: return &fused_binary_loop<MulF, T>;
+    case BinaryOp::Div: return &fused_binary_loop<DivF, T>;
+    case BinaryOp::Maximum: return &fused_binary_loop<MaximumF, T>;
+    case BinaryOp::Minimum: return &fused_binary_loop<MinimumF, T>;
+    case BinaryOp::SigmoidBackward: return &fused_binary_loop<SigmoidBackwardF, T>;
+    case BinaryOp::TanhBackward: return &fused_binary_loop<TanhBackwardF, T>;
+    case BinaryOp::ReluBackward: return &fused_binary_loop<ReluBackwardF, T>;
+    default: return nullptr;  // comparisons (a bool result) and pow
+  }
+}
+
+template <typename T>
+record::Elementwise::Loop unary_loop(UnaryOp op) {
+  if constexpr (std::is_same_v<T, float>) {
+    using VM = vector_math::Functions;
+    if (op == UnaryOp::Exp) return &fused_vector_math_loop<&VM::exp>;
+    if (op == UnaryOp::Sigmoid) return &fused_vector_math_loop<&VM::sigmoid>;
+    if (op == UnaryOp::Tanh) return &fused_vector_math_loop<&VM::tanh>;
+  }
+  switch (op) {
+    case UnaryOp::Neg: return &fused_unary_loop<NegF, T>;
+    case UnaryOp::Exp: return &fused_unary_loop<ExpF, T>;
+    case UnaryOp::Log: return &fused_unary_loop<LogF, T>;
+    case UnaryOp::Sqrt: return &fused_unary_loop<SqrtF, T>;
+    case UnaryOp::Abs: return &fused_unary_loop<AbsF, T>;
+    case UnaryOp::Sigmoid: return &fused_unary_loop<SigmoidF, T>;
+    case UnaryOp::Tanh: return &fused_unary_loop<TanhF, T>;
+    case UnaryOp::Relu: return &fused_unary_loop<ReluF, T>;
+    case UnaryOp::Sin: return &fused_unary_loop<SinF, T>;
+    case UnaryOp::Cos: return &fused_unary_loop<CosF, T>;
+    case UnaryOp::Square: return &fused_unary_loop<SquareF, T>;
+    case UnaryOp::Sign: return &fused_unary_loop<SignF, T>;
+    case UnaryOp::Erf: return &fused_unary_loop<ErfF, T>;
+    case UnaryOp::LogicalNot: return nullptr;  // a bool result
+  }
+  return nullptr;
+}
+
+// What a recording learns of binary(op, a, b) computed in `dtype` (operands and result in it).
+record::Elementwise binary_elementwise(BinaryOp op, DType dtype) {
+  record::Elementwise e;
+  e.name = binary_op_name(op);
+  e.arity = 2;
+  if (dtype == DType::Float32) e.loop = binary_loop<float>(op);
+  if (dtype == DType::Float64) e.loop = binary_loop<double>(op);
+  return e;
+}
+
 }  // namespace
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
@@ -366,8 +459,10 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
       const Shape shape = broadcast_shapes(a.shape(), b.shape(), binary_op_name(op));
       operands = {a.broadcast_to(shape, binary_op_name(op)), b.broadcast_to(shape, binary_op_name(op))};
     }
+    const record::Elementwise e =
+        a.dtype() == compute && b.dtype() == compute ? binary_elementwise(op, compute) : record::Elementwise{};
     return record::result("binary", std::move(operands), [op](const Ts& x) { return binary(op, x[0], x[1]); },
-                          [op](const Ts& x, const Tensor& out) { binary_into(op, out, x[0], x[1]); });
+                          [op](const Ts& x, const Tensor& out) { binary_into(op, out, x[0], x[1]); }, &e);
   }
   const Shape shape = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), binary_op_name(op));
   Tensor out = Tensor::empty(shape, binary_result_dtype(op, a.dtype(), b.dtype()));
@@ -418,11 +513,16 @@ bool plain_scalar_case(BinaryOp op, const Tensor& t, const Scalar& s) {
 Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
   if (record::active()) {
     record::Into into;
+    record::Elementwise e;
     if (plain_scalar_case(op, a, b)) {  // the number's stride-0 view made once, here
-      const Tensor scalar = scalar_tensor(b, a.dtype()).as_strided(a.shape(), Shape(a.shape().size(), 0), 0);
+      const Tensor number = scalar_tensor(b, a.dtype());
+      const Tensor scalar = number.as_strided(a.shape(), Shape(a.shape().size(), 0), 0);
       into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, x[0], scalar); };
+      e = binary_elementwise(op, a.dtype());
+      e.constant = number;
+      e.constant_side = 2;
     }
-    return record::result("binary", {a}, [op, b](const Ts& x) { return binary(op, x[0], b); }, std::move(into));
+    return record::result("binary", {a}, [op, b](const Ts& x) { return binary(op, x[0], b); }, std::move(into), &e);
   }
   if (op == BinaryOp::Pow) {
     if (std::optional<Tensor> special = pow_scalar_exponent(a, b)) return *std::move(special);
@@ -438,11 +538,16 @@ Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
 Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
   if (record::active()) {
     record::Into into;
+    record::Elementwise e;
     if (plain_scalar_case(op, b, a)) {
-      const Tensor scalar = scalar_tensor(a, b.dtype()).as_strided(b.shape(), Shape(b.shape().size(), 0), 0);
+      const Tensor number = scalar_tensor(a, b.dtype());
+      const Tensor scalar = number.as_strided(b.shape(), Shape(b.shape().size(), 0), 0);
       into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, scalar, x[0]); };
+      e = binary_elementwise(op, b.dtype());
+      e.constant = number;
+      e.constant_side = 1;
     }
-    return record::result("binary", {b}, [op, a](const Ts& x) { return binary(op, a, x[0]); }, std::move(into));
+    return record::result("binary", {b}, [op, a](const Ts& x) { return binary(op, a, x[0]); }, std::move(into), &e);
   }
   const DType compute = compute_dtype(op, a.default_dtype(), b.dtype());
   const Tensor scalar = scalar_tensor(a, compute);
@@ -525,8 +630,15 @@ void unary_into(UnaryOp op, const Tensor& out, const Tensor& a) {
 
 Tensor unary(UnaryOp op, const Tensor& a) {
   if (record::active()) {
+    record::Elementwise e;
+    if (unary_compute_dtype(op, a.dtype()) == a.dtype()) {
+      e.name = unary_op_name(op);
+      e.arity = 1;
+      if (a.dtype() == DType::Float32) e.loop = unary_loop<float>(op);
+      if (a.dtype() == DType::Float64) e.loop = unary_loop<double>(op);
+    }
     return record::result("unary", {a}, [op](const Ts& x) { return unary(op, x[0]); },
-                          [op](const Ts& x, const Tensor& out) { unary_into(op, out, x[0]); });
+                          [op](const Ts& x, const Tensor& out) { unary_into(op, out, x[0]); }, &e);
   }
   Tensor out = Tensor::empty(a.shape(), unary_result_dtype(op, a.dtype()));
   unary_into(op, out, a);

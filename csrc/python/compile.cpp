@@ -105,7 +105,7 @@ class Recording {
   std::vector<std::string> reasons() const { return builder_.reasons(); }
   void unsupported(const std::string& reason) { builder_.unsupported(reason); }
 
-  py::object finish(const py::list& outputs);
+  py::object finish(const py::list& outputs, bool fuse);
 
  private:
   // Whether anything but this recording holds the object.
@@ -224,7 +224,7 @@ class CompiledProgram {
   std::vector<int> outputs_;
 };
 
-py::object Recording::finish(const py::list& outputs) {
+py::object Recording::finish(const py::list& outputs, bool fuse) {
   auto program = std::make_unique<CompiledProgram>();
   program->grad_enabled_ = grad_enabled_;
   program->threads_ = threads_;
@@ -286,7 +286,7 @@ py::object Recording::finish(const py::list& outputs) {
   }
   reads_.clear();
   if (!builder_.reasons().empty()) return py::none();
-  program->program_ = builder_.finish();
+  program->program_ = builder_.finish(fuse);
   program->bound_count_ = num_arguments_;
   for (const GradPlan& plan : program->grads_) {
     program->bound_count_ = std::max(program->bound_count_, static_cast<std::size_t>(plan.bound + 1));
@@ -313,7 +313,9 @@ void register_compile(py::module_& m) {
       .def("unsupported", &Recording::unsupported)
       .def_readonly("backward_ran", &Recording::backward_ran)
       .def_property_readonly("reasons", &Recording::reasons)
-      .def("finish", &Recording::finish, py::arg("outputs"));
+      .def("finish", &Recording::finish, py::arg("outputs"), py::arg("fuse") = true,
+           "The recorded program (None when it cannot be replayed); with `fuse`, chains of elementwise "
+           "steps run as fused steps.");
 }
 
 }  // namespace chainrule::python::compiling

@@ -89,8 +89,10 @@ class DType:
 class Recording:
     def __init__(self, arguments: list) -> None:
         ...
-    def finish(self, outputs: list) -> typing.Any:
-        ...
+    def finish(self, outputs: list, fuse: bool = True) -> typing.Any:
+        """
+        The recorded program (None when it cannot be replayed); with `fuse`, chains of elementwise steps run as fused steps.
+        """
     def start(self) -> None:
         ...
     def stop(self) -> None:

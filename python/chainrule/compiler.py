@@ -208,9 +208,10 @@ class _Entry:
 class CompiledFunction:
     """A function whose calls replay a recorded program (see `compile`)."""
 
-    def __init__(self, fn: Callable[..., Any], fullgraph: bool = False) -> None:
+    def __init__(self, fn: Callable[..., Any], fullgraph: bool = False, fuse: bool = True) -> None:
         self._fn = fn
         self._fullgraph = fullgraph
+        self._fuse = fuse
         self._entries: list[_Entry] = []
         self._recordings = 0
         self._eager_reason: str | None = None
@@ -279,7 +280,7 @@ class CompiledFunction:
                                           "cr.no_grad())")
                 kinds.append(("out", len(fresh)))
                 fresh.append(t)
-        program = recording.finish(fresh)
+        program = recording.finish(fresh, self._fuse)
         if program is None:
             self._give_up("; ".join(recording.reasons))
         else:
@@ -299,8 +300,9 @@ def compile(model: Callable[..., Any] | None = None, *, fullgraph: bool = False,
             backend: str | None = None, mode: str | None = None, options: dict[str, Any] | None = None,
             disable: bool = False) -> Any:
     """Compiles `model` (a function or a Module) into a `CompiledFunction`; as `@cr.compile` or
-    `@cr.compile(...)` it decorates. torch.compile's keywords are accepted: `mode` and `options`
-    do not change what is recorded, `dynamic=True` is refused (each new shape records anew),
+    `@cr.compile(...)` it decorates. torch.compile's keywords are accepted: `mode` does not
+    change what is recorded, `options={"fuse": False}` replays each elementwise op alone instead
+    of fusing chains of them (the same results; for measuring), `dynamic=True` is refused (each new shape records anew),
     `backend` may be None, "inductor" or "chainrule", `fullgraph=True` raises where a call would
     otherwise fall back to eager, and `disable=True` returns `model` itself.
 
@@ -324,4 +326,4 @@ def compile(model: Callable[..., Any] | None = None, *, fullgraph: bool = False,
         raise TypeError(f"compile: expected a function or a Module, got {type(model).__name__}")
     if disable:
         return model
-    return CompiledFunction(model, fullgraph=fullgraph)
+    return CompiledFunction(model, fullgraph=fullgraph, fuse=bool((options or {}).get("fuse", True)))

@@ -25,13 +25,29 @@ using Rerun = std::function<Tensors(const Tensors& operands)>;
 // it) with the same kernel: no allocation, no copy. Optional; the hot ops have one.
 using Into = std::function<void(const Tensors& operands, const Tensor& result)>;
 
+// An elementwise op's loop over contiguous runs, declared by the ops whose kernel is one
+// (binary and unary ops whose functor computes in its operands' dtype: elementwise_ops.h), so
+// that a replay can fuse a chain of them into one pass (csrc/compile/program.cpp).
+// loop(x, y, out, n, side) computes out[i] = op(x[i], y[i]) (a unary op ignores y) for i < n;
+// with side 1, x is one value read for every i; with side 2, y is. It is the very loop the
+// eager kernel runs on a contiguous run, so the fused pass gives the same bits.
+struct Elementwise {
+  using Loop = void (*)(const void* x, const void* y, void* out, std::int64_t n, int side);
+  Loop loop = nullptr;       // nullptr: the op is not elementwise (or not in this case)
+  const char* name = "";     // the op ("add", "sigmoid"), for the fused step's name
+  int arity = 0;             // 1 or 2
+  Tensor constant;           // a Python number operand as a 0-d tensor, when there is one
+  int constant_side = 0;     // which side it is on (1: x, 2: y)
+};
+
 class Recorder {
  public:
   virtual ~Recorder() = default;
   // The op `name` ran on `operands` (those at the positions in `written` were changed in
-  // place) and made `results`; `rerun` runs it again.
+  // place) and made `results`; `rerun` runs it again; `elementwise`, when not nullptr, is its
+  // loop for fusing.
   virtual void op(const char* name, Tensors operands, const std::vector<int>& written,
-                  const Tensors& results, Rerun rerun, Into into) = 0;
+                  const Tensors& results, Rerun rerun, Into into, const Elementwise* elementwise) = 0;
   // Something happened that a replay cannot repeat (values handed to NumPy, a hook, ...).
   virtual void unsupported(std::string reason) = 0;
   // Python read the one value of `t` (item(), bool(t)): what it does next may depend on it.
@@ -57,13 +73,15 @@ inline Recorder* recording() { return detail::recording; }
 void set_recorder(Recorder* recorder);
 
 // Runs `rerun(operands)` as the op `name` and records it; returns its results.
-Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun rerun, Into into = nullptr);
+Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun rerun, Into into = nullptr,
+            const Elementwise* elementwise = nullptr);
 
 // An op with one tensor result: f(operands) -> Tensor; into(operands, result) writes the same
 // result into given memory.
 template <typename F>
-Tensor result(const char* name, Tensors operands, F f, Into into = nullptr) {
-  return run(name, std::move(operands), {}, [f](const Tensors& x) { return Tensors{f(x)}; }, std::move(into))[0];
+Tensor result(const char* name, Tensors operands, F f, Into into = nullptr, const Elementwise* elementwise = nullptr) {
+  return run(name, std::move(operands), {}, [f](const Tensors& x) { return Tensors{f(x)}; }, std::move(into),
+             elementwise)[0];
 }
 // An op that writes operand 0 in place and returns nothing: f(operands).
 template <typename F>
