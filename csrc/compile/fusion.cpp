@@ -56,8 +56,9 @@ bool fusable(const Step& step) {
   const Tensor& result = step.results[0];
   if (result.numel() == 0) return false;
   const int arity = step.elementwise.arity;
-  if (static_cast<int>(step.operands.size()) + (step.elementwise.constant.defined() ? 1 : 0) != arity) return false;
-  int scalars = step.elementwise.constant.defined() ? 1 : 0;
+  const int numbers = step.elementwise.constant_side != 0 ? 1 : 0;
+  if (static_cast<int>(step.operands.size()) + numbers != arity) return false;
+  int scalars = numbers;
   for (const Tensor& operand : step.operands) {
     if (!operand.defined() || operand.shape() != result.shape() || operand.dtype() != result.dtype()) return false;
     const std::int64_t period = row_period(operand);
@@ -97,24 +98,26 @@ void Program::fuse() {
     chain->numel = numel;
     chain->block = std::min(numel, kBlock);
     chain->steps.reserve(end - i);
+    chain->members.reserve(end - i);
     for (std::size_t k = i; k < end; ++k) chain->steps.push_back(std::move(steps_[k]));
-    // Uses of each member's result outside the chain decide whether it is written at all.
-    std::vector<int> outside(uses);
+    // A member's result is written to memory only when a step after the chain, or the caller,
+    // reads it: when its slot has uses outside the chain.
     for (const Step& member : chain->steps) {
-      for (const int s : member.operand_slots) if (s >= 0) --outside[static_cast<std::size_t>(s)];
-      for (const int s : member.result_slots) if (s >= 0) --outside[static_cast<std::size_t>(s)];
+      for (const int s : member.operand_slots) if (s >= 0) --uses[static_cast<std::size_t>(s)];
     }
     int scratch_blocks = 0;
+    std::int64_t row_bytes = 0;
     chain->name = "fused(";
     for (std::size_t m = 0; m < chain->steps.size(); ++m) {
       Step& step = chain->steps[m];
       FusedChain::Member member{step.elementwise.loop, step.elementwise.arity, {}, 0, true, -1};
+      const std::int64_t item = itemsize(step.results[0].dtype());
       std::size_t next_operand = 0;
       for (int side = 1; side <= member.arity; ++side) {
         FusedChain::Source& source = member.in[side - 1];
         if (side == step.elementwise.constant_side) {
-          source.kind = FusedChain::Source::Kind::Scalar;
-          source.view = &step.elementwise.constant;
+          source.kind = FusedChain::Source::Kind::Constant;
+          source.constant = step.elementwise.constant;
           member.side = side;
           continue;
         }
@@ -137,16 +140,20 @@ void Program::fuse() {
         } else {
           source.kind = FusedChain::Source::Kind::Row;
           source.period = period;
-          source.repeated.resize(static_cast<std::size_t>((chain->block + period) * itemsize(operand.dtype()) + 7) / 8);
+          source.repeated = row_bytes;
+          row_bytes += ((chain->block + period) * item + 7) / 8 * 8;
         }
       }
-      member.stored = outside[static_cast<std::size_t>(step.result_slots[0])] > 0;
+      // Its own result slot counts once (the member itself).
+      member.stored = uses[static_cast<std::size_t>(step.result_slots[0])] > 1;
       if (!member.stored) member.scratch = scratch_blocks++;
-      chain->members.push_back(std::move(member));
-      chain->name += std::string(m > 0 ? "," : "") + step.elementwise.name;
+      chain->members.push_back(member);
+      if (m > 0) chain->name += ',';
+      chain->name += step.elementwise.name;
     }
-    chain->name += ")";
+    chain->name += ')';
     chain->scratch.resize(static_cast<std::size_t>(scratch_blocks * chain->block));
+    chain->rows.resize(static_cast<std::size_t>(row_bytes / 8));
 
     Step fused{"fused", nullptr, nullptr, {}, {}, {}, {}, {}, {}, std::move(chain)};
     steps.push_back(std::move(fused));
@@ -177,10 +184,11 @@ void Program::run_chain(FusedChain& chain) {
     at[m].out = member.stored ? static_cast<char*>(result.data()) : nullptr;
     for (int k = 0; k < member.arity; ++k) {
       FusedChain::Source& source = member.in[k];
-      at[m].in[k] = source.view != nullptr ? static_cast<const char*>(source.view->data()) : nullptr;
+      at[m].in[k] = source.kind == FusedChain::Source::Kind::Constant ? static_cast<const char*>(source.constant)
+                                                                       : static_cast<const char*>(source.view->data());
       if (source.kind == FusedChain::Source::Kind::Row) {
         // The row repeated: element j of a block starting at b is repeated[b % period + j].
-        char* repeated = reinterpret_cast<char*>(source.repeated.data());
+        char* repeated = reinterpret_cast<char*>(chain.rows.data()) + source.repeated;
         const std::size_t row_bytes = static_cast<std::size_t>(source.period * at[m].item);
         const std::size_t total = static_cast<std::size_t>((chain.block + source.period) * at[m].item);
         for (std::size_t filled = 0; filled < total; filled += row_bytes) {
@@ -202,7 +210,8 @@ void Program::run_chain(FusedChain& chain) {
           const FusedChain::Source& source = member.in[k];
           switch (source.kind) {
             case FusedChain::Source::Kind::Memory: in[k] = a.in[k] + b * a.item; break;
-            case FusedChain::Source::Kind::Scalar: in[k] = a.in[k]; break;
+            case FusedChain::Source::Kind::Scalar:
+            case FusedChain::Source::Kind::Constant: in[k] = a.in[k]; break;
             case FusedChain::Source::Kind::Row: in[k] = a.in[k] + (b % source.period) * a.item; break;
             case FusedChain::Source::Kind::Member: {
               const FusedChain::Member& from = chain.members[static_cast<std::size_t>(source.member)];

@@ -201,6 +201,8 @@ void Builder::op(const char* name, record::Tensors operands, const std::vector<i
                  const record::Elementwise* elementwise) {
   Step step{name, std::move(rerun), std::move(into), std::move(operands), results, {}, {}, {}, {}, nullptr};
   if (elementwise != nullptr && elementwise->loop != nullptr) step.elementwise = *elementwise;
+  step.operand_slots.reserve(step.operands.size());
+  step.result_slots.reserve(results.size());
   for (std::size_t i = 0; i < step.operands.size(); ++i) {
     const Tensor& t = step.operands[i];
     const bool writes = std::find(written.begin(), written.end(), static_cast<int>(i)) != written.end();
@@ -276,6 +278,17 @@ std::unique_ptr<Program> Builder::finish(bool fuse) {
       if (step.result_slots[i] >= 0) p.slots_[static_cast<std::size_t>(step.result_slots[i])].views.push_back(&step.results[i]);
     }
   };
+  // Each slot's list of views, sized first (one allocation per slot).
+  std::vector<std::size_t> count(p.slots_.size(), 0);
+  auto count_views = [&count](const Step& step) {
+    for (const int s : step.operand_slots) if (s >= 0) ++count[static_cast<std::size_t>(s)];
+    for (const int s : step.result_slots) if (s >= 0) ++count[static_cast<std::size_t>(s)];
+  };
+  for (const Step& step : p.steps_) {
+    if (!step.fused) count_views(step);
+    else for (const Step& member : step.fused->steps) count_views(member);
+  }
+  for (std::size_t s = 0; s < p.slots_.size(); ++s) p.slots_[s].views.reserve(count[s]);
   for (Step& step : p.steps_) {
     if (!step.fused) index_views(step);
     else for (Step& member : step.fused->steps) index_views(member);

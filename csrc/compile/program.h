@@ -52,11 +52,12 @@ struct Step {
 struct FusedChain {
   // Where a member reads one operand for the block [b, b + len).
   struct Source {
-    enum class Kind { Memory, Member, Row, Scalar } kind = Kind::Memory;
+    enum class Kind { Memory, Member, Row, Scalar, Constant } kind = Kind::Memory;
     const Tensor* view = nullptr;  // Memory, Row, Scalar: the operand (its data at each replay)
+    const void* constant = nullptr;  // Constant: the Python number's bytes (Elementwise::constant)
     int member = -1;               // Member: the earlier member whose result it is
     std::int64_t period = 0;       // Row: the row's length (a broadcast over leading dims)
-    std::vector<double> repeated;  // Row: the row repeated to cover a block from any start
+    std::int64_t repeated = 0;     // Row: where in `rows` the row, repeated to cover a block from any start, is
   };
   struct Member {
     record::Elementwise::Loop loop;
@@ -71,6 +72,7 @@ struct FusedChain {
   std::int64_t numel = 0;
   std::int64_t block = 0;       // elements per block
   std::vector<double> scratch;  // one block per member that is not stored (one thread)
+  std::vector<double> rows;     // the repeated rows of the Row sources
   std::string name;             // "fused(mul,add,sigmoid)"
 };
 
@@ -121,8 +123,13 @@ class Program {
 class Builder final : public record::Recorder {
  public:
   Builder() : program_(std::make_unique<Program>()) {
-    program_->steps_.reserve(256);  // a training step of a small model: no moving of steps
-    program_->slots_.reserve(256);
+    // A small model's training step (XOR: 35 ops, 40 slots) records with no reallocation: a
+    // growing vector of steps moves them all, and each allocation of a kilobyte or more makes
+    // glibc's malloc consolidate its small free chunks first.
+    program_->steps_.reserve(64);
+    program_->slots_.reserve(64);
+    references_.reserve(64);
+    slot_of_.reserve(64);
   }
   // Declares a tensor handed in at each call (an argument, before the call; a .grad the call
   // read, after it: `adopt` turns the external slot the ops made for it into a bound one).

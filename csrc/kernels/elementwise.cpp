@@ -2,6 +2,7 @@
 // Each op is a small functor; one template runs any functor over the strided loop with
 // contiguous and scalar-operand fast paths the compiler can vectorize.
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 #include "chainrule/errors.h"
@@ -519,7 +520,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
       const Tensor scalar = number.as_strided(a.shape(), Shape(a.shape().size(), 0), 0);
       into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, x[0], scalar); };
       e = binary_elementwise(op, a.dtype());
-      e.constant = number;
+      std::memcpy(e.constant, number.data(), static_cast<std::size_t>(itemsize(number.dtype())));
       e.constant_side = 2;
     }
     return record::result("binary", {a}, [op, b](const Ts& x) { return binary(op, x[0], b); }, std::move(into), &e);
@@ -544,7 +545,7 @@ Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
       const Tensor scalar = number.as_strided(b.shape(), Shape(b.shape().size(), 0), 0);
       into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, scalar, x[0]); };
       e = binary_elementwise(op, b.dtype());
-      e.constant = number;
+      std::memcpy(e.constant, number.data(), static_cast<std::size_t>(itemsize(number.dtype())));
       e.constant_side = 1;
     }
     return record::result("binary", {b}, [op, a](const Ts& x) { return binary(op, a, x[0]); }, std::move(into), &e);

@@ -36,8 +36,8 @@ struct Elementwise {
   Loop loop = nullptr;       // nullptr: the op is not elementwise (or not in this case)
   const char* name = "";     // the op ("add", "sigmoid"), for the fused step's name
   int arity = 0;             // 1 or 2
-  Tensor constant;           // a Python number operand as a 0-d tensor, when there is one
-  int constant_side = 0;     // which side it is on (1: x, 2: y)
+  int constant_side = 0;     // 1 or 2: that operand is a Python number, whose bytes (in the
+  alignas(8) unsigned char constant[8] = {};  // operands' dtype) are here
 };
 
 class Recorder {
