@@ -1,6 +1,7 @@
 // Fusing chains of elementwise steps (cr.compile). Program::fuse, at the end of a recording,
 // groups each maximal run of consecutive elementwise steps over the same number of elements
-// into one step (FusedChain, program.h); Program::run_chain replays it in one pass.
+// into a FusedChain (program.h), held by the run's first step; Program::run_chain replays the
+// whole run in one pass when the replay reaches that step, and the other members are skipped.
 //
 // Why it gives the eager bits: each member runs the very loop its eager kernel runs on a
 // contiguous run (record::Elementwise), and every one of these loops computes element i from
@@ -51,7 +52,7 @@ std::int64_t row_period(const Tensor& view) {
 
 // Whether a step can be a member of a chain.
 bool fusable(const Step& step) {
-  if (step.elementwise.loop == nullptr || !step.into || !step.expected.empty() || step.fused) return false;
+  if (step.elementwise.loop == nullptr || !step.into || !step.expected.empty() || step.in_chain) return false;
   if (step.results.size() != 1 || !step.results[0].defined() || !step.results[0].is_contiguous()) return false;
   const Tensor& result = step.results[0];
   if (result.numel() == 0) return false;
@@ -82,12 +83,11 @@ void Program::fuse() {
   }
   for (const Exit& e : exits_) ++uses[static_cast<std::size_t>(e.slot)];
 
-  std::vector<Step> steps;
-  steps.reserve(steps_.size());
+  // The members stay where they are in steps_: the first one holds the chain and runs it.
   std::size_t i = 0;
   while (i < steps_.size()) {
     if (!fusable(steps_[i])) {
-      steps.push_back(std::move(steps_[i++]));
+      ++i;
       continue;
     }
     const std::int64_t numel = steps_[i].results[0].numel();
@@ -99,17 +99,19 @@ void Program::fuse() {
     chain->block = std::min(numel, kBlock);
     chain->steps.reserve(end - i);
     chain->members.reserve(end - i);
-    for (std::size_t k = i; k < end; ++k) chain->steps.push_back(std::move(steps_[k]));
+    for (std::size_t k = i; k < end; ++k) {
+      chain->steps.push_back(&steps_[k]);
+      steps_[k].in_chain = true;
+    }
     // A member's result is written to memory only when a step after the chain, or the caller,
     // reads it: when its slot has uses outside the chain.
-    for (const Step& member : chain->steps) {
-      for (const int s : member.operand_slots) if (s >= 0) --uses[static_cast<std::size_t>(s)];
+    for (const Step* member : chain->steps) {
+      for (const int s : member->operand_slots) if (s >= 0) --uses[static_cast<std::size_t>(s)];
     }
     int scratch_blocks = 0;
     std::int64_t row_bytes = 0;
-    chain->name = "fused(";
     for (std::size_t m = 0; m < chain->steps.size(); ++m) {
-      Step& step = chain->steps[m];
+      Step& step = *chain->steps[m];
       FusedChain::Member member{step.elementwise.loop, step.elementwise.arity, {}, 0, true, -1};
       const std::int64_t item = itemsize(step.results[0].dtype());
       std::size_t next_operand = 0;
@@ -128,8 +130,8 @@ void Program::fuse() {
         if (period == numel) {
           // An earlier member's result is read from that member's block, wherever it lives.
           for (std::size_t earlier = 0; earlier < m; ++earlier) {
-            if (chain->steps[earlier].result_slots[0] == step.operand_slots[k] &&
-                chain->steps[earlier].results[0].offset() == operand.offset()) {
+            if (chain->steps[earlier]->result_slots[0] == step.operand_slots[k] &&
+                chain->steps[earlier]->results[0].offset() == operand.offset()) {
               source.kind = FusedChain::Source::Kind::Member;
               source.member = static_cast<int>(earlier);
             }
@@ -148,18 +150,13 @@ void Program::fuse() {
       member.stored = uses[static_cast<std::size_t>(step.result_slots[0])] > 1;
       if (!member.stored) member.scratch = scratch_blocks++;
       chain->members.push_back(member);
-      if (m > 0) chain->name += ',';
-      chain->name += step.elementwise.name;
     }
-    chain->name += ')';
     chain->scratch.resize(static_cast<std::size_t>(scratch_blocks * chain->block));
     chain->rows.resize(static_cast<std::size_t>(row_bytes / 8));
 
-    Step fused{"fused", nullptr, nullptr, {}, {}, {}, {}, {}, {}, std::move(chain)};
-    steps.push_back(std::move(fused));
+    steps_[i].fused = std::move(chain);
     i = end;
   }
-  steps_ = std::move(steps);
 }
 
 void Program::run_chain(FusedChain& chain) {
@@ -179,7 +176,7 @@ void Program::run_chain(FusedChain& chain) {
   }
   for (std::size_t m = 0; m < count; ++m) {
     FusedChain::Member& member = chain.members[m];
-    const Tensor& result = chain.steps[m].results[0];
+    const Tensor& result = chain.steps[m]->results[0];
     at[m].item = itemsize(result.dtype());
     at[m].out = member.stored ? static_cast<char*>(result.data()) : nullptr;
     for (int k = 0; k < member.arity; ++k) {

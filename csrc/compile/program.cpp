@@ -85,7 +85,7 @@ bool Program::replay(const std::vector<Tensor>& bound) {
     backup.emplace_back(bytes, bytes + storage.nbytes());
   }
   for (Step& step : steps_) {
-    if (run(step)) continue;
+    if (step.skipped() || run(step)) continue;
     for (std::size_t i = 0; i < undo_.size(); ++i) {
       std::memcpy(slots_[static_cast<std::size_t>(undo_[i])].storage->data(), backup[i].data(), backup[i].size());
     }
@@ -118,13 +118,17 @@ std::vector<double> Program::time_steps(int repeats) {
   std::vector<double> total(steps_.size(), 0.0);
   for (int r = 0; r < repeats; ++r) {
     for (std::size_t i = 0; i < steps_.size(); ++i) {
+      if (steps_[i].skipped()) continue;
       const auto start = std::chrono::steady_clock::now();
       run(steps_[i]);
       total[i] += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
     }
   }
-  for (double& t : total) t /= repeats;
-  return total;
+  std::vector<double> per_step;  // one figure per step of step_names()
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    if (!steps_[i].skipped()) per_step.push_back(total[i] / repeats);
+  }
+  return per_step;
 }
 
 Tensor Program::exit(int index) const {
@@ -135,7 +139,16 @@ Tensor Program::exit(int index) const {
 
 std::vector<std::string> Program::step_names() const {
   std::vector<std::string> names;
-  for (const Step& step : steps_) names.emplace_back(step.fused ? step.fused->name.c_str() : step.name);
+  for (const Step& step : steps_) {
+    if (step.skipped()) continue;
+    if (!step.fused) {
+      names.emplace_back(step.name);
+      continue;
+    }
+    std::string name = "fused(";  // fused(mul,add,sigmoid)
+    for (const Step* member : step.fused->steps) name += std::string(member == &step ? "" : ",") + member->elementwise.name;
+    names.push_back(name + ")");
+  }
   return names;
 }
 
@@ -280,19 +293,12 @@ std::unique_ptr<Program> Builder::finish(bool fuse) {
   };
   // Each slot's list of views, sized first (one allocation per slot).
   std::vector<std::size_t> count(p.slots_.size(), 0);
-  auto count_views = [&count](const Step& step) {
+  for (const Step& step : p.steps_) {
     for (const int s : step.operand_slots) if (s >= 0) ++count[static_cast<std::size_t>(s)];
     for (const int s : step.result_slots) if (s >= 0) ++count[static_cast<std::size_t>(s)];
-  };
-  for (const Step& step : p.steps_) {
-    if (!step.fused) count_views(step);
-    else for (const Step& member : step.fused->steps) count_views(member);
   }
   for (std::size_t s = 0; s < p.slots_.size(); ++s) p.slots_[s].views.reserve(count[s]);
-  for (Step& step : p.steps_) {
-    if (!step.fused) index_views(step);
-    else for (Step& member : step.fused->steps) index_views(member);
-  }
+  for (Step& step : p.steps_) index_views(step);
   made_outside_.clear();
   slot_of_.clear();
   return std::move(program_);

@@ -42,7 +42,10 @@ struct Step {
   // branched on; a replay that finds another value stops (its guard failed).
   std::vector<unsigned char> expected;
   record::Elementwise elementwise;     // its loop, when the op is elementwise (for fusing)
-  std::shared_ptr<FusedChain> fused;   // set: this step runs a chain of elementwise steps
+  // In a fused chain, the first member holds the chain and runs it; the others are skipped.
+  std::shared_ptr<FusedChain> fused;
+  bool in_chain = false;
+  bool skipped() const { return in_chain && !fused; }
 };
 
 // A run of consecutive elementwise steps over the same number of elements n, replayed as one
@@ -67,13 +70,12 @@ struct FusedChain {
     bool stored = true;       // its result is read after the chain: written to its slot
     int scratch = -1;         // not stored: its block in `scratch`
   };
-  std::vector<Step> steps;      // the members as recorded (their views are rebound with the slots)
+  std::vector<Step*> steps;     // the members, in Program::steps_ (their views are rebound with the slots)
   std::vector<Member> members;
   std::int64_t numel = 0;
   std::int64_t block = 0;       // elements per block
   std::vector<double> scratch;  // one block per member that is not stored (one thread)
   std::vector<double> rows;     // the repeated rows of the Row sources
-  std::string name;             // "fused(mul,add,sigmoid)"
 };
 
 // A view of a slot that leaves the program (a result of the function, a .grad).

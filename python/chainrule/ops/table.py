@@ -11,6 +11,12 @@ From the table come: the Tensor methods, `cr.` and `nn.functional` functions of 
 (`install_methods`, `functions`), their type-checker declarations (`chainrule.ops.stubs`), the
 gradcheck cases (tests/test_gradients.py, tests/test_ops_table.py), the reference engine's
 formulas for native nodes (`NATIVE_BACKWARD`), and what `cr.compile` will replay.
+
+Which steps `cr.compile` fuses into one pass is not a column of this table: an entry's forward
+and backward are calls of `_core` kernels, and each elementwise kernel (add, mul, sigmoid, the
+activations' backward formulas, ...) declares its own loop when it is recorded
+(`record::Elementwise` in csrc/include/chainrule/record.h). So GELU, softplus or a loss written
+here with those kernels fuses with no flag of its own (docs/compile.md, "Fused elementwise chains").
 """
 from __future__ import annotations
 
