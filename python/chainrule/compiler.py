@@ -86,7 +86,7 @@ class _OptimizerGuard:
         self.optimizer = optimizer
         self.groups = []
         for group in optimizer.param_groups:
-            keys = tuple(k for k in group if k != "params")
+            keys = tuple(group.keys() - {"params"})  # any order: read back with the same getter
             get = operator.itemgetter(*keys) if keys else (lambda g: ())
             self.groups.append((group, get, get(group), group["params"], list(group["params"])))
         self.state_size = len(optimizer.state)
