@@ -212,7 +212,13 @@ int Builder::operand_slot(const Tensor& array, bool written, const char* op) {
 void Builder::op(const char* name, record::Tensors operands, const std::vector<int>& written,
                  const record::Tensors& results, record::Rerun rerun, record::Into into,
                  const record::Elementwise* elementwise) {
-  Step step{name, std::move(rerun), std::move(into), std::move(operands), results, {}, {}, {}, {}, nullptr};
+  // Built where it stays (no move of the whole step per op).
+  Step& step = program_->steps_.emplace_back();
+  step.name = name;
+  step.rerun = std::move(rerun);
+  step.into = std::move(into);
+  step.operands = std::move(operands);
+  step.results = results;
   if (elementwise != nullptr && elementwise->loop != nullptr) step.elementwise = *elementwise;
   step.operand_slots.reserve(step.operands.size());
   step.result_slots.reserve(results.size());
@@ -247,7 +253,6 @@ void Builder::op(const char* name, record::Tensors operands, const std::vector<i
   for (const int s : step.result_slots) {
     if (s >= 0) ++references_[static_cast<std::size_t>(s)];
   }
-  program_->steps_.push_back(std::move(step));
 }
 
 void Builder::unsupported(std::string reason) {

@@ -33,7 +33,7 @@ struct Slot {
 struct FusedChain;
 
 struct Step {
-  const char* name;
+  const char* name = "";
   record::Rerun rerun;
   record::Into into;  // when set: the one result is written in place, no allocation
   record::Tensors operands, results;       // views of slots; undefined where an optional operand was absent
