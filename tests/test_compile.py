@@ -540,6 +540,29 @@ def test_what_breaks_a_chain():
                                           "fused(add,mul)"]
 
 
+@pytest.mark.parametrize("rows", [4, 128])  # one block, several blocks
+@pytest.mark.parametrize("read", ["last row", "first row", "last value", "shifted"])
+def test_a_member_result_read_other_than_elementwise_ends_the_chain(rows, read):
+    # A chain runs block by block: a later member reading an earlier member's result broadcast
+    # (a row, one value) or at another offset would see stale memory. Fresh inputs at every
+    # call show it: the last call's values would still be there.
+    pick = {"last row": lambda y: y[-1], "first row": lambda y: y[0], "last value": lambda y: y[-1, -1],
+            "shifted": None}[read]
+
+    def f(x):
+        y = x * 2.0
+        if read == "shifted":
+            flat = y.flatten()
+            return flat[1:] + flat[:-1]
+        return y + pick(y)
+    compiled = cr.compile(f)
+    rng = np.random.default_rng(8)
+    for _ in range(4):
+        x = cr.tensor(rng.standard_normal((rows, 64)).astype(np.float32))
+        assert same(compiled(x), f(x))
+    assert len(compiled.programs[0].steps) == 2, compiled.programs[0].steps
+
+
 def make_gelu_mlp(dtype, batch=64):
     def make():
         cr.manual_seed(7)

@@ -72,6 +72,30 @@ bool fusable(const Step& step) {
   return scalars < arity;  // a binary op of two single values is left alone
 }
 
+// Whether steps[next] may join the chain steps[first .. next): the chain runs block by block, so
+// a member sees an earlier member's result only for the block at hand. It may read that result
+// as a whole, at the same place (element i of it, written just before in this block); any other
+// read of memory a member writes (one value or a row broadcast from it, or the same storage at
+// another offset) would see this replay's block or the last replay's values by chance, so it
+// ends the chain. So does writing memory an earlier member read.
+bool joins(const std::vector<Step>& steps, std::size_t first, std::size_t next) {
+  const Step& step = steps[next];
+  for (std::size_t earlier = first; earlier < next; ++earlier) {
+    const Step& member = steps[earlier];
+    const int written = member.result_slots[0];
+    for (std::size_t k = 0; k < step.operands.size(); ++k) {
+      if (step.operand_slots[k] != written) continue;
+      const Tensor& operand = step.operands[k];
+      const bool whole = row_period(operand) == operand.numel() && operand.offset() == member.results[0].offset();
+      if (!whole) return false;
+    }
+    for (const int read : member.operand_slots) {
+      if (read >= 0 && read == step.result_slots[0]) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void Program::fuse() {
@@ -92,7 +116,10 @@ void Program::fuse() {
     }
     const std::int64_t numel = steps_[i].results[0].numel();
     std::size_t end = i + 1;
-    while (end < steps_.size() && fusable(steps_[end]) && steps_[end].results[0].numel() == numel) ++end;
+    while (end < steps_.size() && fusable(steps_[end]) && steps_[end].results[0].numel() == numel &&
+           joins(steps_, i, end)) {
+      ++end;
+    }
 
     auto chain = std::make_shared<FusedChain>();
     chain->numel = numel;
