@@ -202,11 +202,12 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
 // Two rules for kc, the micro-kernel's choice (b_panel_in_l1):
 // - a kc x NR micro-panel of B in half of L1, where the micro-kernel reads it again for every
 //   panel of A, and an MC x kc block of A in half of L2 (as BLIS blocks for AVX2: kc = 256,
-//   mc = 252 on a Zen 3 core's 32 KiB / 512 KiB). AVX2 on this 48 KiB / 2 MiB machine: f64
-//   n = 1024 36 -> 43 GFLOP/s on one thread against the rule below (f32 2048: 88 -> 96).
-// - for the AVX-512 tile, kc up to 1024 with the panel of B in an eighth of L2 and the block of A
-//   in a quarter: fewer passes over C (n = 1024 on a 1 MiB-L2 Zen 5: 226 -> 241 GFLOP/s on one
-//   thread against kc = 256).
+//   mc = 252 on a Zen 3 core's 32 KiB / 512 KiB). The generic (SSE) kernels use it.
+// - kc up to 1024 with the panel of B in an eighth of L2 and the block of A in a quarter: fewer
+//   passes over C (n = 1024 on a 1 MiB-L2 Zen 5, AVX-512: 226 -> 241 GFLOP/s on one thread
+//   against kc = 256). The AVX-512 and AVX2 kernels use it: AVX2 on a 48 KiB / 2 MiB Xeon, one
+//   thread, f64 n = 1024 47 -> 50 GFLOP/s in matmul (CPU time, medians, load 3), f32 2048 88 ->
+//   98 (an earlier measurement under load 10-15 had favoured the L1 rule).
 // kc x NC of B takes at most a quarter of L3. k is split into equal blocks, never a sliver at the end.
 struct Blocking {
   std::int64_t kc, mc, nc;
