@@ -9,9 +9,11 @@
 
 namespace chainrule::gemm {
 
+// b_prefetch (may be null): kc / 4 cache lines from there are fetched into L2 while the tile
+// runs, one every 4 steps of k (BLIS passes the next panels' addresses the same way).
 template <typename T>
 using MicroKernelFn = void (*)(std::int64_t kc, const T* a, const T* b, T* c, std::int64_t ldc,
-                               std::int64_t m, std::int64_t n, bool accumulate);
+                               std::int64_t m, std::int64_t n, bool accumulate, const T* b_prefetch);
 
 // The MR x NR tile C = A * B (or +=) with A read in place, element (i, p) at a[i * rs + p * cs]
 // (no packing), and B as kc rows of NR elements, ldb apart (packed: ldb = NR; or B itself).

@@ -185,12 +185,17 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
           kernel.pack_a(kc, a.data + (ic + ip * mr) * a.rs + pc * a.cs, a.rs, a.cs,
                         std::min<std::int64_t>(mr, mc - ip * mr), a_packed + ip * mr * kc);
         }
+        // While the micro-kernel sweeps panel jp of B down the block of A, its first calls
+        // fetch panel jp + 1 into L2, kc / 4 lines each (see MicroKernelFn).
+        const std::int64_t panel_bytes = kc * nr * std::int64_t{sizeof(T)}, chunk_bytes = kc / 4 * 64;
         for (std::int64_t jp = 0; jp < b_panels; ++jp) {
+          const T* next_panel = jp + 1 < b_panels ? b_block + (jp + 1) * nr * kc : nullptr;
           for (std::int64_t ip = 0; ip < a_panels; ++ip) {
+            const bool fetch = next_panel != nullptr && ip * chunk_bytes < panel_bytes;
             kernel.run(kc, a_packed + ip * mr * kc, b_block + jp * nr * kc,
                        c + (ic + ip * mr) * ldc + jc + jp * nr, ldc,
                        std::min<std::int64_t>(mr, mc - ip * mr), std::min<std::int64_t>(nr, nc - jp * nr),
-                       pc > 0);
+                       pc > 0, fetch ? reinterpret_cast<const T*>(reinterpret_cast<const char*>(next_panel) + ip * chunk_bytes) : nullptr);
           }
         }
       }
