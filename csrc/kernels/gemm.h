@@ -54,6 +54,12 @@ struct MicroKernel {
   // it against every panel of A (as BLIS does for AVX2); false lets kc grow to 1024, the panel
   // then streaming from L2 with fewer passes over C (faster for the AVX-512 tile: matmul.cpp).
   bool b_panel_in_l1;
+  // C's bottom edge: tiles of at most short_mr rows (4; mr when mr <= 4) by the same nr, reading
+  // the same MR-wide packed panels (run_short) or A in place (unpacked_short). A 2-row edge then
+  // costs 4 rows' FMAs, not mr's (m = 128 by 6-row tiles: 22 tiles' work for 21.3).
+  int short_mr;
+  MicroKernelFn<T> run_short;
+  NarrowKernelFn<T> unpacked_short;
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);

@@ -172,14 +172,18 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
                const gemm::MicroKernel<T>& kernel, std::int64_t MC, std::int64_t KC, std::int64_t NC,
                T* a_packed) {
   const int mr = kernel.mr, nr = kernel.nr;
+  // The rows in blocks of equal size (whole micro-panels, at most MC): 1024 rows by MC = 126 were
+  // 8 blocks and a 16-row one that swept all of B for little work; now 9 of 114.
+  const std::int64_t row_blocks = (rows + MC - 1) / MC;
+  const std::int64_t mc_even = ((rows + row_blocks - 1) / row_blocks + mr - 1) / mr * mr;
   for (std::int64_t jc = col0; jc < col0 + cols; jc += NC) {
     const std::int64_t nc = std::min(NC, col0 + cols - jc);
     const std::int64_t b_panels = (nc + nr - 1) / nr;
     for (std::int64_t pc = 0; pc < k; pc += KC) {
       const std::int64_t kc = std::min(KC, k - pc);
       const T* b_block = b_packed + pc * n_padded + jc * kc;
-      for (std::int64_t ic = row0; ic < row0 + rows; ic += MC) {
-        const std::int64_t mc = std::min(MC, row0 + rows - ic);
+      for (std::int64_t ic = row0; ic < row0 + rows; ic += mc_even) {
+        const std::int64_t mc = std::min(mc_even, row0 + rows - ic);
         const std::int64_t a_panels = (mc + mr - 1) / mr;
         for (std::int64_t ip = 0; ip < a_panels; ++ip) {
           kernel.pack_a(kc, a.data + (ic + ip * mr) * a.rs + pc * a.cs, a.rs, a.cs,
@@ -192,9 +196,11 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
           const T* next_panel = jp + 1 < b_panels ? b_block + (jp + 1) * nr * kc : nullptr;
           for (std::int64_t ip = 0; ip < a_panels; ++ip) {
             const bool fetch = next_panel != nullptr && ip * chunk_bytes < panel_bytes;
-            kernel.run(kc, a_packed + ip * mr * kc, b_block + jp * nr * kc,
+            const std::int64_t tile_rows = std::min<std::int64_t>(mr, mc - ip * mr);
+            (tile_rows <= kernel.short_mr ? kernel.run_short : kernel.run)(
+                       kc, a_packed + ip * mr * kc, b_block + jp * nr * kc,
                        c + (ic + ip * mr) * ldc + jc + jp * nr, ldc,
-                       std::min<std::int64_t>(mr, mc - ip * mr), std::min<std::int64_t>(nr, nc - jp * nr),
+                       tile_rows, std::min<std::int64_t>(nr, nc - jp * nr),
                        pc > 0, fetch ? reinterpret_cast<const T*>(reinterpret_cast<const char*>(next_panel) + ip * chunk_bytes) : nullptr);
           }
         }
@@ -341,7 +347,6 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
         });
         return;
       }
-      if (b.cs == 1 && n % kernel.nr == 0 && k <= kUnpackedMaxK) {
         // Tiles straight from A and B, no packing, when one pass over k makes each tile of C
         // and the operand read again for every tile column (or row) fits in L2: the smaller
         // one, so consecutive tiles walk down the rows (B's strip stays put, A is read again)
@@ -376,8 +381,9 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
                 b_tile = strip;
                 ldb = kernel.nr;
               }
-              kernel.unpacked(k, a.data + i0 * a.rs, a.rs, a.cs, b_tile, ldb, c + i0 * ldc + j0, ldc,
-                              std::min<std::int64_t>(kernel.mr, m - i0), kernel.nr, false);
+              const std::int64_t tile_rows = std::min<std::int64_t>(kernel.mr, m - i0);
+              (tile_rows <= kernel.short_mr ? kernel.unpacked_short : kernel.unpacked)(
+                  k, a.data + i0 * a.rs, a.rs, a.cs, b_tile, ldb, c + i0 * ldc + j0, ldc, tile_rows, kernel.nr, false);
             }
           });
           return;
