@@ -347,6 +347,7 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
         });
         return;
       }
+      if (b.cs == 1 && n % kernel.nr == 0 && k <= kUnpackedMaxK) {
         // Tiles straight from A and B, no packing, when one pass over k makes each tile of C
         // and the operand read again for every tile column (or row) fits in L2: the smaller
         // one, so consecutive tiles walk down the rows (B's strip stays put, A is read again)
