@@ -54,7 +54,7 @@ void BM_MicroKernel(benchmark::State& state, cr::Isa isa) {
   const std::int64_t kc = 256;
   std::vector<float> a(kc * kernel.mr, 0.5f), b(kc * kernel.nr, 0.25f), c(kernel.mr * kernel.nr, 0.0f);
   for (auto _ : state) {
-    kernel.run(kc, a.data(), b.data(), c.data(), kernel.nr, kernel.mr, kernel.nr, true);
+    kernel.run(kc, a.data(), b.data(), c.data(), kernel.nr, kernel.mr, kernel.nr, true, nullptr);
     benchmark::ClobberMemory();
   }
   const double flops = 2.0 * kc * kernel.mr * kernel.nr * static_cast<double>(state.iterations());

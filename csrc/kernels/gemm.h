@@ -9,9 +9,11 @@
 
 namespace chainrule::gemm {
 
+// b_prefetch (may be null): kc / 4 cache lines from there are fetched into L2 while the tile
+// runs, one every 4 steps of k (BLIS passes the next panels' addresses the same way).
 template <typename T>
 using MicroKernelFn = void (*)(std::int64_t kc, const T* a, const T* b, T* c, std::int64_t ldc,
-                               std::int64_t m, std::int64_t n, bool accumulate);
+                               std::int64_t m, std::int64_t n, bool accumulate, const T* b_prefetch);
 
 // The MR x NR tile C = A * B (or +=) with A read in place, element (i, p) at a[i * rs + p * cs]
 // (no packing), and B as kc rows of NR elements, ldb apart (packed: ldb = NR; or B itself).
@@ -50,8 +52,15 @@ struct MicroKernel {
   PackFn<T> pack_narrow_b;  // B into narrow_nr-wide panels
   // Blocking: true sizes kc so that a kc x nr panel of B stays in L1 while the micro-kernel runs
   // it against every panel of A (as BLIS does for AVX2); false lets kc grow to 1024, the panel
-  // then streaming from L2 with fewer passes over C (faster for the AVX-512 tile: matmul.cpp).
+  // then streaming from L2 with fewer passes over C (faster for the AVX-512 tile on a Zen 5, and
+  // for the AVX2 tile on an Intel Xeon with 2 MiB of L2: matmul.cpp).
   bool b_panel_in_l1;
+  // C's bottom edge: tiles of at most short_mr rows (4; mr when mr <= 4) by the same nr, reading
+  // the same MR-wide packed panels (run_short) or A in place (unpacked_short). A 2-row edge then
+  // costs 4 rows' FMAs, not mr's (m = 128 by 6-row tiles: 22 tiles' work for 21.3).
+  int short_mr;
+  MicroKernelFn<T> run_short;
+  NarrowKernelFn<T> unpacked_short;
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);

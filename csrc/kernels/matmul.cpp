@@ -172,25 +172,36 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
                const gemm::MicroKernel<T>& kernel, std::int64_t MC, std::int64_t KC, std::int64_t NC,
                T* a_packed) {
   const int mr = kernel.mr, nr = kernel.nr;
+  // The rows in blocks of equal size (whole micro-panels, at most MC): 1024 rows by MC = 126 were
+  // 8 blocks and a 16-row one that swept all of B for little work; now 9 of 114.
+  const std::int64_t row_blocks = (rows + MC - 1) / MC;
+  const std::int64_t mc_even = ((rows + row_blocks - 1) / row_blocks + mr - 1) / mr * mr;
   for (std::int64_t jc = col0; jc < col0 + cols; jc += NC) {
     const std::int64_t nc = std::min(NC, col0 + cols - jc);
     const std::int64_t b_panels = (nc + nr - 1) / nr;
     for (std::int64_t pc = 0; pc < k; pc += KC) {
       const std::int64_t kc = std::min(KC, k - pc);
       const T* b_block = b_packed + pc * n_padded + jc * kc;
-      for (std::int64_t ic = row0; ic < row0 + rows; ic += MC) {
-        const std::int64_t mc = std::min(MC, row0 + rows - ic);
+      for (std::int64_t ic = row0; ic < row0 + rows; ic += mc_even) {
+        const std::int64_t mc = std::min(mc_even, row0 + rows - ic);
         const std::int64_t a_panels = (mc + mr - 1) / mr;
         for (std::int64_t ip = 0; ip < a_panels; ++ip) {
           kernel.pack_a(kc, a.data + (ic + ip * mr) * a.rs + pc * a.cs, a.rs, a.cs,
                         std::min<std::int64_t>(mr, mc - ip * mr), a_packed + ip * mr * kc);
         }
+        // While the micro-kernel sweeps panel jp of B down the block of A, its first calls
+        // fetch panel jp + 1 into L2, kc / 4 lines each (see MicroKernelFn).
+        const std::int64_t panel_bytes = kc * nr * std::int64_t{sizeof(T)}, chunk_bytes = kc / 4 * 64;
         for (std::int64_t jp = 0; jp < b_panels; ++jp) {
+          const T* next_panel = jp + 1 < b_panels ? b_block + (jp + 1) * nr * kc : nullptr;
           for (std::int64_t ip = 0; ip < a_panels; ++ip) {
-            kernel.run(kc, a_packed + ip * mr * kc, b_block + jp * nr * kc,
+            const bool fetch = next_panel != nullptr && ip * chunk_bytes < panel_bytes;
+            const std::int64_t tile_rows = std::min<std::int64_t>(mr, mc - ip * mr);
+            (tile_rows <= kernel.short_mr ? kernel.run_short : kernel.run)(
+                       kc, a_packed + ip * mr * kc, b_block + jp * nr * kc,
                        c + (ic + ip * mr) * ldc + jc + jp * nr, ldc,
-                       std::min<std::int64_t>(mr, mc - ip * mr), std::min<std::int64_t>(nr, nc - jp * nr),
-                       pc > 0);
+                       tile_rows, std::min<std::int64_t>(nr, nc - jp * nr),
+                       pc > 0, fetch ? reinterpret_cast<const T*>(reinterpret_cast<const char*>(next_panel) + ip * chunk_bytes) : nullptr);
           }
         }
       }
@@ -202,11 +213,12 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
 // Two rules for kc, the micro-kernel's choice (b_panel_in_l1):
 // - a kc x NR micro-panel of B in half of L1, where the micro-kernel reads it again for every
 //   panel of A, and an MC x kc block of A in half of L2 (as BLIS blocks for AVX2: kc = 256,
-//   mc = 252 on a Zen 3 core's 32 KiB / 512 KiB). AVX2 on this 48 KiB / 2 MiB machine: f64
-//   n = 1024 36 -> 43 GFLOP/s on one thread against the rule below (f32 2048: 88 -> 96).
-// - for the AVX-512 tile, kc up to 1024 with the panel of B in an eighth of L2 and the block of A
-//   in a quarter: fewer passes over C (n = 1024 on a 1 MiB-L2 Zen 5: 226 -> 241 GFLOP/s on one
-//   thread against kc = 256).
+//   mc = 252 on a Zen 3 core's 32 KiB / 512 KiB). The generic (SSE) kernels use it.
+// - kc up to 1024 with the panel of B in an eighth of L2 and the block of A in a quarter: fewer
+//   passes over C (n = 1024 on a 1 MiB-L2 Zen 5, AVX-512: 226 -> 241 GFLOP/s on one thread
+//   against kc = 256). The AVX-512 and AVX2 kernels use it: AVX2 on a 48 KiB / 2 MiB Xeon, one
+//   thread, f64 n = 1024 47 -> 50 GFLOP/s in matmul (CPU time, medians, load 3), f32 2048 88 ->
+//   98 (an earlier measurement under load 10-15 had favoured the L1 rule).
 // kc x NC of B takes at most a quarter of L3. k is split into equal blocks, never a sliver at the end.
 struct Blocking {
   std::int64_t kc, mc, nc;
@@ -347,14 +359,32 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
           const bool down_rows = a_bytes <= b_bytes;
           const std::int64_t row_blocks = (m + kernel.mr - 1) / kernel.mr, col_blocks = n / kernel.nr;
           const std::int64_t tiles = row_blocks * col_blocks;
+          // Walking down the rows, B's strip (k x NR) is copied to a contiguous panel first: in
+          // place its rows lie ldb apart, and with ldb a multiple of 1 KiB (n = 128 float64,
+          // n = 256 float32) they fall into a few sets of L1 and evict each other, so every tile
+          // read the strip from L2 again (64x64 @ 64x128 float64 on AVX2: 46 GFLOP/s).
+          const bool copy_strip = down_rows && row_blocks > 1;
           parallel_chunks(static_cast<int>(std::min<std::int64_t>(threads, tiles)), tiles, 1,
                           [&](std::int64_t begin, std::int64_t end) {
+            alignas(64) T strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
+            std::int64_t strip_col = -1;
             for (std::int64_t tile = begin; tile < end; ++tile) {
               const std::int64_t row = down_rows ? tile % row_blocks : tile / col_blocks;
               const std::int64_t col = down_rows ? tile / row_blocks : tile % col_blocks;
               const std::int64_t i0 = row * kernel.mr, j0 = col * kernel.nr;
-              kernel.unpacked(k, a.data + i0 * a.rs, a.rs, a.cs, b.data + j0, b.rs, c + i0 * ldc + j0, ldc,
-                              std::min<std::int64_t>(kernel.mr, m - i0), kernel.nr, false);
+              const T* b_tile = b.data + j0;
+              std::int64_t ldb = b.rs;
+              if (copy_strip) {
+                if (col != strip_col) {
+                  kernel.pack_b(k, b.data + j0, b.rs, 1, kernel.nr, strip);
+                  strip_col = col;
+                }
+                b_tile = strip;
+                ldb = kernel.nr;
+              }
+              const std::int64_t tile_rows = std::min<std::int64_t>(kernel.mr, m - i0);
+              (tile_rows <= kernel.short_mr ? kernel.unpacked_short : kernel.unpacked)(
+                  k, a.data + i0 * a.rs, a.rs, a.cs, b_tile, ldb, c + i0 * ldc + j0, ldc, tile_rows, kernel.nr, false);
             }
           });
           return;
