@@ -229,18 +229,22 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
-      // [W_ih, W_hh, b]^T (K x 4H), read in place by every step's GEMM
-      Scratch<T> weights_t(K * G);
+      // [W_ih, W_hh, b]^T (K x 4H), read in place by every step's GEMM, its rows ldw apart: G plus
+      // one cache line when G is a multiple of 16 lines (1 KiB), as 4H = 512 is. Rows 2 KiB apart
+      // would put a tile's whole strip of B (161 rows) in 4 of L1's 64 sets, evicting itself.
+      const std::int64_t line = 64 / std::int64_t{sizeof(T)};
+      const std::int64_t ldw = G % (16 * line) == 0 ? G + line : G;
+      Scratch<T> weights_t(K * ldw);
       T* w = weights_t.get();
       for (std::int64_t g = 0; g < G; ++g) {
-        for (std::int64_t i = 0; i < I; ++i) w[i * G + g] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
+        for (std::int64_t i = 0; i < I; ++i) w[i * ldw + g] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
         for (std::int64_t h = 0; h < H; ++h) {
-          w[(I + h) * G + g] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
+          w[(I + h) * ldw + g] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
         }
         if (has_bias) {
           T b = T(0);
           for (const Tensor* bias : {b_ih, b_hh}) b += bias != nullptr ? bias->data_as<T>()[g * bias->strides()[0]] : T(0);
-          w[(I + H) * G + g] = b;
+          w[(I + H) * ldw + g] = b;
         }
       }
       // each step's row [x_t, h_{t-1}, 1]: x copied in from any strides, h0 before the first step
@@ -264,7 +268,7 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
       for (std::int64_t k = 0; k < L; ++k) {
         const std::int64_t t = time_of(k, L, reverse);
         T* gates = r.gates.data_as<T>() + t * N * G;
-        gemm::product<T>(N, G, K, inputs + t * N * K, K, 1, w, G, 1, gates, G, threads);
+        gemm::product<T>(N, G, K, inputs + t * N * K, K, 1, w, ldw, 1, gates, G, threads);
         T* cell = r.cells.data_as<T>() + t * N * H;
         // h_t = o tanh(c_t): into the output and into the next step's row of inputs
         T* h_next = k + 1 < L ? inputs + time_of(k + 1, L, reverse) * N * K + I : nullptr;
