@@ -187,6 +187,33 @@ def test_recurrent_errors_name_shapes():
         cr.nn.LSTM(3, 4, proj_size=2)
 
 
+@pytest.mark.parametrize("hidden", [8, 37])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lstm_long_sequences_and_wide_states_match_torch(hidden, dtype):
+    # hidden sizes across the vector widths (whole vectors, and 37 = two AVX-512 vectors and a
+    # tail), 3 samples (fewer than a GEMM tile's rows) over 100 steps, both directions: the
+    # weights' gradient is made in chunks of steps (85, then 15)
+    torch = _torch()
+    reference = torch.nn.LSTM(5, hidden, bidirectional=True).to(getattr(torch, dtype))
+    module = cr.nn.LSTM(5, hidden, bidirectional=True)
+    if dtype == "float64":
+        module.double()
+    _load_from_torch(module, reference)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 3, 5)).astype(dtype)
+    g = rng.standard_normal((100, 3, 2 * hidden)).astype(dtype)
+    xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
+    out_t, (h_t, c_t) = reference(xt)
+    out_c, (h_c, c_c) = module(xc)
+    ((out_t * torch.tensor(g)).sum() + c_t.sum()).backward()
+    ((out_c * cr.tensor(g)).sum() + c_c.sum()).backward()
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), **tol)
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), **tol)
+    for (name, p), (_, p_t) in zip(module.named_parameters(), reference.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
+
+
 def test_torch_lstm_weights_through_safetensors_give_the_same_outputs(tmp_path):
     torch = _torch()
     safetensors_torch = pytest.importorskip("safetensors.torch")
