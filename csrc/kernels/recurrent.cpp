@@ -34,6 +34,24 @@ namespace {
 
 constexpr std::int64_t kRecurrentGemmGrain = std::int64_t{1} << 22;  // multiply-adds per thread
 
+template <typename T>
+void sigmoid_array(const T* x, T* out, std::int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    vector_math::functions().sigmoid(x, out, n);
+  } else {
+    for (std::int64_t e = 0; e < n; ++e) out[e] = T(1) / (T(1) + std::exp(-x[e]));
+  }
+}
+
+template <typename T>
+void tanh_array(const T* x, T* out, std::int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    vector_math::functions().tanh(x, out, n);
+  } else {
+    for (std::int64_t e = 0; e < n; ++e) out[e] = std::tanh(x[e]);
+  }
+}
+
 // Scratch space kept between calls on one thread, up to kKeptBytes per element type: the
 // backward's gate gradients (4 MB in the char-RNN) would otherwise fault in fresh pages every
 // training step. Larger requests get a buffer of their own, freed with the Scratch.
@@ -167,68 +185,38 @@ LstmSizes check_lstm(const Tensor& input, const Tensor& h0, const Tensor& c0, co
 // Step k in processing order runs time step t = time_of(k): from the last one when reversed.
 std::int64_t time_of(std::int64_t k, std::int64_t length, bool reverse) { return reverse ? length - 1 - k : k; }
 
-// One step's pointwise update for `rows` samples: `gates` comes in as [x_t, h_{t-1}, 1] @
-// [W_ih, W_hh, b]^T and leaves as the activations i, f, g, o; c = f c_prev + i g, tanh_c =
-// tanh(c), h = o tanh_c, also into h_next (the next step's row of inputs) unless null. Float32
-// takes vector_math's one-pass kernel of the CPU's ISA (vectorised sigmoid and tanh); float64
-// this scalar loop.
+// One sample's pointwise update in a step: `gates` comes in as [x_t, h_{t-1}, 1] @ [W_ih, W_hh, b]^T
+// and leaves as the activations i, f, g, o; c = f c_prev + i g.
 template <typename T>
-void lstm_cells_forward(T* gates, const T* c_prev, T* c, T* tanh_c, T* h, T* h_next, std::int64_t h_next_stride,
-                        std::int64_t rows, std::int64_t H) {
-  if constexpr (std::is_same_v<T, float>) {
-    vector_math::functions().lstm_cell_forward(gates, c_prev, c, tanh_c, h, h_next, h_next_stride, rows, H);
-  } else {
-    const auto sigmoid = [](T x) { return T(1) / (T(1) + std::exp(-x)); };
-    for (std::int64_t n = 0; n < rows; ++n) {
-      T* i = gates + n * 4 * H;
-      T* f = i + H;
-      T* g = i + 2 * H;
-      T* o = i + 3 * H;
-      const std::int64_t s = n * H;
-      for (std::int64_t j = 0; j < H; ++j) {
-        i[j] = sigmoid(i[j]);
-        f[j] = sigmoid(f[j]);
-        g[j] = std::tanh(g[j]);
-        o[j] = sigmoid(o[j]);
-        c[s + j] = f[j] * c_prev[s + j] + i[j] * g[j];
-        tanh_c[s + j] = std::tanh(c[s + j]);
-        h[s + j] = o[j] * tanh_c[s + j];
-        if (h_next != nullptr) h_next[n * h_next_stride + j] = h[s + j];
-      }
-    }
-  }
+void lstm_cell_forward(T* __restrict gates, const T* __restrict c_prev, T* __restrict c, std::int64_t H) {
+  sigmoid_array(gates, gates, 2 * H);              // i, f
+  tanh_array(gates + 2 * H, gates + 2 * H, H);     // g
+  sigmoid_array(gates + 3 * H, gates + 3 * H, H);  // o
+  const T* i = gates;
+  const T* f = gates + H;
+  const T* g = gates + 2 * H;
+  for (std::int64_t j = 0; j < H; ++j) c[j] = f[j] * c_prev[j] + i[j] * g[j];
 }
 
-// One step's gradients for `rows` samples, from the gradient reaching h_t (from the output and,
-// rows carried_stride apart, from the next step) and c_t (grad_c, carried in and out): the gate
-// pre-activations' gradients into d. Float32 through vector_math's kernel, as forward.
+// One sample's gradients in a step, from the gradient reaching h_t (from the output and from the
+// next step) and c_t (grad_c, carried in and out): the gate pre-activations' gradients into d.
 template <typename T>
-void lstm_cells_backward(const T* gates, const T* tanh_c, const T* c_prev, const T* grad_output,
-                         const T* grad_h_carried, std::int64_t carried_stride, T* grad_c, T* d, std::int64_t rows,
-                         std::int64_t H) {
-  if constexpr (std::is_same_v<T, float>) {
-    vector_math::functions().lstm_cell_backward(gates, tanh_c, c_prev, grad_output, grad_h_carried, carried_stride,
-                                                grad_c, d, rows, H);
-  } else {
-    for (std::int64_t n = 0; n < rows; ++n) {
-      const T* i = gates + n * 4 * H;
-      const T* f = i + H;
-      const T* g = i + 2 * H;
-      const T* o = i + 3 * H;
-      T* dn = d + n * 4 * H;
-      const std::int64_t s = n * H;
-      for (std::int64_t j = 0; j < H; ++j) {
-        const T grad_h = grad_output[s + j] + grad_h_carried[n * carried_stride + j];
-        const T tc = tanh_c[s + j];
-        // c_t reaches the loss directly (the next step) and through h_t = o tanh(c_t)
-        const T gc = grad_c[s + j] + grad_h * o[j] * (T(1) - tc * tc);
-        dn[j] = gc * g[j] * i[j] * (T(1) - i[j]);  // sigmoid' = s (1 - s)
-        dn[H + j] = gc * c_prev[s + j] * f[j] * (T(1) - f[j]);
-        dn[2 * H + j] = gc * i[j] * (T(1) - g[j] * g[j]);  // tanh' = 1 - t^2
-        dn[3 * H + j] = grad_h * tc * o[j] * (T(1) - o[j]);
-        grad_c[s + j] = gc * f[j];
-      }
-    }
+void lstm_cell_backward(const T* __restrict gates, const T* __restrict tanh_c, const T* __restrict c_prev,
+                        const T* __restrict grad_output, const T* __restrict grad_h_carried,
+                        T* __restrict grad_c, T* __restrict d, std::int64_t H) {
+  const T* i = gates;
+  const T* f = gates + H;
+  const T* g = gates + 2 * H;
+  const T* o = gates + 3 * H;
+  for (std::int64_t j = 0; j < H; ++j) {
+    const T grad_h = grad_output[j] + grad_h_carried[j];
+    // c_t reaches the loss directly (the next step) and through h_t = o tanh(c_t)
+    const T gc = grad_c[j] + grad_h * o[j] * (T(1) - tanh_c[j] * tanh_c[j]);
+    d[j] = gc * g[j] * i[j] * (T(1) - i[j]);                  // sigmoid' = s (1 - s)
+    d[H + j] = gc * c_prev[j] * f[j] * (T(1) - f[j]);
+    d[2 * H + j] = gc * i[j] * (T(1) - g[j] * g[j]);          // tanh' = 1 - t^2
+    d[3 * H + j] = grad_h * tanh_c[j] * o[j] * (T(1) - o[j]);
+    grad_c[j] = gc * f[j];
   }
 }
 
@@ -301,9 +289,17 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
         T* gates = r.gates.data_as<T>() + t * N * G;
         gemm::product<T>(N, G, K, inputs + t * N * K, K, 1, w, ldw, 1, gates, G, threads);
         T* cell = r.cells.data_as<T>() + t * N * H;
+        T* tanh_cell = r.tanh_cells.data_as<T>() + t * N * H;
+        for (std::int64_t n = 0; n < N; ++n) lstm_cell_forward(gates + n * G, c_prev + n * H, cell + n * H, H);
+        tanh_array(cell, tanh_cell, N * H);
         // h_t = o tanh(c_t): into the output and into the next step's row of inputs
+        T* h = out + t * N * H;
         T* h_next = k + 1 < L ? inputs + time_of(k + 1, L, reverse) * N * K + I : nullptr;
-        lstm_cells_forward(gates, c_prev, cell, r.tanh_cells.data_as<T>() + t * N * H, out + t * N * H, h_next, K, N, H);
+        for (std::int64_t n = 0; n < N; ++n) {
+          const T* o = gates + n * G + 3 * H;
+          for (std::int64_t j = 0; j < H; ++j) h[n * H + j] = o[j] * tanh_cell[n * H + j];
+          if (h_next != nullptr) std::memcpy(h_next + n * K, h + n * H, static_cast<std::size_t>(H) * sizeof(T));
+        }
         c_prev = cell;
       }
       // the last cell state after the sequence's hidden states
@@ -390,7 +386,10 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
         const T* tanh_cell = tanh_cells.data_as<T>() + t * N * H;
         const T* grad_output = grad.data_as<T>() + t * N * H;
         T* d = d_all + t * N * G;
-        lstm_cells_backward(gates, tanh_cell, c_prev, grad_output, step + I, J, grad_c, d, N, H);
+        for (std::int64_t n = 0; n < N; ++n) {
+          lstm_cell_backward(gates + n * G, tanh_cell + n * H, c_prev + n * H, grad_output + n * H, step + n * J + I,
+                             grad_c + n * H, d + n * G, H);
+        }
         // [dx_t, dh_{t-1}] = d_gates (N x 4H) @ [W_ih, W_hh] (4H x (I + H))
         gemm::product<T>(N, J, G, d, G, 1, w, J, 1, step, J, threads);
         T* grad_x = r.grad_input.data_as<T>() + t * N * I;
