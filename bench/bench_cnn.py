@@ -8,7 +8,8 @@
   32 windows of 64 characters, Adam), with its GFLOP/s and fraction of the FMA peak (its products
   alone: at the peak they would take 1.07 GFLOP / 270 GFLOP/s = 4.0 ms on one core).
 
-Run: python bench/bench_cnn.py [--quick] [--threads 1 2] [--cpu-time] [--peak-gflops 270] [--json out.json]
+Run: python bench/bench_cnn.py [--quick] [--threads 1 2] [--cpu-time] [--only char-rnn] [--peak-gflops 270]
+     [--json out.json]
 Medians of repeated timings; the machine is shared, so compare the ratios, not the absolutes.
 --cpu-time times with the process's CPU clock instead of the wall clock: on a loaded machine
 (other processes taking the cores) it leaves out the time the benchmark sat descheduled, but it
@@ -202,6 +203,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cpu-time", action="store_true", help="time with the process's CPU clock")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--only", choices=["digits", "conv", "char-rnn"], help="run one case only")
     args = parser.parse_args()
     global CLOCK
     if args.cpu_time:
@@ -213,8 +215,11 @@ def main() -> None:
     figures: dict[str, Any] = {}
     for threads in args.threads:
         set_threads(threads)
-        for name, run in (("digits CNN epoch", digits_epoch), ("Conv2d 64x3x32x32, 32 3x3, fwd+bwd", conv_step),
-                          ("char-RNN step", char_rnn_step)):
+        for key, name, run in (("digits", "digits CNN epoch", digits_epoch),
+                               ("conv", "Conv2d 64x3x32x32, 32 3x3, fwd+bwd", conv_step),
+                               ("char-rnn", "char-RNN step", char_rnn_step)):
+            if args.only is not None and key != args.only:
+                continue
             result = run(min_time)
             figures[f"{name}, {threads} thread(s)"] = result
             line = f"{name:36s} {threads}T  chainrule {1000 * result['chainrule']:8.2f} ms"

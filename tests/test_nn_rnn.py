@@ -187,6 +187,54 @@ def test_recurrent_errors_name_shapes():
         cr.nn.LSTM(3, 4, proj_size=2)
 
 
+@pytest.mark.parametrize("hidden", [8, 37])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lstm_long_sequences_and_wide_states_match_torch(hidden, dtype):
+    # hidden sizes across the vector and GEMM tile widths (4H = 32: whole tiles; 4H = 148: a
+    # partial one), 3 samples (fewer than a GEMM tile's rows) over 100 steps, both directions
+    torch = _torch()
+    reference = torch.nn.LSTM(5, hidden, bidirectional=True).to(getattr(torch, dtype))
+    module = cr.nn.LSTM(5, hidden, bidirectional=True)
+    if dtype == "float64":
+        module.double()
+    _load_from_torch(module, reference)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((100, 3, 5)).astype(dtype)
+    g = rng.standard_normal((100, 3, 2 * hidden)).astype(dtype)
+    xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
+    out_t, (_, c_t) = reference(xt)
+    out_c, (_, c_c) = module(xc)
+    ((out_t * torch.tensor(g)).sum() + c_t.sum()).backward()
+    ((out_c * cr.tensor(g)).sum() + c_c.sum()).backward()
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), **tol)
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), **tol)
+    for (name, p), (_, p_t) in zip(module.named_parameters(), reference.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
+
+
+def test_lstm_reuses_its_dropped_results_only():
+    # the op keeps its forward's results of 1 MiB and more (here the saved gates, 2 MiB) for the
+    # next call on the thread, and reuses them only once nobody else holds them: a graph still
+    # alive keeps its own
+    torch = _torch()
+    reference = torch.nn.LSTM(8, 64)
+    module = cr.nn.LSTM(8, 64)
+    _load_from_torch(module, reference)
+    rng = np.random.default_rng(4)
+    x1, x2 = (rng.standard_normal((64, 32, 8)).astype(np.float32) for _ in range(2))
+    held_c, held_t = cr.tensor(x1, requires_grad=True), torch.tensor(x1, requires_grad=True)
+    out1_c, out1_t = module(held_c)[0], reference(held_t)[0]
+    module(cr.tensor(x2, requires_grad=True))[0].sum().backward()  # its buffers are free after this
+    xc, xt = cr.tensor(x2, requires_grad=True), torch.tensor(x2, requires_grad=True)
+    out_c, out_t = module(xc)[0], reference(xt)[0]  # may reuse them, not those of out1_c
+    for got, want, grad_c, grad_t in ((out_c, out_t, xc, xt), (out1_c, out1_t, held_c, held_t)):
+        np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-5)
+        got.sum().backward()
+        want.sum().backward()
+        np.testing.assert_allclose(grad_c.grad.numpy(), grad_t.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_torch_lstm_weights_through_safetensors_give_the_same_outputs(tmp_path):
     torch = _torch()
     safetensors_torch = pytest.importorskip("safetensors.torch")

@@ -93,6 +93,37 @@ class Scratch {
   bool kept_ = false;
 };
 
+// The forward's results (8 MB in the char-RNN: the gates alone are 4 MB) are kept for the next
+// call on the same thread: a fresh allocation of that size comes from the OS as new pages that
+// fault in, zeroed, on the first write (4-5% of a char-RNN training step), every step, since
+// the previous step's buffers are freed back to it. kept_empty hands out a kept tensor of the
+// same shape and dtype that nobody else holds any more (its storage's only owner is the list),
+// else a new one, which it keeps: those of 1 MiB and more, the most recent up to 64 MiB in all
+// (one training step's worth for a small model; a larger one keeps what fits). Not while this
+// thread records for cr.compile, whose recorder tracks the storages it saw.
+constexpr std::int64_t kKeptMinBytes = std::int64_t{1} << 20;
+constexpr std::int64_t kKeptMaxBytes = std::int64_t{64} << 20;
+
+Tensor kept_empty(const Shape& shape, DType dtype) {
+  thread_local std::vector<Tensor> kept;
+  if (record::recording() != nullptr) return Tensor::empty(shape, dtype);
+  for (const Tensor& t : kept) {
+    if (t.storage().use_count() == 1 && t.dtype() == dtype && t.shape() == shape) return t;
+  }
+  Tensor fresh = Tensor::empty(shape, dtype);
+  const auto bytes = [](const Tensor& t) { return t.numel() * itemsize(t.dtype()); };
+  if (bytes(fresh) >= kKeptMinBytes && bytes(fresh) <= kKeptMaxBytes) {
+    std::int64_t total = bytes(fresh);
+    for (const Tensor& t : kept) total += bytes(t);
+    while (total > kKeptMaxBytes) {  // the oldest go first
+      total -= bytes(kept.front());
+      kept.erase(kept.begin());
+    }
+    kept.push_back(fresh);
+  }
+  return fresh;
+}
+
 // The product (or sum) of sizes, or ValueError when it does not fit in int64: empty tensors can
 // have any sizes, and the buffers and products an op makes combine them.
 std::int64_t checked_product(std::initializer_list<std::int64_t> sizes, const char* op) {
@@ -211,24 +242,28 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
   // bias, and backward's weight GEMM gives its gradient as one more column.
   const bool has_bias = b_ih != nullptr || b_hh != nullptr;
   const std::int64_t K = I + H + (has_bias ? 1 : 0);
-  LstmSequence r{Tensor::empty({L + 1, N, H}, dtype), Tensor::empty({L, N, K}, dtype), Tensor::empty({L, N, G}, dtype),
-                 Tensor::empty({L, N, H}, dtype), Tensor::empty({L, N, H}, dtype)};
+  LstmSequence r{kept_empty({L + 1, N, H}, dtype), kept_empty({L, N, K}, dtype), kept_empty({L, N, G}, dtype),
+                 kept_empty({L, N, H}, dtype), kept_empty({L, N, H}, dtype)};
   if (N == 0 || H == 0) return r;  // every output is empty (and the steps' loop would have no work)
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
-      // [W_ih, W_hh, b]^T (K x 4H), read in place by every step's GEMM
-      Scratch<T> weights_t(K * G);
+      // [W_ih, W_hh, b]^T (K x 4H), read in place by every step's GEMM, its rows ldw apart: G plus
+      // one cache line when G is a multiple of 16 lines (1 KiB), as 4H = 512 is. Rows 2 KiB apart
+      // would put a tile's whole strip of B (161 rows) in 4 of L1's 64 sets, evicting itself.
+      const std::int64_t line = 64 / std::int64_t{sizeof(T)};
+      const std::int64_t ldw = G % (16 * line) == 0 ? G + line : G;
+      Scratch<T> weights_t(K * ldw);
       T* w = weights_t.get();
       for (std::int64_t g = 0; g < G; ++g) {
-        for (std::int64_t i = 0; i < I; ++i) w[i * G + g] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
+        for (std::int64_t i = 0; i < I; ++i) w[i * ldw + g] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
         for (std::int64_t h = 0; h < H; ++h) {
-          w[(I + h) * G + g] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
+          w[(I + h) * ldw + g] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
         }
         if (has_bias) {
           T b = T(0);
           for (const Tensor* bias : {b_ih, b_hh}) b += bias != nullptr ? bias->data_as<T>()[g * bias->strides()[0]] : T(0);
-          w[(I + H) * G + g] = b;
+          w[(I + H) * ldw + g] = b;
         }
       }
       // each step's row [x_t, h_{t-1}, 1]: x copied in from any strides, h0 before the first step
@@ -252,7 +287,7 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
       for (std::int64_t k = 0; k < L; ++k) {
         const std::int64_t t = time_of(k, L, reverse);
         T* gates = r.gates.data_as<T>() + t * N * G;
-        gemm::product<T>(N, G, K, inputs + t * N * K, K, 1, w, G, 1, gates, G, threads);
+        gemm::product<T>(N, G, K, inputs + t * N * K, K, 1, w, ldw, 1, gates, G, threads);
         T* cell = r.cells.data_as<T>() + t * N * H;
         T* tanh_cell = r.tanh_cells.data_as<T>() + t * N * H;
         for (std::int64_t n = 0; n < N; ++n) lstm_cell_forward(gates + n * G, c_prev + n * H, cell + n * H, H);
