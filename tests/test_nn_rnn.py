@@ -213,10 +213,10 @@ def test_lstm_long_sequences_and_wide_states_match_torch(hidden, dtype):
         np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
 
 
-def test_lstm_reuses_its_dropped_results_only():
-    # the op keeps its forward's results of 1 MiB and more (here the saved gates, 2 MiB) for the
-    # next call on the thread, and reuses them only once nobody else holds them: a graph still
-    # alive keeps its own
+def test_lstm_graphs_alive_at_once_keep_their_own_results():
+    # two graphs of the same module alive at once, with a third one run and freed between them:
+    # each backward must see its own saved activations (any reuse of a freed call's buffers,
+    # by the op or an allocator, must leave a live graph's alone)
     torch = _torch()
     reference = torch.nn.LSTM(8, 64)
     module = cr.nn.LSTM(8, 64)
@@ -227,7 +227,7 @@ def test_lstm_reuses_its_dropped_results_only():
     out1_c, out1_t = module(held_c)[0], reference(held_t)[0]
     module(cr.tensor(x2, requires_grad=True))[0].sum().backward()  # its buffers are free after this
     xc, xt = cr.tensor(x2, requires_grad=True), torch.tensor(x2, requires_grad=True)
-    out_c, out_t = module(xc)[0], reference(xt)[0]  # may reuse them, not those of out1_c
+    out_c, out_t = module(xc)[0], reference(xt)[0]
     for got, want, grad_c, grad_t in ((out_c, out_t, xc, xt), (out1_c, out1_t, held_c, held_t)):
         np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=1e-4, atol=1e-5)
         got.sum().backward()

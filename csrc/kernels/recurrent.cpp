@@ -93,37 +93,6 @@ class Scratch {
   bool kept_ = false;
 };
 
-// The forward's results (8 MB in the char-RNN: the gates alone are 4 MB) are kept for the next
-// call on the same thread: a fresh allocation of that size comes from the OS as new pages that
-// fault in, zeroed, on the first write (4-5% of a char-RNN training step), every step, since
-// the previous step's buffers are freed back to it. kept_empty hands out a kept tensor of the
-// same shape and dtype that nobody else holds any more (its storage's only owner is the list),
-// else a new one, which it keeps: those of 1 MiB and more, the most recent up to 64 MiB in all
-// (one training step's worth for a small model; a larger one keeps what fits). Not while this
-// thread records for cr.compile, whose recorder tracks the storages it saw.
-constexpr std::int64_t kKeptMinBytes = std::int64_t{1} << 20;
-constexpr std::int64_t kKeptMaxBytes = std::int64_t{64} << 20;
-
-Tensor kept_empty(const Shape& shape, DType dtype) {
-  thread_local std::vector<Tensor> kept;
-  if (record::recording() != nullptr) return Tensor::empty(shape, dtype);
-  for (const Tensor& t : kept) {
-    if (t.storage().use_count() == 1 && t.dtype() == dtype && t.shape() == shape) return t;
-  }
-  Tensor fresh = Tensor::empty(shape, dtype);
-  const auto bytes = [](const Tensor& t) { return t.numel() * itemsize(t.dtype()); };
-  if (bytes(fresh) >= kKeptMinBytes && bytes(fresh) <= kKeptMaxBytes) {
-    std::int64_t total = bytes(fresh);
-    for (const Tensor& t : kept) total += bytes(t);
-    while (total > kKeptMaxBytes) {  // the oldest go first
-      total -= bytes(kept.front());
-      kept.erase(kept.begin());
-    }
-    kept.push_back(fresh);
-  }
-  return fresh;
-}
-
 // The product (or sum) of sizes, or ValueError when it does not fit in int64: empty tensors can
 // have any sizes, and the buffers and products an op makes combine them.
 std::int64_t checked_product(std::initializer_list<std::int64_t> sizes, const char* op) {
@@ -242,8 +211,8 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
   // bias, and backward's weight GEMM gives its gradient as one more column.
   const bool has_bias = b_ih != nullptr || b_hh != nullptr;
   const std::int64_t K = I + H + (has_bias ? 1 : 0);
-  LstmSequence r{kept_empty({L + 1, N, H}, dtype), kept_empty({L, N, K}, dtype), kept_empty({L, N, G}, dtype),
-                 kept_empty({L, N, H}, dtype), kept_empty({L, N, H}, dtype)};
+  LstmSequence r{Tensor::empty({L + 1, N, H}, dtype), Tensor::empty({L, N, K}, dtype), Tensor::empty({L, N, G}, dtype),
+                 Tensor::empty({L, N, H}, dtype), Tensor::empty({L, N, H}, dtype)};
   if (N == 0 || H == 0) return r;  // every output is empty (and the steps' loop would have no work)
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
