@@ -10,6 +10,7 @@ ValueError in every process instead of hanging.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -42,10 +43,14 @@ def _mpi_op(group: ProcessGroup, name: str, op: Any, dtype_name: str) -> Any:
                         "and divide")
     if op in (ReduceOp.BAND, ReduceOp.BOR, ReduceOp.BXOR) and dtype_name != "int64":
         raise TypeError(f"{name}: ReduceOp.{op.name} takes int64 tensors, not {dtype_name}")
-    MPI = group.MPI
+    return _mpi_ops(group.MPI)[op]
+
+
+@functools.lru_cache(maxsize=None)
+def _mpi_ops(MPI: Any) -> dict[ReduceOp, Any]:
     return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
             ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND,
-            ReduceOp.BOR: MPI.BOR, ReduceOp.BXOR: MPI.BXOR}[op]
+            ReduceOp.BOR: MPI.BOR, ReduceOp.BXOR: MPI.BXOR}
 
 
 def _as_buffer(name: str, tensor: Any, writes: bool = True) -> tuple[np.ndarray, Any]:

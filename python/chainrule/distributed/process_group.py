@@ -100,6 +100,8 @@ class ProcessGroup:
         self.timeout = timeout
         self.watchdog = _Watchdog(self)
         self.watchdog.start()
+        self._fingerprints: dict[tuple[Any, ...], np.ndarray] = {}  # call signature -> digest
+        self._everyone = np.empty(self.size, dtype=np.int64)  # check_same_call's receive buffer
 
     def watch(self, op: str) -> _Watch:
         return _Watch(self.watchdog, op)
@@ -116,15 +118,18 @@ class ProcessGroup:
         do (the op, the root, each buffer's dtype and shape) in one small all-gather, and all
         of them raise the same error when those differ, instead of hanging or corrupting
         memory inside MPI. On the success path it costs a few microseconds."""
-        shapes = [a.shape for a in arrays]
-        signature = (op, code, root, [(a.dtype.str, s) for a, s in zip(arrays, shapes)])
-        # A digest, not hash(): str hashes differ between processes (PYTHONHASHSEED).
-        digest = hashlib.blake2b(repr(signature).encode(), digest_size=8).digest()
-        fingerprint = np.frombuffer(digest, dtype=np.int64)
-        everyone = np.empty(self.size, dtype=np.int64)
+        signature = (op, code, root, tuple((a.dtype.str, a.shape) for a in arrays))
+        fingerprint = self._fingerprints.get(signature)
+        if fingerprint is None:
+            # A digest, not hash(): str hashes differ between processes (PYTHONHASHSEED).
+            digest = hashlib.blake2b(repr(signature).encode(), digest_size=8).digest()
+            fingerprint = np.frombuffer(digest, dtype=np.int64)
+            if len(self._fingerprints) < 1024:  # a loop's calls repeat: digest each once
+                self._fingerprints[signature] = fingerprint
+        everyone = self._everyone
         with self.watch(op):
             self.comm.Allgather(fingerprint, everyone)
-        if np.all(everyone == everyone[0]):
+        if (everyone == fingerprint[0]).all():
             return
         with self.watch(op):  # the error path: gather the details for the message
             signatures = self.comm.allgather(signature)
