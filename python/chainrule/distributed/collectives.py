@@ -46,7 +46,7 @@ def _mpi_op(group: ProcessGroup, name: str, op: Any, dtype_name: str) -> Any:
     return _mpi_ops(group.MPI)[op]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mpi_ops(MPI: Any) -> dict[ReduceOp, Any]:
     return {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.PRODUCT: MPI.PROD,
             ReduceOp.MIN: MPI.MIN, ReduceOp.MAX: MPI.MAX, ReduceOp.BAND: MPI.BAND,
