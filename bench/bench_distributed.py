@@ -17,7 +17,7 @@
 3. PyTorch's DDP over gloo on the same MLP, when torch is installed (rendezvous through a file,
    so no port can clash; a failing peer is reported and never stops the figures above).
 
-Run: python bench/bench_distributed.py [--steps 40] [--repeat 3] [--json out.json]
+Run: python bench/bench_distributed.py [--steps 40] [--repeat 3] [--wait-idle S] [--json out.json]
 (it launches `mpiexec -n 1` and `mpiexec -n 2` on itself; needs mpi4py and mpiexec).
 These machines are shared: the figures are medians over the steps of a run, and the summary the
 medians over the runs.
@@ -211,6 +211,38 @@ def worker_all_reduce(steps: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the driver
+WAIT_IDLE_S = 0.0  # --wait-idle: how long each launch may wait for an idle machine
+
+
+def idle_fraction(window: float = 2.0) -> float | None:
+    """The share of all CPU time that was idle over `window` seconds (Linux), else None."""
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
+
+    try:
+        idle0, total0 = read()
+        time.sleep(window)
+        idle1, total1 = read()
+    except (OSError, IndexError, ValueError):
+        return None
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_until_idle() -> None:
+    """On a shared machine: waits (up to WAIT_IDLE_S) for a 2 s window with >= 90% of the CPUs
+    idle, so that a launch starts when nobody else computes; says so when it gives up."""
+    deadline = time.monotonic() + WAIT_IDLE_S
+    while time.monotonic() < deadline:
+        idle = idle_fraction()
+        if idle is None or idle >= 0.9:
+            return
+    if WAIT_IDLE_S > 0:
+        print(f"  (no idle window within {WAIT_IDLE_S:g} s; running at load "
+              f"{os.getloadavg()[0]:.2f})", file=sys.stderr)
+
+
 def launch(n: int, worker: str, steps: int, env: dict[str, str] | None = None,
            optional: bool = False) -> dict[str, Any] | None:
     """Runs a worker on n processes; its figures (rank 0's last JSON line). A failing optional
@@ -227,6 +259,7 @@ def launch(n: int, worker: str, steps: int, env: dict[str, str] | None = None,
     env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     command = [mpiexec, *flags, "-n", str(n), sys.executable, os.path.abspath(__file__),
                "--worker", worker, "--steps", str(steps)]
+    wait_until_idle()
     try:
         out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200,
                              check=False)
@@ -303,6 +336,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=3, help="runs; the summary is their median")
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch's gloo peer")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                        help="before each launch, wait up to S seconds for a 2 s window with "
+                             ">= 90%% of the CPUs idle (shared machines)")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -315,6 +351,8 @@ def main() -> None:
 
     import chainrule as cr
 
+    global WAIT_IDLE_S
+    WAIT_IDLE_S = args.wait_idle
     try:
         import torch  # noqa: F401  (the peer is optional)
         with_torch = not args.no_torch
