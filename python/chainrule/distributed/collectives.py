@@ -95,8 +95,7 @@ class Work:
 
     def wait(self, timeout: Any = None) -> bool:
         if self._finish is not None:
-            with self.group.watch(self.name):
-                self.request.Wait()
+            self.group.wait(self.request, self.name)
             finish, self._finish = self._finish, None
             finish()
         return True

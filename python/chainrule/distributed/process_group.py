@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 _DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
+_yield_core = getattr(os, "sched_yield", lambda: time.sleep(0))  # sched_yield: Unix only
 
 
 def is_available() -> bool:
@@ -106,6 +107,23 @@ class ProcessGroup:
     def watch(self, op: str) -> _Watch:
         return _Watch(self.watchdog, op)
 
+    def wait(self, request: Any, op: str) -> None:
+        """Waits for a non-blocking MPI request (or a list of them), giving the core away
+        between tests instead of spinning inside MPI_Wait.
+
+        Why: on a machine with more runnable processes than cores, a process spinning in
+        MPI_Wait holds its core for a whole scheduler slice while the process it waits for may
+        be the one queued for that core; every meeting point of the processes then costs
+        milliseconds. sched_yield lets it run at once. With idle cores the yield returns at
+        once, and each test advances MPI as MPI_Wait's own loop does. (A 25 MiB all_reduce at
+        load 4-5 on 2 cores: 0.78-0.83x mpi4py's Allreduce with a blocking call check, 1.02-1.19x
+        with this one.)"""
+        test = self.MPI.Request.Testall if isinstance(request, list) else request.Test
+        argument = (request,) if isinstance(request, list) else ()
+        with self.watch(op):
+            while not test(*argument):
+                _yield_core()
+
     def abort(self, why: str) -> None:
         """Ends every process of the job (exit status 1), saying why on stderr first."""
         sys.stderr.write(f"chainrule.distributed: rank {self.rank} of {self.size}: {why}; "
@@ -127,8 +145,7 @@ class ProcessGroup:
             if len(self._fingerprints) < 1024:  # a loop's calls repeat: digest each once
                 self._fingerprints[signature] = fingerprint
         everyone = self._everyone
-        with self.watch(op):
-            self.comm.Allgather(fingerprint, everyone)
+        self.wait(self.comm.Iallgather(fingerprint, everyone), op)
         if (everyone == fingerprint[0]).all():
             return
         with self.watch(op):  # the error path: gather the details for the message

@@ -149,8 +149,7 @@ class _Reducer:
         """Waits for every bucket, then writes the averages into the parameters' .grad (with
         gradient_as_bucket_view they are already there: each .grad is a view of its bucket)."""
         self.active = False
-        with self.group.watch("DistributedDataParallel gradient all_reduce"):
-            self.group.MPI.Request.Waitall(self.requests)
+        self.group.wait(self.requests, "DistributedDataParallel gradient all_reduce")
         self.requests.clear()
         for bucket in self.buckets:
             # MPI wrote the buckets behind autograd's back: saved-tensor checks must see it.
