@@ -376,7 +376,8 @@ def main() -> None:
     median = {k: statistics.median(f[k] for f in table if k in f) for f in table for k in f}
     two_buckets = runs[0]["two_processes"]
     m = median
-    print(f"\nwide MLP 64-1024-1024-10, batch 256 per process, Adam (medians of {len(table)} runs)")
+    print(f"\nwide MLP 64-1024-1024-10, batch 256 per process, Adam (medians of {len(table)} runs; "
+          "each ratio is the median of the runs' own ratios)")
     print(f"  {'1 process alone':28s}{m['alone ms']:7.2f} ms/step  {256e3 / m['alone ms']:8.0f} "
           f"samples/s   (in its own mpiexec -n 1 job: {m['1 process (own job) ms']:.2f} ms)")
     print(f"  {'2 processes, no DDP':28s}{m['2 plain ms']:7.2f} ms/step  (each alone on its half: "
