@@ -121,12 +121,11 @@ class _Reducer:
         # Divided on the way in (as PyTorch does), so the sum MPI makes is already the mean and
         # no pass over the buckets is needed afterwards. A strided gradient is read in place
         # (no contiguous copy first).
-        if grad is bucket.views[i]:
-            np.multiply(slot, self.scale, out=slot)
-        else:
-            np.multiply(grad.numpy(), self.scale, out=slot.reshape(grad.shape))
-            if self.gradient_as_bucket_view:
-                p.grad = bucket.views[i]  # no copy back after the all-reduce
+        # (Both engines give .grad a fresh tensor when they accumulate, so it is never the
+        # bucket's view here, unlike PyTorch's in-place accumulation.)
+        np.multiply(grad.numpy(), self.scale, out=slot.reshape(grad.shape))
+        if self.gradient_as_bucket_view:
+            p.grad = bucket.views[i]  # no copy back after the all-reduce
         bucket.pending -= 1
         if bucket.pending:
             if self.requests:
