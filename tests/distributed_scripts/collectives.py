@@ -47,6 +47,22 @@ REDUCE = {dist.ReduceOp.SUM: lambda xs: np.sum(xs, axis=0),
           dist.ReduceOp.BXOR: lambda xs: np.bitwise_xor.reduce(xs, axis=0)}
 BITWISE = (dist.ReduceOp.BAND, dist.ReduceOp.BOR, dist.ReduceOp.BXOR)
 
+# Large tensors: from collectives.NONBLOCKING_ALL_REDUCE_BYTES on, a blocking all_reduce takes
+# the non-blocking path (its own algorithm and wait).
+LARGE = (700, 400)  # 280,000 elements: 1.1 MB of float32
+assert 280_000 * 4 >= dist.collectives.NONBLOCKING_ALL_REDUCE_BYTES
+for dtype, ops in (("float32", (dist.ReduceOp.SUM, dist.ReduceOp.AVG, dist.ReduceOp.MAX)),
+                   ("float64", (dist.ReduceOp.MIN,)), ("int64", (dist.ReduceOp.BXOR,))):
+    everyone = np.stack([data(r, dtype, LARGE) for r in range(world)])
+    for op in ops:
+        expected = REDUCE[op](everyone).astype(dtype)
+        for async_op in (False, True):
+            for layout, t, _ in list(layouts(everyone[rank]))[:2]:
+                work = dist.all_reduce(t, op=op, async_op=async_op)
+                if work is not None:
+                    work.wait()
+                check(t, expected, f"large all_reduce {op.name} {dtype} {layout} async={async_op}")
+
 for dtype in ("float32", "float64", "int64"):
     everyone = np.stack([data(r, dtype) for r in range(world)])
     mine = everyone[rank]

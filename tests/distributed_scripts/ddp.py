@@ -2,7 +2,8 @@
 
 Each process trains on its 1/N of every batch; after K Adam steps the parameters must equal
 those of a plain model trained in this process on the whole batch (to float32 round-off), with
-one bucket or many, and with no_sync gradient accumulation. Any failed check raises, which
+one bucket or many, with no_sync gradient accumulation, and with gradient_as_bucket_view (whose
+parameters must equal the default's bit for bit). Any failed check raises, which
 aborts the job; rank 0 prints a summary line."""
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ def mine(batch: np.ndarray) -> cr.Tensor:
     return cr.tensor(batch[rank * PER_PROCESS:(rank + 1) * PER_PROCESS])
 
 
-def train(model, micro_batches: int, ddp: DDP | None = None) -> None:
+def train(model, micro_batches: int, ddp: DDP | None = None, set_to_none: bool = True) -> None:
     """STEPS Adam steps; each step sums the gradients of `micro_batches` batches."""
     net = ddp if ddp is not None else model
     optimizer = cr.optim.Adam(net.parameters(), lr=1e-2)
     loss_fn = cr.nn.CrossEntropyLoss()
     for step in range(STEPS):
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=set_to_none)
         for m in range(micro_batches):
             if ddp is None:  # the reference: the whole batch
                 loss_fn(model(cr.tensor(X[step, m])), cr.tensor(Y[step, m])).backward()
@@ -57,24 +58,41 @@ def same_everywhere(model: cr.nn.Module) -> None:
             assert np.array_equal(gathered[r].numpy(), p.detach().numpy()), (name, r)
 
 
+def grads_are_bucket_views(ddp: DDP) -> bool:
+    """Whether every .grad lies inside its bucket's memory."""
+    buckets = ddp._reducer.buckets
+    return all(any(np.shares_memory(p.grad.numpy(), b.buffer) for b in buckets)
+               for p in ddp.module.parameters())
+
+
 report = []
-for bucket_cap_mb, micro_batches in ((25, 1), (0.002, 1), (0.002, 2), (25, 2)):
+trained: dict[tuple, cr.nn.Module] = {}
+for bucket_cap_mb, micro_batches, as_view, set_to_none in (
+        (25, 1, False, True), (0.002, 1, False, True), (0.002, 2, False, True),
+        (25, 2, False, True), (25, 1, True, True), (0.002, 1, True, True),
+        (0.002, 2, True, True), (25, 2, True, False), (0.002, 2, True, False)):
     reference = make_model(0)
     train(reference, micro_batches)
     model = make_model(seed=1 + rank)  # different in every process until DDP broadcasts rank 0's
     if rank == 0:
         model = make_model(0)
-    ddp = DDP(model, bucket_cap_mb=bucket_cap_mb)
+    ddp = DDP(model, bucket_cap_mb=bucket_cap_mb, gradient_as_bucket_view=as_view)
     assert ddp.module is model
-    train(model, micro_batches, ddp)
+    train(model, micro_batches, ddp, set_to_none)
+    assert grads_are_bucket_views(ddp) == as_view, (bucket_cap_mb, micro_batches, as_view)
+    trained[bucket_cap_mb, micro_batches, as_view] = model
+    if as_view:  # the same arithmetic as without views: the same parameters, bit for bit
+        for (name, p), (_, q) in zip(model.named_parameters(),
+                                     trained[bucket_cap_mb, micro_batches, False].named_parameters()):
+            assert np.array_equal(p.detach().numpy(), q.detach().numpy()), (bucket_cap_mb, name)
     worst = 0.0
     for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
         diff = float(np.max(np.abs(p.detach().numpy() - q.detach().numpy())))
         worst = max(worst, diff)
         assert diff <= 1e-5, (bucket_cap_mb, micro_batches, name, diff)
     same_everywhere(model)
-    report.append(f"{len(ddp._reducer.buckets)} bucket(s), {micro_batches} micro-batch(es): "
-                  f"max |diff| {worst:.2g}")
+    report.append(f"{len(ddp._reducer.buckets)} bucket(s), {micro_batches} micro-batch(es)"
+                  f"{', gradient_as_bucket_view' if as_view else ''}: max |diff| {worst:.2g}")
 
 # Overlap: with several buckets, all-reduces have started before backward reaches the first
 # layer's weight (the last gradient to be computed).

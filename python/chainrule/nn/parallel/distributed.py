@@ -8,8 +8,10 @@ copies its gradient into its bucket as soon as backward has it; when a bucket is
 non-blocking all-reduce of it starts, and backward goes on differentiating the layers below
 while MPI sums the bucket (each gradient arrives divided by the number of processes, so the
 sum is the mean). When the last bucket is full the hook waits for all of them and copies the
-averages back into `.grad`, so backward returns with averaged gradients. Buckets start strictly in order, so every process issues the
-same all-reduces in the same order (MPI requires it). One bucket per parameter would pay MPI's
+averages back into `.grad` (with gradient_as_bucket_view, `.grad` is already a view of the
+bucket and nothing is copied), so backward returns with averaged gradients. Buckets start
+strictly in order, so every process issues the same all-reduces in the same order (MPI
+requires it). One bucket per parameter would pay MPI's
 per-call latency many times; one bucket for everything would start only when backward is done:
 the bucket size trades the two (docs/distributed.md).
 """
@@ -28,17 +30,27 @@ from chainrule.tensor import Tensor
 
 
 class _Bucket:
-    """Parameters of one dtype whose gradients are all-reduced together in one flat buffer."""
+    """Parameters of one dtype whose gradients are all-reduced together in one flat buffer.
 
-    def __init__(self, params: list[tuple[str, Tensor]], dtype: np.dtype) -> None:
+    The buffer is a chainrule tensor (`flat`); `buffer` is its NumPy view, the memory MPI reads
+    and writes, `slots[i]` the flat piece of parameter i and `views[i]` the same piece as a
+    tensor of the parameter's shape (the `.grad` of gradient_as_bucket_view)."""
+
+    __slots__ = ("buffer", "flat", "params", "pending", "request", "slots", "views")
+
+    def __init__(self, params: list[tuple[str, Tensor]], dtype: Any) -> None:
+        from chainrule.creation import zeros
+
         self.params = params
-        self.offsets = np.cumsum([0] + [p.numel() for _, p in params]).tolist()
-        self.buffer = np.zeros(self.offsets[-1], dtype=dtype)
+        offsets = np.cumsum([0] + [p.numel() for _, p in params]).tolist()
+        with no_grad():
+            self.flat = zeros(offsets[-1], dtype=dtype)
+            self.views = [self.flat[a:b].view(p.shape)
+                          for (a, b), (_, p) in zip(zip(offsets, offsets[1:]), params)]
+        self.buffer = self.flat.numpy()
+        self.slots = [self.buffer[a:b] for a, b in zip(offsets, offsets[1:])]
         self.pending = len(params)
         self.request: Any = None
-
-    def slot(self, i: int) -> np.ndarray:
-        return self.buffer[self.offsets[i]:self.offsets[i + 1]]
 
 
 FIRST_BUCKET_BYTES = 1024 * 1024  # PyTorch's dist._DEFAULT_FIRST_BUCKET_BYTES
@@ -48,8 +60,10 @@ class _Reducer:
     """Fills the buckets from the gradient hooks and all-reduces them as they fill."""
 
     def __init__(self, group: ProcessGroup, named_params: Sequence[tuple[str, Tensor]],
-                 bucket_cap_bytes: int) -> None:
+                 bucket_cap_bytes: int, gradient_as_bucket_view: bool = False) -> None:
         self.group = group
+        self.gradient_as_bucket_view = gradient_as_bucket_view
+        self.scale = 1.0 / group.size
         self.buckets: list[_Bucket] = []
         self.where: dict[int, tuple[_Bucket, int]] = {}  # id(param) -> (bucket, slot)
         current: list[tuple[str, Tensor]] = []
@@ -67,10 +81,11 @@ class _Reducer:
             self._add_bucket(current)
         self.active = False  # expecting this iteration's gradients
         self.next_bucket = 0  # the first bucket not started yet
+        self.requests: list[Any] = []  # those of the buckets started in this backward
         self.ready: set[int] = set()
 
     def _add_bucket(self, params: list[tuple[str, Tensor]]) -> None:
-        bucket = _Bucket(params, params[0][1].numpy().dtype)
+        bucket = _Bucket(params, params[0][1].dtype)
         for i, (_, p) in enumerate(params):
             self.where[id(p)] = (bucket, i)
         self.buckets.append(bucket)
@@ -86,6 +101,7 @@ class _Reducer:
         self.active = active
         self.ready.clear()
         self.next_bucket = 0
+        self.requests.clear()
         for bucket in self.buckets:
             bucket.pending = len(bucket.params)
 
@@ -93,49 +109,64 @@ class _Reducer:
         """p's gradient is in p.grad: copy it into its bucket; start buckets that are full."""
         if not self.active:
             return
-        if id(p) in self.ready:
+        key = id(p)
+        if key in self.ready:
             raise RuntimeError("DistributedDataParallel: a parameter's gradient was produced "
                                "twice in one iteration (two backward passes through one forward)")
-        self.ready.add(id(p))
-        bucket, i = self.where[id(p)]
-        assert p.grad is not None  # the engine calls this hook right after setting it
+        self.ready.add(key)
+        bucket, i = self.where[key]
+        grad = p.grad
+        assert grad is not None  # the engine calls this hook right after setting it
+        slot = bucket.slots[i]
         # Divided on the way in (as PyTorch does), so the sum MPI makes is already the mean and
-        # no pass over the buckets is needed afterwards.
-        np.multiply(p.grad.numpy().reshape(-1), 1.0 / self.group.size, out=bucket.slot(i))
+        # no pass over the buckets is needed afterwards. A strided gradient is read in place
+        # (no contiguous copy first).
+        # (Both engines give .grad a fresh tensor when they accumulate, so it is never the
+        # bucket's view here, unlike PyTorch's in-place accumulation.)
+        np.multiply(grad.numpy(), self.scale, out=slot.reshape(grad.shape))
+        if self.gradient_as_bucket_view:
+            p.grad = bucket.views[i]  # no copy back after the all-reduce
         bucket.pending -= 1
+        if bucket.pending:
+            if self.requests:
+                # MPI moves a non-blocking all-reduce along only while the process is inside
+                # an MPI call (Open MPI runs no progress thread by default): a test per gradient
+                # keeps the started buckets going while backward computes the rest.
+                self.group.MPI.Request.Testall(self.requests)
+            return
+        buckets = self.buckets
         comm, MPI = self.group.comm, self.group.MPI
-        if self.next_bucket:
-            # MPI moves a non-blocking all-reduce along only while the process is inside an MPI
-            # call (Open MPI runs no progress thread by default): a test per gradient keeps the
-            # started buckets going while backward computes the rest.
-            MPI.Request.Testall([b.request for b in self.buckets[:self.next_bucket]])
-        IN_PLACE, SUM = MPI.IN_PLACE, MPI.SUM
-        while self.next_bucket < len(self.buckets) and self.buckets[self.next_bucket].pending == 0:
-            started = self.buckets[self.next_bucket]
-            started.request = comm.Iallreduce(IN_PLACE, started.buffer, SUM)
+        while self.next_bucket < len(buckets) and buckets[self.next_bucket].pending == 0:
+            started = buckets[self.next_bucket]
+            started.request = comm.Iallreduce(MPI.IN_PLACE, started.buffer, MPI.SUM)
+            self.requests.append(started.request)
             self.next_bucket += 1
-        if self.next_bucket == len(self.buckets):
+        if self.next_bucket == len(buckets):
             self.finish()
 
     def finish(self) -> None:
-        """Waits for every bucket, then writes the averages into the parameters' .grad."""
+        """Waits for every bucket, then writes the averages into the parameters' .grad (with
+        gradient_as_bucket_view they are already there: each .grad is a view of its bucket)."""
         self.active = False
-        with self.group.watch("DistributedDataParallel gradient all_reduce"):
-            for bucket in self.buckets:
-                bucket.request.Wait()
-        with no_grad():
-            for bucket in self.buckets:
-                for i, (_, p) in enumerate(bucket.params):
-                    grad = p.grad
-                    assert grad is not None  # its hook ran, so it has one
-                    target = grad.numpy()
-                    if target.flags.c_contiguous:
-                        np.copyto(target.reshape(-1), bucket.slot(i))
-                        grad._data.bump_version()
-                    else:
-                        from chainrule.creation import from_numpy
+        self.group.wait(self.requests, "DistributedDataParallel gradient all_reduce")
+        self.requests.clear()
+        for bucket in self.buckets:
+            # MPI wrote the buckets behind autograd's back: saved-tensor checks must see it.
+            bucket.flat._data.bump_version()
+            for i, (_, p) in enumerate(bucket.params):
+                grad = p.grad
+                assert grad is not None  # its hook ran, so it has one
+                if grad is bucket.views[i]:
+                    continue
+                target = grad.numpy()
+                if target.flags.c_contiguous:
+                    np.copyto(target.reshape(-1), bucket.slots[i])
+                    grad._data.bump_version()
+                else:
+                    from chainrule.creation import from_numpy
 
-                        grad.copy_(from_numpy(bucket.slot(i).reshape(grad.shape)))
+                    with no_grad():
+                        grad.copy_(from_numpy(bucket.slots[i].reshape(grad.shape)))
         self.ready.clear()
 
 
@@ -148,17 +179,24 @@ class DistributedDataParallel(Module):
     gradients over several backward passes; the next backward outside it averages the sum).
     `module` is the wrapped module; `state_dict()` is the module's own (no `module.` prefix,
     so a checkpoint loads into the plain model), and `load_state_dict` takes either form.
+
+    `gradient_as_bucket_view=True` (as in PyTorch) makes each parameter's `.grad` a view into
+    its bucket once backward has put it there: the averaged gradients are not copied back out
+    of the buckets, and the model's gradients take no memory of their own. The values are the
+    same as without it; what differs is that `.grad` shares memory with the bucket, so a
+    reference to last step's `.grad` sees this step's gradient.
     """
 
     module: Module
     broadcast_buffers: bool
     require_backward_grad_sync: bool
     bucket_cap_mb: float
+    gradient_as_bucket_view: bool
     _reducer: _Reducer
 
     def __init__(self, module: Module, device_ids: Any = None, output_device: Any = None,
                  dim: int = 0, broadcast_buffers: bool = True, process_group: Any = None,
-                 bucket_cap_mb: float = 25) -> None:
+                 bucket_cap_mb: float = 25, gradient_as_bucket_view: bool = False) -> None:
         super().__init__()
         if device_ids not in (None, [], ["cpu"]) or output_device not in (None, "cpu"):
             raise ValueError("DistributedDataParallel: chainrule runs on the CPU; leave "
@@ -175,9 +213,11 @@ class DistributedDataParallel(Module):
         self.broadcast_buffers = broadcast_buffers
         self.require_backward_grad_sync = True
         self.bucket_cap_mb = bucket_cap_mb
+        self.gradient_as_bucket_view = bool(gradient_as_bucket_view)
         self._broadcast_from_rank_0(list(module.named_parameters()) + list(module.named_buffers()))
         trained = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
-        reducer = _Reducer(group, trained, int(bucket_cap_mb * 1024 * 1024))
+        reducer = _Reducer(group, trained, int(bucket_cap_mb * 1024 * 1024),
+                           self.gradient_as_bucket_view)
         self._reducer = reducer
         for _, p in trained:
             p.register_post_accumulate_grad_hook(reducer.on_gradient)
@@ -222,4 +262,5 @@ class DistributedDataParallel(Module):
         return self.module.load_state_dict(state_dict, strict=strict)
 
     def extra_repr(self) -> str:
-        return f"bucket_cap_mb={self.bucket_cap_mb}"
+        view = ", gradient_as_bucket_view=True" if self.gradient_as_bucket_view else ""
+        return f"bucket_cap_mb={self.bucket_cap_mb}{view}"
