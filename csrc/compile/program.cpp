@@ -160,7 +160,7 @@ int Builder::new_slot(const Tensor& array, SlotKind kind) {
   slot.kind = kind;
   program_->slots_.push_back(std::move(slot));
   const int index = static_cast<int>(program_->slots_.size()) - 1;
-  slot_of_[array.storage().get()] = index;
+  slot_of_.insert(array.storage().get(), index);
   references_.push_back(1);
   return index;
 }
@@ -183,8 +183,7 @@ int Builder::bind(const Tensor& array, bool adopt) {
 }
 
 int Builder::slot_of(const Storage* storage) const {
-  auto found = slot_of_.find(storage);
-  return found == slot_of_.end() ? -1 : found->second;
+  return slot_of_.find(storage);
 }
 
 long Builder::references(const Storage* storage) const {
@@ -305,7 +304,6 @@ std::unique_ptr<Program> Builder::finish(bool fuse) {
   for (std::size_t s = 0; s < p.slots_.size(); ++s) p.slots_[s].views.reserve(count[s]);
   for (Step& step : p.steps_) index_views(step);
   made_outside_.clear();
-  slot_of_.clear();
   return std::move(program_);
 }
 

@@ -121,6 +121,49 @@ class Program {
   std::int64_t work_ = 0;
 };
 
+// Storage -> slot, for the recording: open addressing in one array (a node-based map allocates
+// a node per slot, and a recording looks a storage up for every operand and result).
+class SlotMap {
+ public:
+  explicit SlotMap(std::size_t capacity = 128) : entries_(capacity) {}  // a power of two
+  int find(const Storage* key) const {
+    const std::size_t mask = entries_.size() - 1;
+    for (std::size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+      const Entry& e = entries_[i];
+      if (e.key == key) return e.slot;
+      if (e.key == nullptr) return -1;
+    }
+  }
+  // `key` must not be there yet (a slot keeps its storage alive: an address is never reused).
+  void insert(const Storage* key, int slot) {
+    if ((size_ + 1) * 2 > entries_.size()) {
+      std::vector<Entry> old(entries_.size() * 2);
+      old.swap(entries_);
+      for (const Entry& e : old) if (e.key != nullptr) place(e.key, e.slot);
+    }
+    place(key, slot);
+    ++size_;
+  }
+
+ private:
+  struct Entry {
+    const Storage* key = nullptr;
+    int slot = -1;
+  };
+  static std::size_t hash(const Storage* key) {
+    const auto v = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(key));
+    return static_cast<std::size_t>((v * 0x9E3779B97F4A7C15ull) >> 32);
+  }
+  void place(const Storage* key, int slot) {
+    const std::size_t mask = entries_.size() - 1;
+    std::size_t i = hash(key) & mask;
+    while (entries_[i].key != nullptr) i = (i + 1) & mask;
+    entries_[i] = Entry{key, slot};
+  }
+  std::vector<Entry> entries_;
+  std::size_t size_ = 0;
+};
+
 // Records the core ops of one call into a Program (install with record::set_recorder).
 class Builder final : public record::Recorder {
  public:
@@ -131,7 +174,6 @@ class Builder final : public record::Recorder {
     program_->steps_.reserve(64);
     program_->slots_.reserve(64);
     references_.reserve(64);
-    slot_of_.reserve(64);
   }
   // Declares a tensor handed in at each call (an argument, before the call; a .grad the call
   // read, after it: `adopt` turns the external slot the ops made for it into a bound one).
@@ -161,7 +203,7 @@ class Builder final : public record::Recorder {
   int operand_slot(const Tensor& array, bool written, const char* op);
 
   std::unique_ptr<Program> program_;
-  std::unordered_map<const Storage*, int> slot_of_;
+  SlotMap slot_of_;
   std::vector<long> references_;  // per slot: the tensors of steps that view it, and the slot itself
   std::unordered_map<const Storage*, std::weak_ptr<Storage>> made_outside_;
   std::vector<std::string> reasons_;
