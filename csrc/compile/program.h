@@ -12,6 +12,7 @@
 // A step keeps its operands and results as views of slots (shape, strides, offset), so views
 // made between ops (transpose, reshape, slicing) need no step of their own.
 #pragma once
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -32,12 +33,45 @@ struct Slot {
 
 struct FusedChain;
 
+// A step's slots, one per operand or result: up to four inline (no allocation for the usual op).
+class SlotList {
+ public:
+  SlotList() = default;
+  SlotList(std::initializer_list<int> slots) {
+    for (const int s : slots) push_back(s);
+  }
+  void reserve(std::size_t n) {
+    if (n > kInline) heap_.reserve(n);
+  }
+  void push_back(int s) {
+    if (size_ < kInline) {
+      inline_[size_] = s;
+    } else {
+      if (size_ == kInline) heap_.assign(inline_, inline_ + kInline);
+      heap_.push_back(s);
+    }
+    ++size_;
+  }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const int* begin() const { return size_ <= kInline ? inline_ : heap_.data(); }
+  const int* end() const { return begin() + size_; }
+  int operator[](std::size_t i) const { return begin()[i]; }
+  int back() const { return begin()[size_ - 1]; }
+
+ private:
+  static constexpr std::size_t kInline = 4;
+  int inline_[kInline] = {};
+  std::size_t size_ = 0;
+  std::vector<int> heap_;  // all of them, when more than kInline
+};
+
 struct Step {
   const char* name = "";
   record::Rerun rerun;
   record::Into into;  // when set: the one result is written in place, no allocation
   record::Tensors operands, results;       // views of slots; undefined where an optional operand was absent
-  std::vector<int> operand_slots, result_slots;  // -1 where undefined
+  SlotList operand_slots, result_slots;  // -1 where undefined
   // A check instead of an op: the value Python read at recording (item(), bool(t)) and
   // branched on; a replay that finds another value stops (its guard failed).
   std::vector<unsigned char> expected;
