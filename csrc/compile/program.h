@@ -155,12 +155,13 @@ class Program {
   std::int64_t work_ = 0;
 };
 
-// Storage -> slot, for the recording: open addressing in one array (a node-based map allocates
-// a node per slot, and a recording looks a storage up for every operand and result).
-class SlotMap {
+// An address -> index map for the recording (storage -> slot, a tensor object read -> its
+// place): open addressing in one array (a node-based map allocates a node per entry, and a
+// recording looks a storage up for every operand and result). Keys are never removed.
+class PointerMap {
  public:
-  explicit SlotMap(std::size_t capacity = 128) : entries_(capacity) {}  // a power of two
-  int find(const Storage* key) const {
+  explicit PointerMap(std::size_t capacity = 128) : entries_(capacity) {}  // a power of two
+  int find(const void* key) const {
     const std::size_t mask = entries_.size() - 1;
     for (std::size_t i = hash(key) & mask;; i = (i + 1) & mask) {
       const Entry& e = entries_[i];
@@ -168,8 +169,8 @@ class SlotMap {
       if (e.key == nullptr) return -1;
     }
   }
-  // `key` must not be there yet (a slot keeps its storage alive: an address is never reused).
-  void insert(const Storage* key, int slot) {
+  // `key` must not be there yet (the caller keeps what it names alive: an address is never reused).
+  void insert(const void* key, int slot) {
     if ((size_ + 1) * 2 > entries_.size()) {
       std::vector<Entry> old(entries_.size() * 2);
       old.swap(entries_);
@@ -181,14 +182,14 @@ class SlotMap {
 
  private:
   struct Entry {
-    const Storage* key = nullptr;
+    const void* key = nullptr;
     int slot = -1;
   };
-  static std::size_t hash(const Storage* key) {
+  static std::size_t hash(const void* key) {
     const auto v = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(key));
     return static_cast<std::size_t>((v * 0x9E3779B97F4A7C15ull) >> 32);
   }
-  void place(const Storage* key, int slot) {
+  void place(const void* key, int slot) {
     const std::size_t mask = entries_.size() - 1;
     std::size_t i = hash(key) & mask;
     while (entries_[i].key != nullptr) i = (i + 1) & mask;
@@ -237,7 +238,7 @@ class Builder final : public record::Recorder {
   int operand_slot(const Tensor& array, bool written, const char* op);
 
   std::unique_ptr<Program> program_;
-  SlotMap slot_of_;
+  PointerMap slot_of_;
   std::vector<long> references_;  // per slot: the tensors of steps that view it, and the slot itself
   std::unordered_map<const Storage*, std::weak_ptr<Storage>> made_outside_;
   std::vector<std::string> reasons_;
