@@ -28,7 +28,8 @@ struct Slot {
   std::shared_ptr<Storage> storage;
   SlotKind kind = SlotKind::External;
   std::int64_t offset_shift = 0;     // Bound: this replay's offset minus the recorded one
-  std::vector<Tensor*> views;        // the program's tensors that view this storage
+  // The program's tensors that view this storage: Program::views_[views_begin, + views_count).
+  std::size_t views_begin = 0, views_count = 0;
 };
 
 struct FusedChain;
@@ -147,6 +148,7 @@ class Program {
   void fuse();
 
   std::vector<Slot> slots_;
+  std::vector<Tensor*> views_;  // each slot's views, one run per slot (one allocation for all)
   std::vector<Step> steps_;
   std::vector<int> bound_slots_;   // per bound input, its slot
   std::vector<Tensor> bound_seen_; // per bound input, the view seen at recording
