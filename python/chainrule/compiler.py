@@ -78,6 +78,21 @@ def _optimizer_state(optimizer: Any) -> tuple[Any, ...]:
                  for p, s in optimizer.state.items())
 
 
+_GROUP_GETTERS: dict[tuple[Any, ...], Callable[[dict[str, Any]], Any]] = {}
+
+
+def _group_getter(group: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
+    """A getter of a param group's hyperparameters (all its keys but "params"), made once per
+    layout of keys: a recording then costs a dict lookup instead of a set difference."""
+    layout = tuple(group)
+    get = _GROUP_GETTERS.get(layout)
+    if get is None:
+        keys = tuple(k for k in layout if k != "params")
+        get = operator.itemgetter(*keys) if keys else (lambda g: ())
+        _GROUP_GETTERS[layout] = get
+    return get
+
+
 class _OptimizerGuard:
     """An optimizer as a recording saw it: each group's hyperparameters (lr may change between
     calls: then the guard fails) and parameters, and the objects of its state."""
@@ -86,9 +101,9 @@ class _OptimizerGuard:
         self.optimizer = optimizer
         self.groups = []
         for group in optimizer.param_groups:
-            keys = tuple(group.keys() - {"params"})  # any order: read back with the same getter
-            get = operator.itemgetter(*keys) if keys else (lambda g: ())
-            self.groups.append((group, get, get(group), group["params"], list(group["params"])))
+            get = _group_getter(group)  # read back with the same getter
+            params = group["params"]
+            self.groups.append((group, get, get(group), params, list(params)))
         self.state_size = len(optimizer.state)
         self.state = [(s, len(s), k, v) for s in optimizer.state.values() for k, v in s.items()]
 
