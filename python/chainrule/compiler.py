@@ -74,6 +74,8 @@ def note_module(module: Any, hooks: bool) -> None:
 def _optimizer_state(optimizer: Any) -> tuple[Any, ...]:
     # Which state each parameter has, by identity: a first step that makes state (momentum
     # buffers, Adam's moments) is a warm-up, and a load_state_dict replaces the objects.
+    if not optimizer.state:
+        return ()  # plain SGD: no generator to set up
     return tuple((id(p), tuple((k, id(v) if isinstance(v, Tensor) else v) for k, v in s.items()))
                  for p, s in optimizer.state.items())
 
@@ -105,7 +107,7 @@ class _OptimizerGuard:
             params = group["params"]
             self.groups.append((group, get, get(group), params, list(params)))
         self.state_size = len(optimizer.state)
-        self.state = [(s, len(s), k, v) for s in optimizer.state.values() for k, v in s.items()]
+        self.state = [(s, len(s), k, v) for s in optimizer.state.values() for k, v in s.items()] if self.state_size else []
 
     def holds(self) -> bool:
         opt = self.optimizer
