@@ -59,7 +59,8 @@ void Program::rebind(Slot& slot, std::shared_ptr<Storage> storage, std::int64_t 
   const std::int64_t change = shift - slot.offset_shift;
   slot.storage = std::move(storage);
   slot.offset_shift = shift;
-  for (Tensor* view : slot.views) {
+  for (std::size_t v = slot.views_begin; v < slot.views_begin + slot.views_count; ++v) {
+    Tensor* view = views_[v];
     *view = Tensor(slot.storage, view->shape(), view->strides(), view->offset() + change, view->dtype());
   }
 }
@@ -74,7 +75,7 @@ bool Program::replay(const std::vector<Tensor>& bound) {
   // caller kept) is left to them: this replay writes into fresh memory instead.
   for (Slot& slot : slots_) {
     if (slot.kind != SlotKind::Internal) continue;
-    if (slot.storage.use_count() > static_cast<long>(slot.views.size()) + 1) {
+    if (slot.storage.use_count() > static_cast<long>(slot.views_count) + 1) {
       rebind(slot, Storage::allocate(slot.storage->nbytes()), slot.offset_shift);
     }
   }
@@ -160,7 +161,7 @@ int Builder::new_slot(const Tensor& array, SlotKind kind) {
   slot.kind = kind;
   program_->slots_.push_back(std::move(slot));
   const int index = static_cast<int>(program_->slots_.size()) - 1;
-  slot_of_[array.storage().get()] = index;
+  slot_of_.insert(array.storage().get(), index);
   references_.push_back(1);
   return index;
 }
@@ -183,8 +184,7 @@ int Builder::bind(const Tensor& array, bool adopt) {
 }
 
 int Builder::slot_of(const Storage* storage) const {
-  auto found = slot_of_.find(storage);
-  return found == slot_of_.end() ? -1 : found->second;
+  return slot_of_.find(storage);
 }
 
 long Builder::references(const Storage* storage) const {
@@ -288,24 +288,27 @@ int Builder::add_exit(const Tensor& array) {
 std::unique_ptr<Program> Builder::finish(bool fuse) {
   Program& p = *program_;
   if (fuse) p.fuse();
-  auto index_views = [&p](Step& step) {
+  // Each slot's views, counted first: one run of p.views_ per slot.
+  std::vector<std::size_t> next(p.slots_.size(), 0);
+  for (const Step& step : p.steps_) {
+    for (const int s : step.operand_slots) if (s >= 0) ++p.slots_[static_cast<std::size_t>(s)].views_count;
+    for (const int s : step.result_slots) if (s >= 0) ++p.slots_[static_cast<std::size_t>(s)].views_count;
+  }
+  std::size_t total = 0;
+  for (std::size_t s = 0; s < p.slots_.size(); ++s) {
+    p.slots_[s].views_begin = next[s] = total;
+    total += p.slots_[s].views_count;
+  }
+  p.views_.resize(total);
+  for (Step& step : p.steps_) {
     for (std::size_t i = 0; i < step.operands.size(); ++i) {
-      if (step.operand_slots[i] >= 0) p.slots_[static_cast<std::size_t>(step.operand_slots[i])].views.push_back(&step.operands[i]);
+      if (step.operand_slots[i] >= 0) p.views_[next[static_cast<std::size_t>(step.operand_slots[i])]++] = &step.operands[i];
     }
     for (std::size_t i = 0; i < step.results.size(); ++i) {
-      if (step.result_slots[i] >= 0) p.slots_[static_cast<std::size_t>(step.result_slots[i])].views.push_back(&step.results[i]);
+      if (step.result_slots[i] >= 0) p.views_[next[static_cast<std::size_t>(step.result_slots[i])]++] = &step.results[i];
     }
-  };
-  // Each slot's list of views, sized first (one allocation per slot).
-  std::vector<std::size_t> count(p.slots_.size(), 0);
-  for (const Step& step : p.steps_) {
-    for (const int s : step.operand_slots) if (s >= 0) ++count[static_cast<std::size_t>(s)];
-    for (const int s : step.result_slots) if (s >= 0) ++count[static_cast<std::size_t>(s)];
   }
-  for (std::size_t s = 0; s < p.slots_.size(); ++s) p.slots_[s].views.reserve(count[s]);
-  for (Step& step : p.steps_) index_views(step);
   made_outside_.clear();
-  slot_of_.clear();
   return std::move(program_);
 }
 

@@ -12,6 +12,7 @@
 // A step keeps its operands and results as views of slots (shape, strides, offset), so views
 // made between ops (transpose, reshape, slicing) need no step of their own.
 #pragma once
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -27,17 +28,51 @@ struct Slot {
   std::shared_ptr<Storage> storage;
   SlotKind kind = SlotKind::External;
   std::int64_t offset_shift = 0;     // Bound: this replay's offset minus the recorded one
-  std::vector<Tensor*> views;        // the program's tensors that view this storage
+  // The program's tensors that view this storage: Program::views_[views_begin, + views_count).
+  std::size_t views_begin = 0, views_count = 0;
 };
 
 struct FusedChain;
+
+// A step's slots, one per operand or result: up to four inline (no allocation for the usual op).
+class SlotList {
+ public:
+  SlotList() = default;
+  SlotList(std::initializer_list<int> slots) {
+    for (const int s : slots) push_back(s);
+  }
+  void reserve(std::size_t n) {
+    if (n > kInline) heap_.reserve(n);
+  }
+  void push_back(int s) {
+    if (size_ < kInline) {
+      inline_[size_] = s;
+    } else {
+      if (size_ == kInline) heap_.assign(inline_, inline_ + kInline);
+      heap_.push_back(s);
+    }
+    ++size_;
+  }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const int* begin() const { return size_ <= kInline ? inline_ : heap_.data(); }
+  const int* end() const { return begin() + size_; }
+  int operator[](std::size_t i) const { return begin()[i]; }
+  int back() const { return begin()[size_ - 1]; }
+
+ private:
+  static constexpr std::size_t kInline = 4;
+  int inline_[kInline] = {};
+  std::size_t size_ = 0;
+  std::vector<int> heap_;  // all of them, when more than kInline
+};
 
 struct Step {
   const char* name = "";
   record::Rerun rerun;
   record::Into into;  // when set: the one result is written in place, no allocation
   record::Tensors operands, results;       // views of slots; undefined where an optional operand was absent
-  std::vector<int> operand_slots, result_slots;  // -1 where undefined
+  SlotList operand_slots, result_slots;  // -1 where undefined
   // A check instead of an op: the value Python read at recording (item(), bool(t)) and
   // branched on; a replay that finds another value stops (its guard failed).
   std::vector<unsigned char> expected;
@@ -113,12 +148,57 @@ class Program {
   void fuse();
 
   std::vector<Slot> slots_;
+  std::vector<Tensor*> views_;  // each slot's views, one run per slot (one allocation for all)
   std::vector<Step> steps_;
   std::vector<int> bound_slots_;   // per bound input, its slot
   std::vector<Tensor> bound_seen_; // per bound input, the view seen at recording
   std::vector<Exit> exits_;
   std::vector<int> undo_;  // slots outside the program written before the last check
   std::int64_t work_ = 0;
+};
+
+// An address -> index map for the recording (storage -> slot, a tensor object read -> its
+// place): open addressing in one array (a node-based map allocates a node per entry, and a
+// recording looks a storage up for every operand and result). Keys are never removed.
+class PointerMap {
+ public:
+  explicit PointerMap(std::size_t capacity = 128) : entries_(capacity) {}  // a power of two
+  int find(const void* key) const {
+    const std::size_t mask = entries_.size() - 1;
+    for (std::size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+      const Entry& e = entries_[i];
+      if (e.key == key) return e.slot;
+      if (e.key == nullptr) return -1;
+    }
+  }
+  // `key` must not be there yet (the caller keeps what it names alive: an address is never reused).
+  void insert(const void* key, int slot) {
+    if ((size_ + 1) * 2 > entries_.size()) {
+      std::vector<Entry> old(entries_.size() * 2);
+      old.swap(entries_);
+      for (const Entry& e : old) if (e.key != nullptr) place(e.key, e.slot);
+    }
+    place(key, slot);
+    ++size_;
+  }
+
+ private:
+  struct Entry {
+    const void* key = nullptr;
+    int slot = -1;
+  };
+  static std::size_t hash(const void* key) {
+    const auto v = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(key));
+    return static_cast<std::size_t>((v * 0x9E3779B97F4A7C15ull) >> 32);
+  }
+  void place(const void* key, int slot) {
+    const std::size_t mask = entries_.size() - 1;
+    std::size_t i = hash(key) & mask;
+    while (entries_[i].key != nullptr) i = (i + 1) & mask;
+    entries_[i] = Entry{key, slot};
+  }
+  std::vector<Entry> entries_;
+  std::size_t size_ = 0;
 };
 
 // Records the core ops of one call into a Program (install with record::set_recorder).
@@ -131,7 +211,6 @@ class Builder final : public record::Recorder {
     program_->steps_.reserve(64);
     program_->slots_.reserve(64);
     references_.reserve(64);
-    slot_of_.reserve(64);
   }
   // Declares a tensor handed in at each call (an argument, before the call; a .grad the call
   // read, after it: `adopt` turns the external slot the ops made for it into a bound one).
@@ -161,7 +240,7 @@ class Builder final : public record::Recorder {
   int operand_slot(const Tensor& array, bool written, const char* op);
 
   std::unique_ptr<Program> program_;
-  std::unordered_map<const Storage*, int> slot_of_;
+  PointerMap slot_of_;
   std::vector<long> references_;  // per slot: the tensors of steps that view it, and the slot itself
   std::unordered_map<const Storage*, std::weak_ptr<Storage>> made_outside_;
   std::vector<std::string> reasons_;

@@ -56,6 +56,7 @@ struct IdentityGuard {
 class Recording {
  public:
   explicit Recording(const py::list& arguments) {
+    reads_.reserve(64);
     for (py::handle a : arguments) {
       if (!is_tensor(a.ptr())) throw TypeError("Recording: the arguments must be Tensors");
       builder_.bind(tensor_array(a.ptr()));
@@ -83,8 +84,9 @@ class Recording {
   // Only the object: its array is read again at the end (the call cannot rebind it, see
   // tensor_set_data), and holding the array here would count as another owner of its memory.
   void read(PyObject* tensor) {
-    auto [it, fresh] = reads_.try_emplace(tensor);
-    if (fresh) it->second = py::reinterpret_borrow<py::object>(tensor);
+    if (read_index_.find(tensor) >= 0) return;
+    read_index_.insert(tensor, static_cast<int>(reads_.size()));
+    reads_.push_back(py::reinterpret_borrow<py::object>(tensor));
   }
 
   void grad(PyObject* leaf, PyObject* value, bool write) {
@@ -110,7 +112,7 @@ class Recording {
  private:
   // Whether anything but this recording holds the object.
   bool held_elsewhere(PyObject* o) const {
-    const Py_ssize_t ours = (reads_.count(o) != 0 ? 1 : 0) + (grads_.count(o) != 0 ? 1 : 0);
+    const Py_ssize_t ours = (read_index_.find(o) >= 0 ? 1 : 0) + (grads_.count(o) != 0 ? 1 : 0);
     return Py_REFCNT(o) > ours;
   }
 
@@ -119,7 +121,8 @@ class Recording {
   std::vector<bool> requires_grad_;
   bool grad_enabled_ = true;
   int threads_ = 1;
-  std::unordered_map<PyObject*, py::object> reads_;  // strong until finish
+  std::vector<py::object> reads_;  // strong until finish
+  compile::PointerMap read_index_;  // object -> its place in reads_
   std::vector<int> argument_slots_;  // the slot of each argument's memory
   std::vector<PyObject*> arguments_;
   std::unordered_map<PyObject*, GradHistory> grads_;
@@ -264,7 +267,8 @@ py::object Recording::finish(const py::list& outputs, bool fuse) {
     program->outputs_.push_back(builder_.add_exit(tensor_array(out.ptr())));
   }
   // Identity guards: every tensor object still alive whose memory the program uses as it was.
-  for (auto& [object, held] : reads_) {
+  for (const py::object& held : reads_) {
+    PyObject* object = held.ptr();
     if (!held_elsewhere(object) || !as_tensor(object)->has_array) continue;  // a temporary of the call
     const Tensor& array = tensor_array(object);
     const int slot = builder_.slot_of(array);

@@ -74,8 +74,25 @@ def note_module(module: Any, hooks: bool) -> None:
 def _optimizer_state(optimizer: Any) -> tuple[Any, ...]:
     # Which state each parameter has, by identity: a first step that makes state (momentum
     # buffers, Adam's moments) is a warm-up, and a load_state_dict replaces the objects.
+    if not optimizer.state:
+        return ()  # plain SGD: no generator to set up
     return tuple((id(p), tuple((k, id(v) if isinstance(v, Tensor) else v) for k, v in s.items()))
                  for p, s in optimizer.state.items())
+
+
+_GROUP_GETTERS: dict[tuple[Any, ...], Callable[[dict[str, Any]], Any]] = {}
+
+
+def _group_getter(group: dict[str, Any]) -> Callable[[dict[str, Any]], Any]:
+    """A getter of a param group's hyperparameters (all its keys but "params"), made once per
+    layout of keys: a recording then costs a dict lookup instead of a set difference."""
+    layout = tuple(group)
+    get = _GROUP_GETTERS.get(layout)
+    if get is None:
+        keys = tuple(k for k in layout if k != "params")
+        get = operator.itemgetter(*keys) if keys else (lambda g: ())
+        _GROUP_GETTERS[layout] = get
+    return get
 
 
 class _OptimizerGuard:
@@ -86,11 +103,11 @@ class _OptimizerGuard:
         self.optimizer = optimizer
         self.groups = []
         for group in optimizer.param_groups:
-            keys = tuple(group.keys() - {"params"})  # any order: read back with the same getter
-            get = operator.itemgetter(*keys) if keys else (lambda g: ())
-            self.groups.append((group, get, get(group), group["params"], list(group["params"])))
+            get = _group_getter(group)  # read back with the same getter
+            params = group["params"]
+            self.groups.append((group, get, get(group), params, list(params)))
         self.state_size = len(optimizer.state)
-        self.state = [(s, len(s), k, v) for s in optimizer.state.values() for k, v in s.items()]
+        self.state = [(s, len(s), k, v) for s in optimizer.state.values() for k, v in s.items()] if self.state_size else []
 
     def holds(self) -> bool:
         opt = self.optimizer

@@ -80,8 +80,15 @@ Tensors run(const char* name, Tensors operands, std::vector<int> written, Rerun 
 // result into given memory.
 template <typename F>
 Tensor result(const char* name, Tensors operands, F f, Into into = nullptr, const Elementwise* elementwise = nullptr) {
-  Tensors results =
-      run(name, std::move(operands), {}, [f](const Tensors& x) { return Tensors{f(x)}; }, std::move(into), elementwise);
+  Tensors results = run(
+      name, std::move(operands), {},
+      [f](const Tensors& x) {
+        Tensors one;  // not Tensors{f(x)}: an initializer list copies, allocating the shape and strides again
+        one.reserve(1);
+        one.push_back(f(x));
+        return one;
+      },
+      std::move(into), elementwise);
   return std::move(results[0]);  // moved, not copied: a copy allocates its shape and strides again
 }
 // An op that writes operand 0 in place and returns nothing: f(operands).
