@@ -225,8 +225,11 @@ def run_jax(part: str, threads: int, repeats: int) -> dict[str, float] | None:
     flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" if threads == 1 else ""
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flags).strip()
     env["JAX_PLATFORMS"] = "cpu"
+    # XLA's CPU runtime no longer keeps to one thread for these flags (it ran the wide MLP on both
+    # cores: 60 ms an epoch, 110 ms pinned): a one-thread run is pinned to one core as well.
+    one_core = (lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})) if threads == 1 else None
     proc = subprocess.run([sys.executable, __file__, "--jax-part", part, "--repeats", str(repeats)],
-                          capture_output=True, text=True, env=env, check=False)
+                          capture_output=True, text=True, env=env, check=False, preexec_fn=one_core)
     if proc.returncode != 0:
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
