@@ -59,6 +59,18 @@ for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
         na = a.T if transposed else a
         check(f"{dtype.__name__} in place {m}x{k}@{k}x{n}{' a.T' if transposed else ''}", (ta @ cr.tensor(b)).numpy(),
               na.astype(np.float64) @ b, rtol * 10)
+    # a Linear layer's x @ W.t(): B with contiguous columns, packed whole into panels by the
+    # vector transpose when small (k * n <= 2^15), by the blocked GEMM when not; k past and
+    # short of a vector's width, n a multiple of every NR and not, A transposed too
+    for m, n, k in [(32, 128, 64), (5, 96, 17), (67, 64, 130), (1, 32, 7), (128, 256, 128), (64, 192, 300),
+                    (33, 48, 33), (40, 200, 64)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        w = rng.standard_normal((n, k)).astype(dtype)
+        check(f"{dtype.__name__} x @ W.t() {m},{n},{k}", (cr.tensor(a) @ cr.tensor(w).T).numpy(),
+              a.astype(np.float64) @ w.T.astype(np.float64), rtol * 10)
+        check(f"{dtype.__name__} x.T @ W.t() {m},{n},{k}",
+              (cr.tensor(np.ascontiguousarray(a.T)).T @ cr.tensor(w).T).numpy(),
+              a.astype(np.float64) @ w.T.astype(np.float64), rtol * 10)
     # batched with broadcast batch dims; then batches large enough for the blocked GEMM, run
     # one product per OpenMP thread (each packing into its own space)
     a = rng.standard_normal((3, 1, 40, 50)).astype(dtype)

@@ -75,6 +75,7 @@ struct Operand {
 constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loop
 constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
 constexpr std::int64_t kUnpackedMaxK = 512;  // A and B read in place up to this k
+constexpr std::int64_t kPackedWholeMaxElements = 1 << 15;  // a transposed B packed whole: 128 KiB of float32
 
 template <typename T>
 struct Buffer {
@@ -347,7 +348,12 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
         });
         return;
       }
-      if (b.cs == 1 && n % kernel.nr == 0 && k <= kUnpackedMaxK) {
+      // A B with contiguous columns (x @ W.t(), a Linear layer's forward) small enough to be
+      // packed whole takes the same path: its NR-wide panels are made first (a vector
+      // transpose), and each tile reads its panel as it would a copied strip. (32x64 @ 64x128
+      // float32 on AVX-512: 6.2 -> 4.3 us a call, as fast as a row-major B.)
+      const bool b_packed_whole = b.cs != 1 && b.rs == 1 && k * n <= kPackedWholeMaxElements;
+      if ((b.cs == 1 || b_packed_whole) && n % kernel.nr == 0 && k <= kUnpackedMaxK) {
         // Tiles straight from A and B, no packing, when one pass over k makes each tile of C
         // and the operand read again for every tile column (or row) fits in L2: the smaller
         // one, so consecutive tiles walk down the rows (B's strip stays put, A is read again)
@@ -363,7 +369,12 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
           // place its rows lie ldb apart, and with ldb a multiple of 1 KiB (n = 128 float64,
           // n = 256 float32) they fall into a few sets of L1 and evict each other, so every tile
           // read the strip from L2 again (64x64 @ 64x128 float64 on AVX2: 46 GFLOP/s).
-          const bool copy_strip = down_rows && row_blocks > 1;
+          const bool copy_strip = down_rows && row_blocks > 1 && !b_packed_whole;
+          std::optional<Scratch<T>> whole;
+          if (b_packed_whole) {
+            whole.emplace(k * n);
+            kernel.pack_b(k, b.data, b.rs, b.cs, n, whole->get());
+          }
           parallel_chunks(static_cast<int>(std::min<std::int64_t>(threads, tiles)), tiles, 1,
                           [&](std::int64_t begin, std::int64_t end) {
             alignas(64) T strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
@@ -374,7 +385,10 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
               const std::int64_t i0 = row * kernel.mr, j0 = col * kernel.nr;
               const T* b_tile = b.data + j0;
               std::int64_t ldb = b.rs;
-              if (copy_strip) {
+              if (whole) {
+                b_tile = whole->get() + col * kernel.nr * k;
+                ldb = kernel.nr;
+              } else if (copy_strip) {
                 if (col != strip_col) {
                   kernel.pack_b(k, b.data + j0, b.rs, 1, kernel.nr, strip);
                   strip_col = col;
