@@ -492,3 +492,28 @@ def test_dataloader_batches_train_a_model():
 def test_dataloader_rejects_bad_batch_size(bad):
     with pytest.raises((ValueError, TypeError)):
         D.DataLoader(_dataset(), batch_size=bad)
+
+
+def test_tensor_dataset_batches_take_indexing_rules():
+    # a TensorDataset's batch is one index_select per tensor; an index counted from the end
+    # still works as indexing does, an index past the end raises IndexError, and a tensor that
+    # requires grad is indexed through autograd
+    class Order(cr.utils.data.Sampler):
+        def __init__(self, order):
+            self.order = order
+
+        def __iter__(self):
+            return iter(self.order)
+
+        def __len__(self):
+            return len(self.order)
+
+    weights = cr.arange(10).float().requires_grad_()
+    data = cr.utils.data.TensorDataset(cr.arange(10) * 2, weights)
+    batches = list(cr.utils.data.DataLoader(data, batch_size=2, sampler=Order([-1, 0, 3])))
+    assert [b[0].tolist() for b in batches] == [[18, 0], [6]]
+    assert batches[0][1].requires_grad
+    batches[0][1].sum().backward()
+    assert weights.grad.tolist() == [1.0] + [0.0] * 8 + [1.0]
+    with pytest.raises(IndexError, match="10"):
+        list(cr.utils.data.DataLoader(data, batch_size=2, sampler=Order([10])))
