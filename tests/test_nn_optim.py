@@ -638,3 +638,37 @@ def test_xor_defaults_reach_full_accuracy():
     np.testing.assert_array_equal(result["predicted"].numpy(), XOR_Y)
     hypothesis = result["hypothesis"].numpy()
     assert np.all(np.abs(hypothesis - XOR_Y) < 0.5)
+
+
+@pytest.mark.parametrize("cls", ["Adam", "AdamW"])
+def test_adam_large_tensor_on_the_team_matches_one_thread_and_numpy(cls):
+    # above the grain the update runs in chunks on the team: the same bits as one thread, and
+    # PyTorch's formula (here in NumPy, float64) to rounding
+    n, steps, lr, wd = 300_001, 4, 0.01, 0.1
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal(n)
+    grads = [rng.standard_normal(n) for _ in range(steps)]
+    results = []
+    previous = cr.get_num_threads()
+    try:
+        for threads in (1, 2):
+            cr.set_num_threads(threads)
+            p = cr.tensor(start).requires_grad_()
+            opt = getattr(cr.optim, cls)([p], lr=lr, weight_decay=wd)
+            for g in grads:
+                p.grad = cr.tensor(g)
+                opt.step()
+            results.append(p.detach().numpy())
+    finally:
+        cr.set_num_threads(previous)
+    np.testing.assert_array_equal(results[0], results[1])
+    want, m, v = start.copy(), np.zeros(n), np.zeros(n)
+    for t, g in enumerate(grads, 1):
+        if cls == "AdamW":
+            want = want * (1 - lr * wd)
+        else:
+            g = g + wd * want
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        want = want - lr / (1 - 0.9 ** t) * m / (np.sqrt(v) / np.sqrt(1 - 0.999 ** t) + 1e-8)
+    np.testing.assert_allclose(results[0], want, rtol=1e-10, atol=1e-12)

@@ -7,6 +7,8 @@
 #include "chainrule/errors.h"
 #include "chainrule/record.h"
 #include "chainrule/ops.h"
+#include "elementwise_simd.h"
+#include "parallel.h"
 #include "vector_math.h"
 
 namespace chainrule {
@@ -226,30 +228,26 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
   dispatch_dtype(param.dtype(), [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
-      // PyTorch's single-tensor Adam, in its order of operations.
+      // PyTorch's single-tensor Adam, in its order of operations (elementwise_simd.inc's
+      // adam_loop, compiled per ISA), over chunks of the elements on the team when there are many.
+      // Scalars are formed in double and rounded once, as PyTorch's Python-side arithmetic does.
+      const elementwise_simd::AdamConstants<T> c{
+          static_cast<T>(1.0 - s.beta1), static_cast<T>(s.beta2), static_cast<T>(1.0 - s.beta2),
+          static_cast<T>(s.eps), static_cast<T>(s.weight_decay),
+          static_cast<T>(s.lr / (1.0 - std::pow(s.beta1, count))),
+          static_cast<T>(std::sqrt(1.0 - std::pow(s.beta2, count))),
+          static_cast<T>(1.0 - s.lr * s.weight_decay), s.weight_decay != 0, s.decoupled};
       T* p = param.data_as<T>();
-      const T* g_in = grad.data_as<T>();
+      const T* g = grad.data_as<T>();
       T* m = exp_avg.data_as<T>();
       T* v = exp_avg_sq.data_as<T>();
-      // Scalars are formed in double and rounded once, as PyTorch's Python-side arithmetic does.
-      const T b2 = static_cast<T>(s.beta2);
-      const T one_minus_b1 = static_cast<T>(1.0 - s.beta1), one_minus_b2 = static_cast<T>(1.0 - s.beta2);
-      const T eps = static_cast<T>(s.eps), wd = static_cast<T>(s.weight_decay);
-      const T step_size = static_cast<T>(s.lr / (1.0 - std::pow(s.beta1, count)));
-      const T bias_correction2_sqrt = static_cast<T>(std::sqrt(1.0 - std::pow(s.beta2, count)));
-      const T decay = static_cast<T>(1.0 - s.lr * s.weight_decay);
+      const elementwise_simd::AdamFn<T> update = elementwise_simd::adam<T>();
       const std::int64_t n = param.numel();
-      for (std::int64_t i = 0; i < n; ++i) {
-        T g = g_in[i];
-        if (s.weight_decay != 0) {
-          if (s.decoupled) p[i] *= decay;
-          else g = g + wd * p[i];
-        }
-        m[i] = m[i] + one_minus_b1 * (g - m[i]);   // lerp_(g, 1 - beta1)
-        v[i] = v[i] * b2 + one_minus_b2 * g * g;   // mul_(beta2).addcmul_(g, g, 1 - beta2)
-        const T denom = std::sqrt(v[i]) / bias_correction2_sqrt + eps;
-        p[i] = p[i] - step_size * (m[i] / denom);
-      }
+      // an element costs a square root, two divisions and seven other operations: a quarter of
+      // an add's grain
+      detail::parallel_chunks(threads_for(n, kElementwiseGrain / 4), n, 64, [&](std::int64_t begin, std::int64_t end) {
+        update(p + begin, g + begin, m + begin, v + begin, end - begin, c);
+      });
     }
   });
   param.bump_version();
