@@ -75,6 +75,7 @@ struct Operand {
 constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loop
 constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
 constexpr std::int64_t kUnpackedMaxK = 512;  // A and B read in place up to this k
+constexpr std::int64_t kMinTileRows = 64;  // a large product's tiles on a team: rows at least
 constexpr std::int64_t kPackedWholeMaxElements = 1 << 15;  // a transposed B packed whole: 128 KiB of float32
 
 template <typename T>
@@ -269,7 +270,11 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   // columns, each tile packing A again). Large products get four tiles per thread, which
   // balances the load when a thread is slowed down.
   const bool large = m * n * k >= (std::int64_t{1} << 26);
-  const std::int64_t wanted = threads > 1 ? (large ? 4 : 1) * threads : 1;
+  // But the rows of a tile share each panel of B it brings in, so tiles keep at least
+  // kMinTileRows rows: the wide MLP's 256x1024 @ 1024x1024 on two threads, cut into eight tiles
+  // of 32 rows, read its 4 MiB of packed B eight times over.
+  const std::int64_t wanted =
+      threads <= 1 ? 1 : large ? std::clamp<std::int64_t>(m / kMinTileRows, threads, 4 * threads) : threads;
   const bool split_rows = (m + mr - 1) / mr >= wanted || m >= n;
   const std::int64_t unit = split_rows ? mr : nr;
   const std::int64_t extent = split_rows ? m : n;
