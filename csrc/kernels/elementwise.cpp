@@ -449,6 +449,15 @@ record::Elementwise binary_elementwise(BinaryOp op, DType dtype) {
   return e;
 }
 
+// The same for binary(op, tensor, number) (side 2) or binary(op, number, tensor) (side 1): the
+// number, made in the tensor's dtype, travels in the step.
+record::Elementwise scalar_elementwise(BinaryOp op, const Tensor& number, int side) {
+  record::Elementwise e = binary_elementwise(op, number.dtype());
+  std::memcpy(e.constant, number.data(), static_cast<std::size_t>(itemsize(number.dtype())));
+  e.constant_side = side;
+  return e;
+}
+
 }  // namespace
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
@@ -519,9 +528,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Scalar& b) {
       const Tensor number = scalar_tensor(b, a.dtype());
       const Tensor scalar = number.as_strided(a.shape(), Shape(a.shape().size(), 0), 0);
       into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, x[0], scalar); };
-      e = binary_elementwise(op, a.dtype());
-      std::memcpy(e.constant, number.data(), static_cast<std::size_t>(itemsize(number.dtype())));
-      e.constant_side = 2;
+      e = scalar_elementwise(op, number, 2);
     }
     return record::result("binary", {a}, [op, b](const Ts& x) { return binary(op, x[0], b); }, std::move(into), &e);
   }
@@ -544,9 +551,7 @@ Tensor binary(BinaryOp op, const Scalar& a, const Tensor& b) {
       const Tensor number = scalar_tensor(a, b.dtype());
       const Tensor scalar = number.as_strided(b.shape(), Shape(b.shape().size(), 0), 0);
       into = [op, scalar](const Ts& x, const Tensor& out) { run_binary(op, out, scalar, x[0]); };
-      e = binary_elementwise(op, b.dtype());
-      std::memcpy(e.constant, number.data(), static_cast<std::size_t>(itemsize(number.dtype())));
-      e.constant_side = 1;
+      e = scalar_elementwise(op, number, 1);
     }
     return record::result("binary", {b}, [op, a](const Ts& x) { return binary(op, a, x[0]); }, std::move(into), &e);
   }
