@@ -4,6 +4,7 @@
 // are ldc elements apart. One variant per ISA; the driver asks for the one the CPU runs.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "chainrule/config.h"
 
@@ -78,6 +79,31 @@ double fma_peak_gflops(Isa isa, double seconds);
 template <typename T>
 void product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::int64_t a_rs, std::int64_t a_cs,
              const T* b, std::int64_t b_rs, std::int64_t b_cs, T* c, std::int64_t ldc, int threads);
+
+// B (k x n, element (p, j) at b[p * rs + j * cs]) packed once into the micro-kernel's NR-wide
+// panels, for many products that read it: a recurrent layer's weights, which every step of a
+// sequence multiplies. Packed per product, the char-RNN copied its weights' strips 128 times a
+// training step (42 MB, a tenth of the step). May throw std::bad_alloc.
+template <typename T>
+class PackedB {
+ public:
+  PackedB(std::int64_t k, std::int64_t n, const T* b, std::int64_t rs, std::int64_t cs);
+  std::int64_t k() const { return k_; }
+  std::int64_t n() const { return n_; }
+  const MicroKernel<T>& kernel() const { return kernel_; }  // the one it is packed for
+  const T* panels() const { return panels_.get(); }         // k x NR each, the last zero-padded
+
+ private:
+  std::int64_t k_, n_;
+  MicroKernel<T> kernel_;
+  std::unique_ptr<T, void (*)(void*)> panels_;
+};
+
+// C (m x n, rows ldc apart) = A (m x k) * B for a packed B, A read in place (element (i, p) at
+// a[i * a_rs + p * a_cs]), on at most `threads` threads.
+template <typename T>
+void product(std::int64_t m, const T* a, std::int64_t a_rs, std::int64_t a_cs, const PackedB<T>& b, T* c,
+             std::int64_t ldc, int threads);
 
 // Per ISA: `iterations` rounds of the 12 chains; returns their sum, so nothing is elided.
 namespace generic {

@@ -338,6 +338,48 @@ void gemm_narrow(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, O
   }
 }
 
+// C = A B by MR x NR tiles, each made in one pass over k with A read in place, consecutive
+// tiles walking down the rows (B's strip stays put, A is read again) or along them. B comes from
+// `panels` when given (NR-wide, k x NR each, the last zero-padded), else from B in place, whose n
+// is then a multiple of NR. Walking down the rows, B's strip is copied to a contiguous panel
+// first: in place its rows lie b.rs apart, and with b.rs a multiple of 1 KiB (n = 128 float64,
+// n = 256 float32) they fall into a few sets of L1 and evict each other, so every tile read the
+// strip from L2 again (64x64 @ 64x128 float64 on AVX2: 46 GFLOP/s).
+template <typename T>
+void unpacked_tiles(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, const T* panels,
+                    T* c, std::int64_t ldc, int threads, const gemm::MicroKernel<T>& kernel, bool down_rows) {
+  const std::int64_t row_blocks = (m + kernel.mr - 1) / kernel.mr, col_blocks = (n + kernel.nr - 1) / kernel.nr;
+  const std::int64_t tiles = row_blocks * col_blocks;
+  const bool copy_strip = panels == nullptr && down_rows && row_blocks > 1 && k <= kUnpackedMaxK;
+  parallel_chunks(static_cast<int>(std::min<std::int64_t>(threads, tiles)), tiles, 1,
+                  [&](std::int64_t begin, std::int64_t end) {
+    alignas(64) T strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
+    std::int64_t strip_col = -1;
+    for (std::int64_t tile = begin; tile < end; ++tile) {
+      const std::int64_t row = down_rows ? tile % row_blocks : tile / col_blocks;
+      const std::int64_t col = down_rows ? tile / row_blocks : tile % col_blocks;
+      const std::int64_t i0 = row * kernel.mr, j0 = col * kernel.nr;
+      const T* b_tile = b.data + j0;
+      std::int64_t ldb = b.rs;
+      if (panels != nullptr) {
+        b_tile = panels + col * kernel.nr * k;
+        ldb = kernel.nr;
+      } else if (copy_strip) {
+        if (col != strip_col) {
+          kernel.pack_b(k, b.data + j0, b.rs, 1, kernel.nr, strip);
+          strip_col = col;
+        }
+        b_tile = strip;
+        ldb = kernel.nr;
+      }
+      const std::int64_t tile_rows = std::min<std::int64_t>(kernel.mr, m - i0);
+      (tile_rows <= kernel.short_mr ? kernel.unpacked_short : kernel.unpacked)(
+          k, a.data + i0 * a.rs, a.rs, a.cs, b_tile, ldb, c + i0 * ldc + j0, ldc, tile_rows,
+          std::min<std::int64_t>(kernel.nr, n - j0), false);
+    }
+  });
+}
+
 template <typename T>
 void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, T* c,
               std::int64_t ldc, int threads) {
@@ -367,45 +409,12 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
         // 512x1024) it ran 6% slower.
         const std::int64_t a_bytes = m * k * std::int64_t{sizeof(T)}, b_bytes = k * n * std::int64_t{sizeof(T)};
         if (std::min(a_bytes, b_bytes) <= cache_sizes().l2) {
-          const bool down_rows = a_bytes <= b_bytes;
-          const std::int64_t row_blocks = (m + kernel.mr - 1) / kernel.mr, col_blocks = n / kernel.nr;
-          const std::int64_t tiles = row_blocks * col_blocks;
-          // Walking down the rows, B's strip (k x NR) is copied to a contiguous panel first: in
-          // place its rows lie ldb apart, and with ldb a multiple of 1 KiB (n = 128 float64,
-          // n = 256 float32) they fall into a few sets of L1 and evict each other, so every tile
-          // read the strip from L2 again (64x64 @ 64x128 float64 on AVX2: 46 GFLOP/s).
-          const bool copy_strip = down_rows && row_blocks > 1 && !b_packed_whole;
           std::optional<Scratch<T>> whole;
           if (b_packed_whole) {
             whole.emplace(k * n);
             kernel.pack_b(k, b.data, b.rs, b.cs, n, whole->get());
           }
-          parallel_chunks(static_cast<int>(std::min<std::int64_t>(threads, tiles)), tiles, 1,
-                          [&](std::int64_t begin, std::int64_t end) {
-            alignas(64) T strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
-            std::int64_t strip_col = -1;
-            for (std::int64_t tile = begin; tile < end; ++tile) {
-              const std::int64_t row = down_rows ? tile % row_blocks : tile / col_blocks;
-              const std::int64_t col = down_rows ? tile / row_blocks : tile % col_blocks;
-              const std::int64_t i0 = row * kernel.mr, j0 = col * kernel.nr;
-              const T* b_tile = b.data + j0;
-              std::int64_t ldb = b.rs;
-              if (whole) {
-                b_tile = whole->get() + col * kernel.nr * k;
-                ldb = kernel.nr;
-              } else if (copy_strip) {
-                if (col != strip_col) {
-                  kernel.pack_b(k, b.data + j0, b.rs, 1, kernel.nr, strip);
-                  strip_col = col;
-                }
-                b_tile = strip;
-                ldb = kernel.nr;
-              }
-              const std::int64_t tile_rows = std::min<std::int64_t>(kernel.mr, m - i0);
-              (tile_rows <= kernel.short_mr ? kernel.unpacked_short : kernel.unpacked)(
-                  k, a.data + i0 * a.rs, a.rs, a.cs, b_tile, ldb, c + i0 * ldc + j0, ldc, tile_rows, kernel.nr, false);
-            }
-          });
+          unpacked_tiles(m, n, k, a, b, whole ? whole->get() : nullptr, c, ldc, threads, kernel, a_bytes <= b_bytes);
           return;
         }
       }
@@ -432,6 +441,37 @@ template void product<float>(std::int64_t, std::int64_t, std::int64_t, const flo
                              const float*, std::int64_t, std::int64_t, float*, std::int64_t, int);
 template void product<double>(std::int64_t, std::int64_t, std::int64_t, const double*, std::int64_t, std::int64_t,
                               const double*, std::int64_t, std::int64_t, double*, std::int64_t, int);
+
+template <typename T>
+PackedB<T>::PackedB(std::int64_t k, std::int64_t n, const T* b, std::int64_t rs, std::int64_t cs)
+    : k_(k), n_(n), kernel_(active_kernel<T>()), panels_(nullptr, &std::free) {
+  const std::int64_t padded = (n + kernel_.nr - 1) / kernel_.nr * kernel_.nr;
+  const std::size_t bytes = (static_cast<std::size_t>(k * padded) * sizeof(T) + 63) / 64 * 64;
+  panels_.reset(static_cast<T*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes)));
+  if (!panels_) throw std::bad_alloc();
+  if (k > 0 && n > 0) kernel_.pack_b(k, b, rs, cs, n, panels_.get());
+}
+
+template <typename T>
+void product(std::int64_t m, const T* a, std::int64_t a_rs, std::int64_t a_cs, const PackedB<T>& b, T* c,
+             std::int64_t ldc, int threads) {
+  const std::int64_t n = b.n(), k = b.k();
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (std::int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
+    return;
+  }
+  const bool down_rows = m * k <= k * n;  // the smaller operand is the one read again
+  unpacked_tiles(m, n, k, Operand<T>{a, a_rs, a_cs}, Operand<T>{nullptr, 0, 0}, b.panels(), c, ldc, threads,
+                 b.kernel(), down_rows);
+}
+
+template class PackedB<float>;
+template class PackedB<double>;
+template void product<float>(std::int64_t, const float*, std::int64_t, std::int64_t, const PackedB<float>&, float*,
+                             std::int64_t, int);
+template void product<double>(std::int64_t, const double*, std::int64_t, std::int64_t, const PackedB<double>&,
+                              double*, std::int64_t, int);
 }  // namespace gemm
 
 namespace {

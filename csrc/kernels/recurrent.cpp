@@ -217,24 +217,23 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     if constexpr (std::is_floating_point_v<T>) {
-      // [W_ih, W_hh, b]^T (K x 4H), read in place by every step's GEMM, its rows ldw apart: G plus
-      // one cache line when G is a multiple of 16 lines (1 KiB), as 4H = 512 is. Rows 2 KiB apart
-      // would put a tile's whole strip of B (161 rows) in 4 of L1's 64 sets, evicting itself.
-      const std::int64_t line = 64 / std::int64_t{sizeof(T)};
-      const std::int64_t ldw = G % (16 * line) == 0 ? G + line : G;
-      Scratch<T> weights_t(K * ldw);
-      T* w = weights_t.get();
+      // [W_ih, W_hh, b] (4H x K, a row per gate unit), then its transpose packed once into the
+      // micro-kernel's panels for every step's GEMM
+      Scratch<T> joined(G * K);
+      T* w = joined.get();
       for (std::int64_t g = 0; g < G; ++g) {
-        for (std::int64_t i = 0; i < I; ++i) w[i * ldw + g] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
+        T* row = w + g * K;
+        for (std::int64_t i = 0; i < I; ++i) row[i] = w_ih.data_as<T>()[g * w_ih.strides()[0] + i * w_ih.strides()[1]];
         for (std::int64_t h = 0; h < H; ++h) {
-          w[(I + h) * ldw + g] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
+          row[I + h] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
         }
         if (has_bias) {
           T b = T(0);
           for (const Tensor* bias : {b_ih, b_hh}) b += bias != nullptr ? bias->data_as<T>()[g * bias->strides()[0]] : T(0);
-          w[(I + H) * ldw + g] = b;
+          row[I + H] = b;
         }
       }
+      const gemm::PackedB<T> weights(K, G, w, 1, K);
       // each step's row [x_t, h_{t-1}, 1]: x copied in from any strides, h0 before the first step
       T* inputs = r.inputs.data_as<T>();
       const T* x = input.data_as<T>();
@@ -256,7 +255,7 @@ LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tenso
       for (std::int64_t k = 0; k < L; ++k) {
         const std::int64_t t = time_of(k, L, reverse);
         T* gates = r.gates.data_as<T>() + t * N * G;
-        gemm::product<T>(N, G, K, inputs + t * N * K, K, 1, w, ldw, 1, gates, G, threads);
+        gemm::product<T>(N, inputs + t * N * K, K, 1, weights, gates, G, threads);
         T* cell = r.cells.data_as<T>() + t * N * H;
         T* tanh_cell = r.tanh_cells.data_as<T>() + t * N * H;
         for (std::int64_t n = 0; n < N; ++n) lstm_cell_forward(gates + n * G, c_prev + n * H, cell + n * H, H);
@@ -344,6 +343,7 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
           w[g * J + I + h] = w_hh.data_as<T>()[g * w_hh.strides()[0] + h * w_hh.strides()[1]];
         }
       }
+      const gemm::PackedB<T> weights(G, J, w, J, 1);  // packed once for every step's GEMM
       const int threads = threads_for(N * G * J, kRecurrentGemmGrain);
       std::fill(step, step + N * J, T(0));
       T* grad_c = r.grad_c0.data_as<T>();  // the cell state's gradient carried back: ends as c0's
@@ -360,7 +360,7 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
                              grad_c + n * H, d + n * G, H);
         }
         // [dx_t, dh_{t-1}] = d_gates (N x 4H) @ [W_ih, W_hh] (4H x (I + H))
-        gemm::product<T>(N, J, G, d, G, 1, w, J, 1, step, J, threads);
+        gemm::product<T>(N, d, G, 1, weights, step, J, threads);
         T* grad_x = r.grad_input.data_as<T>() + t * N * I;
         for (std::int64_t n = 0; n < N; ++n) {
           std::memcpy(grad_x + n * I, step + n * J, static_cast<std::size_t>(I) * sizeof(T));
