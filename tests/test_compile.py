@@ -110,14 +110,16 @@ def test_every_recordable_layer_type_matches_eager():
         head = cr.nn.Sequential(cr.nn.Linear(12, 8), cr.nn.LayerNorm(8), cr.nn.Sigmoid(), cr.nn.Linear(8, 4))
         embed = cr.nn.Embedding(10, 4)
         lstm = cr.nn.LSTM(4, 4, batch_first=True)
-        params = [*conv.parameters(), *head.parameters(), *embed.parameters(), *lstm.parameters()]
+        gru = cr.nn.GRU(4, 4, batch_first=True)
+        params = [*conv.parameters(), *head.parameters(), *embed.parameters(), *lstm.parameters(),
+                  *gru.parameters()]
         opt = cr.optim.AdamW(params, lr=1e-2)
 
         def step(images, tokens, target, labels):
             opt.zero_grad()
             features = conv(images).flatten(1)
             logits = head(features)
-            seq, _ = lstm(embed(tokens))
+            seq, _ = gru(lstm(embed(tokens))[0])
             loss = (cr.nn.functional.cross_entropy(logits, labels)
                     + cr.nn.functional.mse_loss(seq.mean(1), target)
                     + cr.nn.functional.binary_cross_entropy_with_logits(logits[:, :2], target[:, :2].sigmoid())

@@ -302,3 +302,79 @@ def test_lstm_op_with_empty_tensors_of_any_size_fails_fast_or_returns_empty():
     grads = _core.lstm_sequence_backward(z(2**62 + 1, 0, 2), z(2**62, 0, 5), z(2**62, 0, 8), z(2**62, 0, 2),
                                          z(2**62, 0, 2), z(0, 2), z(8, 3), z(8, 2), False)
     assert grads[3].shape == (8, 3) and not grads[3].numpy().any()  # no samples: zero weight gradients
+
+
+@pytest.mark.parametrize("hidden", [8, 37])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gru_long_sequences_and_wide_states_match_torch(hidden, dtype):
+    # the GRU's C++ time loop: 3H = 24 (under one GEMM tile's width) and 111 (a partial tile),
+    # 3 samples over 100 steps, both directions, a given h0 whose gradient is checked too
+    torch = _torch()
+    reference = torch.nn.GRU(5, hidden, bidirectional=True).to(getattr(torch, dtype))
+    module = cr.nn.GRU(5, hidden, bidirectional=True)
+    if dtype == "float64":
+        module.double()
+    _load_from_torch(module, reference)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((100, 3, 5)).astype(dtype)
+    h0 = rng.standard_normal((2, 3, hidden)).astype(dtype)
+    g = rng.standard_normal((100, 3, 2 * hidden)).astype(dtype)
+    xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
+    ht, hc = torch.tensor(h0, requires_grad=True), cr.tensor(h0, requires_grad=True)
+    out_t, last_t = reference(xt, ht)
+    out_c, last_c = module(xc, hc)
+    ((out_t * torch.tensor(g)).sum() + last_t.sum()).backward()
+    ((out_c * cr.tensor(g)).sum() + last_c.sum()).backward()
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), **tol)
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(hc.grad.numpy(), ht.grad.numpy(), **tol)
+    for (name, p), (_, p_t) in zip(module.named_parameters(), reference.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
+
+
+def test_gru_op_checks_shapes_and_dtypes_and_takes_an_empty_sequence():
+    from chainrule import _core
+
+    rng = np.random.default_rng(7)
+    projected, h0 = cr.tensor(rng.standard_normal((3, 2, 12))), cr.tensor(rng.standard_normal((2, 4)))
+    w_hh, b = cr.tensor(rng.standard_normal((12, 4))), cr.tensor(rng.standard_normal(12))
+    gru = cr.ops.forward("gru_sequence")
+    with pytest.raises(ValueError, match=r"W_hh \(4, 12\)"):
+        gru(projected, h0, w_hh.t(), b, False)
+    with pytest.raises(ValueError, match=r"b_hh \(11,\)"):
+        gru(projected, h0, w_hh, b[:11], False)
+    with pytest.raises(ValueError, match=r"got shapes \(2, 12\)"):
+        gru(projected[0], h0, w_hh, b, False)
+    with pytest.raises(TypeError, match="float32"):
+        gru(projected, h0, w_hh.float(), b, False)
+    output, hidden_parts, gates = _core.gru_sequence(projected._data, h0._data, w_hh._data, b._data, False)
+    assert output.shape == (3, 2, 4) and hidden_parts.shape == gates.shape == (3, 2, 12)
+    with pytest.raises(ValueError, match="do not fit one GRU layer"):
+        _core.gru_sequence_backward(hidden_parts, output, h0._data, hidden_parts, gates, w_hh._data, True, False)
+    with pytest.raises(ValueError, match="do not fit one GRU layer"):
+        _core.gru_sequence_backward(output, output, h0._data, hidden_parts, gates, w_hh.float()._data, True, False)
+    # no steps: an empty output, and a gradient of h0 that is zero
+    h = h0.detach().requires_grad_()
+    empty = gru(cr.zeros(0, 2, 12, dtype=cr.float64), h, w_hh, None, True)
+    assert empty.shape == (0, 2, 4)
+    empty.sum().backward()
+    np.testing.assert_array_equal(h.grad.numpy(), np.zeros((2, 4)))
+
+
+def test_gru_op_with_empty_tensors_of_any_size_fails_fast_or_returns_empty():
+    from chainrule import _core
+
+    def z(*shape):
+        return _core.empty(list(shape), _core.DType.float32)
+
+    with pytest.raises(ValueError, match="sizes too large"):
+        _core.gru_sequence(z(1, 0, 6), z(0, 2**61), z(0, 2**61), None, False)
+    assert _core.gru_sequence(z(2**62, 0, 6), z(0, 2), z(6, 2), None, False)[0].shape == (2**62, 0, 2)
+    with pytest.raises(ValueError, match="sizes too large"):
+        _core.gru_sequence_backward(z(1, 0, 2**62), z(1, 0, 2**62), z(0, 2**62), z(1, 0, 6), z(1, 0, 6), z(6, 2),
+                                    False, False)
+    grads = _core.gru_sequence_backward(z(2**62, 0, 2), z(2**62, 0, 2), z(0, 2), z(2**62, 0, 6), z(2**62, 0, 6),
+                                        z(6, 2), True, False)
+    assert grads[2].shape == (6, 2) and not grads[2].numpy().any()  # no samples: zero weight gradients
+    assert grads[3].shape == (6,) and not grads[3].numpy().any()

@@ -189,6 +189,69 @@ void lstm_cell_backward(const T* __restrict gates, const T* __restrict tanh_c, c
   }
 }
 
+// One sample's GRU step: `gates` comes in as the step's input projection x_t W_ih^T + b_ih
+// (r, z, n blocks) plus h_{t-1} W_hh^T + b_hh in its r and z blocks (`hidden`, all three) and
+// leaves as r, z, n; h' = n + z (h - n).
+template <typename T>
+void gru_cell_forward(const T* __restrict projected, const T* __restrict hidden, const T* __restrict h,
+                      T* __restrict gates, T* __restrict h_new, std::int64_t H) {
+  for (std::int64_t j = 0; j < 2 * H; ++j) gates[j] = projected[j] + hidden[j];
+  sigmoid_array(gates, gates, 2 * H);  // r, z
+  const T* r = gates;
+  for (std::int64_t j = 0; j < H; ++j) gates[2 * H + j] = projected[2 * H + j] + r[j] * hidden[2 * H + j];
+  tanh_array(gates + 2 * H, gates + 2 * H, H);  // n = tanh(x_n + r (h W_hn^T + b_hn))
+  const T* z = gates + H;
+  const T* n = gates + 2 * H;
+  for (std::int64_t j = 0; j < H; ++j) h_new[j] = n[j] + z[j] * (h[j] - n[j]);
+}
+
+// One sample's gradients in a GRU step from the gradient reaching h' (grad_h): those of the
+// input projection (into d_projected: r, z, n blocks), of h_{t-1} W_hh^T + b_hh (d_hidden: the n
+// block scaled by r) and of h along its direct path h' = ... + z h (d_h_direct).
+template <typename T>
+void gru_cell_backward(const T* __restrict gates, const T* __restrict hidden, const T* __restrict h,
+                       const T* __restrict grad_h, T* __restrict d_projected, T* __restrict d_hidden,
+                       T* __restrict d_h_direct, std::int64_t H) {
+  const T* r = gates;
+  const T* z = gates + H;
+  const T* n = gates + 2 * H;
+  for (std::int64_t j = 0; j < H; ++j) {
+    const T gn = grad_h[j] * (T(1) - z[j]) * (T(1) - n[j] * n[j]);       // tanh' = 1 - t^2
+    const T gr = gn * hidden[2 * H + j] * r[j] * (T(1) - r[j]);          // sigmoid' = s (1 - s)
+    const T gz = grad_h[j] * (h[j] - n[j]) * z[j] * (T(1) - z[j]);
+    d_projected[j] = d_hidden[j] = gr;
+    d_projected[H + j] = d_hidden[H + j] = gz;
+    d_projected[2 * H + j] = gn;
+    d_hidden[2 * H + j] = gn * r[j];
+    d_h_direct[j] = grad_h[j] * z[j];
+  }
+}
+
+// The checks of gru_sequence's operands; returns (L, N, H).
+LstmSizes check_gru(const Tensor& projected, const Tensor& h0, const Tensor& w_hh, const Tensor* b_hh, const char* op) {
+  if (!is_floating(projected.dtype())) fail<TypeError>(op, ": expected float tensors, got dtype ", projected.dtype());
+  for (const Tensor* t : {&h0, &w_hh, b_hh}) {
+    if (t != nullptr && t->dtype() != projected.dtype()) {
+      fail<TypeError>(op, ": expected tensors of one dtype, got ", projected.dtype(), " and ", t->dtype());
+    }
+  }
+  if (projected.ndim() != 3 || h0.ndim() != 2 || w_hh.ndim() != 2 || (b_hh != nullptr && b_hh->ndim() != 1)) {
+    fail<ValueError>(op, ": expected a projected input (L, N, 3H), h0 (N, H), W_hh (3H, H) and b_hh (3H,), got shapes ",
+                     projected.shape(), ", ", h0.shape(), ", ", w_hh.shape(), b_hh != nullptr ? " and " : "",
+                     b_hh != nullptr ? b_hh->shape() : Shape{});
+  }
+  const LstmSizes s{projected.shape()[0], projected.shape()[1], 0, h0.shape()[1]};
+  check_lstm_sizes(s.length, s.batch, 0, s.hidden, op);  // its products bound the GRU's (3H < 4H)
+  const std::int64_t G = 3 * s.hidden;
+  if (projected.shape()[1] != h0.shape()[0] || projected.shape()[2] != G || w_hh.shape() != Shape{G, s.hidden} ||
+      (b_hh != nullptr && b_hh->shape()[0] != G)) {
+    fail<ValueError>(op, ": shapes do not fit: projected input ", projected.shape(), ", h0 ", h0.shape(), ", W_hh ",
+                     w_hh.shape(), b_hh != nullptr ? ", b_hh " : "", b_hh != nullptr ? b_hh->shape() : Shape{},
+                     " (expected (L, N, 3H), (N, H), (3H, H) and (3H,))");
+  }
+  return s;
+}
+
 }  // namespace
 
 LstmSequence lstm_sequence(const Tensor& input, const Tensor& h0_in, const Tensor& c0_in, const Tensor& w_ih,
@@ -385,6 +448,146 @@ LstmSequenceGrads lstm_sequence_backward(const Tensor& grad_in, const LstmSequen
         for (std::int64_t g = 0; g < G; ++g) gw_hh[g * H + h] = gw[(I + h) * G + g];
       }
       if (has_bias) std::memcpy(r.grad_bias.data_as<T>(), gw + J * G, static_cast<std::size_t>(G) * sizeof(T));
+    }
+  });
+  return r;
+}
+
+GruSequence gru_sequence(const Tensor& projected_in, const Tensor& h0_in, const Tensor& w_hh, const Tensor* b_hh,
+                         bool reverse) {
+  if (record::active()) {
+    const Ts out = record::run("gru_sequence", {projected_in, h0_in, w_hh, record::optional(b_hh)}, {},
+                               [reverse](const Ts& x) {
+                                 GruSequence s = gru_sequence(x[0], x[1], x[2], record::optional(x[3]), reverse);
+                                 return Ts{s.output, s.hidden_parts, s.gates};
+                               });
+    return GruSequence{out[0], out[1], out[2]};
+  }
+  const LstmSizes s = check_gru(projected_in, h0_in, w_hh, b_hh, "gru_sequence");
+  const DType dtype = projected_in.dtype();
+  const std::int64_t L = s.length, N = s.batch, H = s.hidden, G = 3 * H;
+  GruSequence r{Tensor::empty({L, N, H}, dtype), Tensor::empty({L, N, G}, dtype), Tensor::empty({L, N, G}, dtype)};
+  if (L == 0 || N == 0 || H == 0) return r;
+  const Tensor projected = projected_in.contiguous(), h0 = h0_in.contiguous();
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      // W_hh^T (H x 3H), packed once for every step's GEMM
+      const gemm::PackedB<T> weights(H, G, w_hh.data_as<T>(), w_hh.strides()[1], w_hh.strides()[0]);
+      const int threads = threads_for(N * G * H, kRecurrentGemmGrain);
+      T* out = r.output.data_as<T>();
+      const T* h = h0.data_as<T>();
+      for (std::int64_t k = 0; k < L; ++k) {
+        const std::int64_t t = time_of(k, L, reverse);
+        T* hidden = r.hidden_parts.data_as<T>() + t * N * G;
+        gemm::product<T>(N, h, H, 1, weights, hidden, G, threads);
+        if (b_hh != nullptr) {
+          const T* b = b_hh->data_as<T>();
+          const std::int64_t bs = b_hh->strides()[0];
+          for (std::int64_t n = 0; n < N; ++n) {
+            for (std::int64_t g = 0; g < G; ++g) hidden[n * G + g] += b[g * bs];
+          }
+        }
+        T* gates = r.gates.data_as<T>() + t * N * G;
+        T* h_new = out + t * N * H;
+        const T* x = projected.data_as<T>() + t * N * G;
+        for (std::int64_t n = 0; n < N; ++n) {
+          gru_cell_forward(x + n * G, hidden + n * G, h + n * H, gates + n * G, h_new + n * H, H);
+        }
+        h = h_new;
+      }
+    }
+  });
+  return r;
+}
+
+GruSequenceGrads gru_sequence_backward(const Tensor& grad_in, const GruSequence& saved, const Tensor& h0_in,
+                                       const Tensor& w_hh, bool has_bias, bool reverse) {
+  if (record::active()) {
+    const Ts out = record::run(
+        "gru_sequence_backward", {grad_in, saved.output, saved.hidden_parts, saved.gates, h0_in, w_hh}, {},
+        [has_bias, reverse](const Ts& x) {
+          const GruSequenceGrads g =
+              gru_sequence_backward(x[0], GruSequence{x[1], x[2], x[3]}, x[4], x[5], has_bias, reverse);
+          return Ts{g.grad_projected, g.grad_h0, g.grad_w_hh, g.grad_b_hh};
+        });
+    return GruSequenceGrads{out[0], out[1], out[2], out[3]};
+  }
+  const char* op = "gru_sequence_backward";
+  const DType dtype = grad_in.dtype();
+  bool fits = is_floating(dtype) && grad_in.ndim() == 3 && h0_in.ndim() == 2 && w_hh.ndim() == 2;
+  if (fits) {
+    const std::int64_t L = grad_in.shape()[0], N = grad_in.shape()[1], H = grad_in.shape()[2];
+    check_lstm_sizes(L, N, 0, H, op);  // before 3H is formed
+    fits = saved.output.shape() == Shape{L, N, H} && saved.hidden_parts.shape() == Shape{L, N, 3 * H} &&
+           saved.gates.shape() == Shape{L, N, 3 * H} && h0_in.shape() == Shape{N, H} && w_hh.shape() == Shape{3 * H, H};
+    for (const Tensor* t : {&saved.output, &saved.hidden_parts, &saved.gates, &h0_in, &w_hh}) {
+      fits = fits && t->dtype() == dtype;
+    }
+  }
+  if (!fits) {
+    fail<ValueError>(op, ": the gradient ", grad_in.shape(), " (", dtype, "), saved output ", saved.output.shape(),
+                     ", hidden parts ", saved.hidden_parts.shape(), ", gates ", saved.gates.shape(), ", h0 ",
+                     h0_in.shape(), " and W_hh ", w_hh.shape(), " do not fit one GRU layer");
+  }
+  const std::int64_t L = grad_in.shape()[0], N = grad_in.shape()[1], H = grad_in.shape()[2], G = 3 * H;
+  GruSequenceGrads r{Tensor::empty({L, N, G}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({G, H}, dtype),
+                     has_bias ? Tensor::empty({G}, dtype) : Tensor()};
+  if (L == 0 || N == 0 || H == 0) {  // no steps, samples or units: nothing depends on anything
+    for (const Tensor& t : {r.grad_projected, r.grad_h0, r.grad_w_hh, r.grad_b_hh}) {
+      if (t.defined()) fill_(t, Scalar::from_double(0.0));
+    }
+    return r;
+  }
+  const Tensor grad = grad_in.contiguous(), output = saved.output.contiguous(), h0 = h0_in.contiguous();
+  const Tensor hidden_parts = saved.hidden_parts.contiguous(), gates_saved = saved.gates.contiguous();
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      // one scratch: every step's gradient of h_{t-1} W_hh^T + b_hh (L N x 3H), every step's
+      // h_{t-1} in time order (L N x H: the weight gradient's other operand), the gradient of h
+      // carried back and its direct part (N x H each)
+      Scratch<T> scratch(L * N * G + L * N * H + 2 * N * H);
+      T* d_hidden_all = scratch.get();
+      T* h_prev_all = d_hidden_all + L * N * G;
+      T* carry = h_prev_all + L * N * H;
+      T* direct = carry + N * H;
+      for (std::int64_t k = 0; k < L; ++k) {
+        const T* h_prev = k == 0 ? h0.data_as<T>() : output.data_as<T>() + time_of(k - 1, L, reverse) * N * H;
+        std::memcpy(h_prev_all + time_of(k, L, reverse) * N * H, h_prev, static_cast<std::size_t>(N * H) * sizeof(T));
+      }
+      const gemm::PackedB<T> weights(G, H, w_hh.data_as<T>(), w_hh.strides()[0], w_hh.strides()[1]);  // W_hh
+      const int threads = threads_for(N * G * H, kRecurrentGemmGrain);
+      std::fill(carry, carry + N * H, T(0));
+      for (std::int64_t k = L - 1; k >= 0; --k) {
+        const std::int64_t t = time_of(k, L, reverse);
+        T* grad_h = carry;  // the gradient reaching h_t: from the output and from the next step
+        const T* grad_output = grad.data_as<T>() + t * N * H;
+        for (std::int64_t e = 0; e < N * H; ++e) grad_h[e] += grad_output[e];
+        const T* gates = gates_saved.data_as<T>() + t * N * G;
+        const T* hidden = hidden_parts.data_as<T>() + t * N * G;
+        const T* h_prev = h_prev_all + t * N * H;
+        T* d_projected = r.grad_projected.data_as<T>() + t * N * G;
+        T* d_hidden = d_hidden_all + t * N * G;
+        for (std::int64_t n = 0; n < N; ++n) {
+          gru_cell_backward(gates + n * G, hidden + n * G, h_prev + n * H, grad_h + n * H, d_projected + n * G,
+                            d_hidden + n * G, direct + n * H, H);
+        }
+        // dh_{t-1} = d_hidden (N x 3H) @ W_hh (3H x H) + the direct part z dh_t
+        gemm::product<T>(N, d_hidden, G, 1, weights, carry, H, threads);
+        for (std::int64_t e = 0; e < N * H; ++e) carry[e] += direct[e];
+      }
+      std::memcpy(r.grad_h0.data_as<T>(), carry, static_cast<std::size_t>(N * H) * sizeof(T));
+      // dW_hh = sum over steps of d_hidden^T h_{t-1}: one product over all steps
+      gemm::product<T>(G, H, L * N, d_hidden_all, 1, G, h_prev_all, H, 1, r.grad_w_hh.data_as<T>(), H,
+                       threads_for(G * H * L * N, kRecurrentGemmGrain));
+      if (has_bias) {
+        T* gb = r.grad_b_hh.data_as<T>();
+        std::fill(gb, gb + G, T(0));
+        for (std::int64_t row = 0; row < L * N; ++row) {
+          for (std::int64_t g = 0; g < G; ++g) gb[g] += d_hidden_all[row * G + g];
+        }
+      }
     }
   });
   return r;

@@ -99,6 +99,21 @@ void register_nn(py::module_& m) {
     return std::make_tuple(r.grad_input, r.grad_h0, r.grad_c0, r.grad_w_ih, r.grad_w_hh,
                            r.grad_bias.defined() ? py::cast(r.grad_bias) : py::none());
   });
+  m.def("gru_sequence", [](const Tensor& projected, const Tensor& h0, const Tensor& w_hh, std::optional<Tensor> b_hh,
+                           bool reverse) {
+    MaybeReleaseGil gil(projected.numel() + w_hh.numel());
+    const GruSequence r = gru_sequence(projected, h0, w_hh, optional_tensor(b_hh), reverse);
+    return std::make_tuple(r.output, r.hidden_parts, r.gates);
+  });
+  m.def("gru_sequence_backward", [](const Tensor& grad, const Tensor& output, const Tensor& h0,
+                                    const Tensor& hidden_parts, const Tensor& gates, const Tensor& w_hh, bool has_bias,
+                                    bool reverse) {
+    MaybeReleaseGil gil(gates.numel() + w_hh.numel());
+    const GruSequenceGrads r =
+        gru_sequence_backward(grad, GruSequence{output, hidden_parts, gates}, h0, w_hh, has_bias, reverse);
+    return std::make_tuple(r.grad_projected, r.grad_h0, r.grad_w_hh,
+                           r.grad_b_hh.defined() ? py::cast(r.grad_b_hh) : py::none());
+  });
   m.def("layer_norm_backward", [](const Tensor& grad, const Tensor& input, const Tensor& mean, const Tensor& invstd,
                                   std::optional<Tensor> weight) {
     MaybeReleaseGil gil(input.numel());

@@ -87,4 +87,24 @@ struct LstmSequenceGrads {
 LstmSequenceGrads lstm_sequence_backward(const Tensor& grad, const LstmSequence& saved, const Tensor& c0,
                                          const Tensor& w_ih, const Tensor& w_hh, bool reverse);
 
+// One GRU layer and direction over a whole sequence (csrc/kernels/recurrent.cpp), from its input
+// projection: projected (L, N, 3H) = x_t W_ih^T + b_ih for every step (any strides), h0 (N, H),
+// W_hh (3H, H), b_hh (3H,) or null, gates in PyTorch's order r, z, n; `reverse` walks the steps
+// from the last. Each step is one GEMM, h_{t-1} @ W_hh^T (+ b_hh), and one fused pointwise pass.
+struct GruSequence {
+  Tensor output;        // (L, N, H): the hidden states in time order
+  Tensor hidden_parts;  // (L, N, 3H): each step's h_{t-1} W_hh^T + b_hh (n reads its third block)
+  Tensor gates;         // (L, N, 3H): r, z and n after their nonlinearities
+};
+GruSequence gru_sequence(const Tensor& projected, const Tensor& h0, const Tensor& w_hh, const Tensor* b_hh,
+                         bool reverse);
+struct GruSequenceGrads {
+  Tensor grad_projected, grad_h0, grad_w_hh;
+  Tensor grad_b_hh;  // undefined unless has_bias
+};
+// Back-propagation through time from the gradient of `saved.output`, whose values (each step's
+// h_{t-1}) it reads.
+GruSequenceGrads gru_sequence_backward(const Tensor& grad, const GruSequence& saved, const Tensor& h0,
+                                       const Tensor& w_hh, bool has_bias, bool reverse);
+
 }  // namespace chainrule

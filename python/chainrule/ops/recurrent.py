@@ -9,10 +9,12 @@ The LSTM is one op per layer and direction, input projection included, whose tim
 C++ (csrc/kernels/recurrent.cpp). The GRU and the plain RNN take the input projection
 x W_ih^T + b_ih of every step, made beforehand by one linear op,
 
-    projected (L, N, G * H), h0 (N, H), w_hh (G * H, H), b_hh (G * H,) or None,
+    projected (L, N, G * H), h0 (N, H), w_hh (G * H, H), b_hh (G * H,) or None;
 
-and step through time in Python on raw arrays, one pointwise update function per step, forward
-and backward, shared with the single-step ops (`lstm_cell_update`, `gru_cell_update`).
+the GRU's time loop runs in C++ too, the plain RNN's steps through time in Python on raw arrays.
+The pointwise update of one step, forward and backward, is written out below on arrays
+(`lstm_step`, `gru_step` and their backward): the single-step ops (`lstm_cell_update`,
+`gru_cell_update`) run it, and the C++ loops do the same arithmetic.
 """
 from __future__ import annotations
 
@@ -178,42 +180,35 @@ class LSTMSequence(OpNode):
                 grad_bias if has_b_hh else None, None)
 
 
-@op("gru_sequence", saves="every step's incoming hidden state and gate activations",
+@op("gru_sequence", saves="its output (each step's h_{t-1}), each step's h_{t-1} W_hh^T + b_hh and gates",
     names=("nn.GRU",), cases=[Case("gru_sequence", _gru_case(False), _GRU_SHAPES),
                               Case("gru_sequence_reverse", _gru_case(True), _GRU_SHAPES)])
 class GRUSequence(OpNode):
-    """Output (L, N, H): the hidden states of every step in time order."""
+    """One GRU layer and direction from its input projection: projected (L, N, 3H), h0 (N, H),
+    W_hh (3H, H), b_hh (3H,) or None. Output (L, N, H): the hidden states of every step in time
+    order.
+
+    Per step, with [h_r, h_z, h_n] = h_{t-1} W_hh^T + b_hh (one GEMM) and [x_r, x_z, x_n] the
+    step's projection: r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r h_n),
+    h_t = n + z (h_{t-1} - n) (gru_step above, on arrays). Backward, step by step in reverse from
+    dh_t: dn = dh_t (1 - z) (1 - n^2), dr = dn h_n r (1 - r), dz = dh_t (h_{t-1} - n) z (1 - z);
+    the projection's gradient is [dr, dz, dn], that of h_{t-1} W_hh^T + b_hh is [dr, dz, r dn],
+    and dh_{t-1} = z dh_t + [dr, dz, r dn] @ W_hh (gru_step_backward above); then dW_hh = the sum
+    over steps of [dr, dz, r dn]^T h_{t-1} (one product over all steps) and db_hh its column
+    sums. The time loop, forward and backward, runs in C++ (csrc/kernels/recurrent.cpp)."""
 
     @staticmethod
     def forward(ctx: Any, projected: Array, h0: Array, w_hh: Array, b_hh: Array | None, reverse: bool) -> Array:
-        h, w_t = h0, w_hh.transpose(0, 1).contiguous()  # B read in place by the GEMM, no packing
-        hs, inputs, saved = [], [], []
-        for t in _steps(projected.shape[0], reverse):
-            inputs.append(h)
-            h_part = C.matmul(h, w_t)
-            h, step = gru_step(projected.select(0, t), h_part if b_hh is None else C.add(h_part, b_hh), h)
-            hs.append(h)
-            saved.append(step)
+        output, hidden_parts, gates = C.gru_sequence(projected, h0, w_hh, b_hh, reverse)
         ctx.reverse, ctx.has_bias = reverse, b_hh is not None
-        _save_steps(ctx, w_hh, inputs, saved)
-        return _stack(_in_time_order(hs, reverse))
+        ctx.save_for_backward(output, h0, hidden_parts, gates, w_hh)
+        return output
 
     @staticmethod
     def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
-        w_hh, inputs, steps = _saved_steps(ctx)
-        length = grad.shape[0]
-        grad_h_carry = K.full(list(grad.shape[1:]), 0, grad.dtype)
-        grad_x_steps, grad_h_steps = [], []
-        for k, t in enumerate(_steps(length, ctx.reverse)[::-1]):
-            grad_h = K.add(grad.select(0, t), grad_h_carry)
-            grad_x, grad_h_part, grad_h_direct = gru_step_backward(grad_h, steps[length - 1 - k])
-            grad_h_carry = K.add(grad_h_direct, K.matmul(grad_h_part, w_hh))
-            grad_x_steps.append(grad_x)
-            grad_h_steps.append(grad_h_part)
-        grad_x_steps.reverse()
-        grad_h_steps.reverse()
-        grad_w, grad_b = _recurrent_weight_grads(grad_h_steps, inputs, ctx.has_bias)
-        return _stack(_in_time_order(grad_x_steps, ctx.reverse)), grad_h_carry, grad_w, grad_b, None
+        grad_projected, grad_h0, grad_w_hh, grad_b_hh = K.gru_sequence_backward(
+            grad, *ctx.saved_tensors, ctx.has_bias, ctx.reverse)
+        return grad_projected, grad_h0, grad_w_hh, grad_b_hh, None
 
 
 @op("rnn_sequence", saves="every step's hidden state", names=("nn.RNN",),
