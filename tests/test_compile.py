@@ -111,15 +111,16 @@ def test_every_recordable_layer_type_matches_eager():
         embed = cr.nn.Embedding(10, 4)
         lstm = cr.nn.LSTM(4, 4, batch_first=True)
         gru = cr.nn.GRU(4, 4, batch_first=True)
+        rnn = cr.nn.RNN(4, 4, batch_first=True, nonlinearity="relu")
         params = [*conv.parameters(), *head.parameters(), *embed.parameters(), *lstm.parameters(),
-                  *gru.parameters()]
+                  *gru.parameters(), *rnn.parameters()]
         opt = cr.optim.AdamW(params, lr=1e-2)
 
         def step(images, tokens, target, labels):
             opt.zero_grad()
             features = conv(images).flatten(1)
             logits = head(features)
-            seq, _ = gru(lstm(embed(tokens))[0])
+            seq, _ = rnn(gru(lstm(embed(tokens))[0])[0])
             loss = (cr.nn.functional.cross_entropy(logits, labels)
                     + cr.nn.functional.mse_loss(seq.mean(1), target)
                     + cr.nn.functional.binary_cross_entropy_with_logits(logits[:, :2], target[:, :2].sigmoid())

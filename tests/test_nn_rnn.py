@@ -378,3 +378,52 @@ def test_gru_op_with_empty_tensors_of_any_size_fails_fast_or_returns_empty():
                                         z(6, 2), True, False)
     assert grads[2].shape == (6, 2) and not grads[2].numpy().any()  # no samples: zero weight gradients
     assert grads[3].shape == (6,) and not grads[3].numpy().any()
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rnn_long_sequences_match_torch(nonlinearity, dtype):
+    # the plain RNN's C++ time loop: H = 37 (a partial GEMM tile), 3 samples over 100 steps, both
+    # directions, two layers, a given h0 whose gradient is checked too
+    torch = _torch()
+    reference = torch.nn.RNN(5, 37, num_layers=2, nonlinearity=nonlinearity, bidirectional=True).to(
+        getattr(torch, dtype))
+    module = cr.nn.RNN(5, 37, num_layers=2, nonlinearity=nonlinearity, bidirectional=True)
+    if dtype == "float64":
+        module.double()
+    _load_from_torch(module, reference)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((100, 3, 5)).astype(dtype)
+    h0 = (0.5 * rng.standard_normal((4, 3, 37))).astype(dtype)
+    g = rng.standard_normal((100, 3, 74)).astype(dtype)
+    xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
+    ht, hc = torch.tensor(h0, requires_grad=True), cr.tensor(h0, requires_grad=True)
+    out_t, last_t = reference(xt, ht)
+    out_c, last_c = module(xc, hc)
+    ((out_t * torch.tensor(g)).sum() + last_t.sum()).backward()
+    ((out_c * cr.tensor(g)).sum() + last_c.sum()).backward()
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), **tol)
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(hc.grad.numpy(), ht.grad.numpy(), **tol)
+    for (name, p), (_, p_t) in zip(module.named_parameters(), reference.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
+
+
+def test_rnn_op_checks_shapes_and_dtypes():
+    from chainrule import _core
+
+    rng = np.random.default_rng(8)
+    projected, h0 = cr.tensor(rng.standard_normal((3, 2, 4))), cr.tensor(rng.standard_normal((2, 4)))
+    w_hh, b = cr.tensor(rng.standard_normal((4, 4))), cr.tensor(rng.standard_normal(4))
+    rnn = cr.ops.forward("rnn_sequence")
+    with pytest.raises(ValueError, match=r"W_hh \(4, 3\)"):
+        rnn(projected, h0, w_hh[:, :3], b, False, False)
+    with pytest.raises(TypeError, match="float32"):
+        rnn(projected, h0.float(), w_hh, b, False, True)
+    output = _core.rnn_sequence(projected._data, h0._data, w_hh._data, b._data, False, False)
+    with pytest.raises(ValueError, match="do not fit one RNN layer"):
+        _core.rnn_sequence_backward(output, output, h0._data, projected._data, True, False, False)
+    with pytest.raises(ValueError, match="sizes too large"):
+        _core.rnn_sequence(_core.empty([1, 0, 6], _core.DType.float32), _core.empty([0, 2**62], _core.DType.float32),
+                           _core.empty([0, 2**62], _core.DType.float32), None, False, False)

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstring>
 #include <initializer_list>
+#include <sstream>
 #include <vector>
 
 #include "chainrule/config.h"
@@ -227,29 +228,100 @@ void gru_cell_backward(const T* __restrict gates, const T* __restrict hidden, co
   }
 }
 
-// The checks of gru_sequence's operands; returns (L, N, H).
-LstmSizes check_gru(const Tensor& projected, const Tensor& h0, const Tensor& w_hh, const Tensor* b_hh, const char* op) {
+// The checks of gru_sequence's (gates = 3) and rnn_sequence's (gates = 1) operands; returns (L, N, H).
+LstmSizes check_recurrent(const Tensor& projected, const Tensor& h0, const Tensor& w_hh, const Tensor* b_hh,
+                          std::int64_t gates, const char* op) {
   if (!is_floating(projected.dtype())) fail<TypeError>(op, ": expected float tensors, got dtype ", projected.dtype());
   for (const Tensor* t : {&h0, &w_hh, b_hh}) {
     if (t != nullptr && t->dtype() != projected.dtype()) {
       fail<TypeError>(op, ": expected tensors of one dtype, got ", projected.dtype(), " and ", t->dtype());
     }
   }
+  const char* g = gates == 1 ? "H" : "3H";
   if (projected.ndim() != 3 || h0.ndim() != 2 || w_hh.ndim() != 2 || (b_hh != nullptr && b_hh->ndim() != 1)) {
-    fail<ValueError>(op, ": expected a projected input (L, N, 3H), h0 (N, H), W_hh (3H, H) and b_hh (3H,), got shapes ",
-                     projected.shape(), ", ", h0.shape(), ", ", w_hh.shape(), b_hh != nullptr ? " and " : "",
-                     b_hh != nullptr ? b_hh->shape() : Shape{});
+    fail<ValueError>(op, ": expected a projected input (L, N, ", g, "), h0 (N, H), W_hh (", g, ", H) and b_hh (", g,
+                     ",), got shapes ", projected.shape(), ", ", h0.shape(), ", ", w_hh.shape(),
+                     b_hh != nullptr ? " and " : "", b_hh != nullptr ? b_hh->shape() : Shape{});
   }
   const LstmSizes s{projected.shape()[0], projected.shape()[1], 0, h0.shape()[1]};
-  check_lstm_sizes(s.length, s.batch, 0, s.hidden, op);  // its products bound the GRU's (3H < 4H)
-  const std::int64_t G = 3 * s.hidden;
+  check_lstm_sizes(s.length, s.batch, 0, s.hidden, op);  // its products bound these (at most 3H < 4H)
+  const std::int64_t G = gates * s.hidden;
   if (projected.shape()[1] != h0.shape()[0] || projected.shape()[2] != G || w_hh.shape() != Shape{G, s.hidden} ||
       (b_hh != nullptr && b_hh->shape()[0] != G)) {
     fail<ValueError>(op, ": shapes do not fit: projected input ", projected.shape(), ", h0 ", h0.shape(), ", W_hh ",
                      w_hh.shape(), b_hh != nullptr ? ", b_hh " : "", b_hh != nullptr ? b_hh->shape() : Shape{},
-                     " (expected (L, N, 3H), (N, H), (3H, H) and (3H,))");
+                     " (expected (L, N, ", g, "), (N, H), (", g, ", H) and (", g, ",))");
   }
   return s;
+}
+
+// The shared checks of gru_sequence_backward's and rnn_sequence_backward's operands: the
+// gradient of the output and the output (L, N, H), h0 (N, H) and W_hh (G H, H), of one float
+// dtype; `more` are saved tensors of shape (L, N, G H). Returns (L, N, H).
+LstmSizes check_recurrent_backward(const Tensor& grad, const Tensor& output, const Tensor& h0, const Tensor& w_hh,
+                                   std::initializer_list<const Tensor*> more, std::int64_t gates, const char* op,
+                                   const char* layer) {
+  const DType dtype = grad.dtype();
+  bool fits = is_floating(dtype) && grad.ndim() == 3 && h0.ndim() == 2 && w_hh.ndim() == 2;
+  if (fits) {
+    const std::int64_t L = grad.shape()[0], N = grad.shape()[1], H = grad.shape()[2];
+    check_lstm_sizes(L, N, 0, H, op);  // before G H is formed
+    fits = output.shape() == Shape{L, N, H} && h0.shape() == Shape{N, H} && w_hh.shape() == Shape{gates * H, H};
+    for (const Tensor* t : more) fits = fits && t->shape() == Shape{L, N, gates * H};
+    for (const Tensor* t : {&output, &h0, &w_hh}) fits = fits && t->dtype() == dtype;
+    for (const Tensor* t : more) fits = fits && t->dtype() == dtype;
+  }
+  if (!fits) {
+    std::ostringstream saved;
+    for (const Tensor* t : more) {
+      saved << ", ";
+      write_part(saved, t->shape());
+    }
+    fail<ValueError>(op, ": the gradient ", grad.shape(), " (", dtype, "), saved output ", output.shape(), " (",
+                     output.dtype(), ")", saved.str(), ", h0 ", h0.shape(), " and W_hh ", w_hh.shape(), " (",
+                     w_hh.dtype(), ") do not fit one ", layer, " layer");
+  }
+  return LstmSizes{grad.shape()[0], grad.shape()[1], 0, grad.shape()[2]};
+}
+
+// Each step's incoming hidden state h_{t-1}, in time order (L x N x H): h0 before the first step
+// in processing order, then the outputs.
+template <typename T>
+void previous_states(const T* output, const T* h0, std::int64_t L, std::int64_t N, std::int64_t H, bool reverse,
+                     T* h_prev_all) {
+  for (std::int64_t k = 0; k < L; ++k) {
+    const T* h_prev = k == 0 ? h0 : output + time_of(k - 1, L, reverse) * N * H;
+    std::memcpy(h_prev_all + time_of(k, L, reverse) * N * H, h_prev, static_cast<std::size_t>(N * H) * sizeof(T));
+  }
+}
+
+// h_{t-1} W_hh^T + b_hh for a step: N rows of G from the packed W_hh^T, the bias added.
+template <typename T>
+void recurrent_product(std::int64_t N, const T* h, const gemm::PackedB<T>& weights, const Tensor* b_hh, T* out,
+                       int threads) {
+  const std::int64_t G = weights.n();
+  gemm::product<T>(N, h, weights.k(), 1, weights, out, G, threads);
+  if (b_hh == nullptr) return;
+  const T* b = b_hh->data_as<T>();
+  const std::int64_t bs = b_hh->strides()[0];
+  for (std::int64_t n = 0; n < N; ++n) {
+    for (std::int64_t g = 0; g < G; ++g) out[n * G + g] += b[g * bs];
+  }
+}
+
+// The weights' gradients over all steps at once: dW_hh (G x H) = d_all^T (G x rows) @ h_prev_all
+// (rows x H), and db_hh the column sums of d_all (when it is defined).
+template <typename T>
+void recurrent_weight_grads(const T* d_all, const T* h_prev_all, std::int64_t rows, std::int64_t G, std::int64_t H,
+                            const Tensor& grad_w, const Tensor& grad_b) {
+  gemm::product<T>(G, H, rows, d_all, 1, G, h_prev_all, H, 1, grad_w.data_as<T>(), H,
+                   threads_for(G * H * rows, kRecurrentGemmGrain));
+  if (!grad_b.defined()) return;
+  T* gb = grad_b.data_as<T>();
+  std::fill(gb, gb + G, T(0));
+  for (std::int64_t row = 0; row < rows; ++row) {
+    for (std::int64_t g = 0; g < G; ++g) gb[g] += d_all[row * G + g];
+  }
 }
 
 }  // namespace
@@ -463,7 +535,7 @@ GruSequence gru_sequence(const Tensor& projected_in, const Tensor& h0_in, const 
                                });
     return GruSequence{out[0], out[1], out[2]};
   }
-  const LstmSizes s = check_gru(projected_in, h0_in, w_hh, b_hh, "gru_sequence");
+  const LstmSizes s = check_recurrent(projected_in, h0_in, w_hh, b_hh, 3, "gru_sequence");
   const DType dtype = projected_in.dtype();
   const std::int64_t L = s.length, N = s.batch, H = s.hidden, G = 3 * H;
   GruSequence r{Tensor::empty({L, N, H}, dtype), Tensor::empty({L, N, G}, dtype), Tensor::empty({L, N, G}, dtype)};
@@ -475,21 +547,13 @@ GruSequence gru_sequence(const Tensor& projected_in, const Tensor& h0_in, const 
       // W_hh^T (H x 3H), packed once for every step's GEMM
       const gemm::PackedB<T> weights(H, G, w_hh.data_as<T>(), w_hh.strides()[1], w_hh.strides()[0]);
       const int threads = threads_for(N * G * H, kRecurrentGemmGrain);
-      T* out = r.output.data_as<T>();
       const T* h = h0.data_as<T>();
       for (std::int64_t k = 0; k < L; ++k) {
         const std::int64_t t = time_of(k, L, reverse);
         T* hidden = r.hidden_parts.data_as<T>() + t * N * G;
-        gemm::product<T>(N, h, H, 1, weights, hidden, G, threads);
-        if (b_hh != nullptr) {
-          const T* b = b_hh->data_as<T>();
-          const std::int64_t bs = b_hh->strides()[0];
-          for (std::int64_t n = 0; n < N; ++n) {
-            for (std::int64_t g = 0; g < G; ++g) hidden[n * G + g] += b[g * bs];
-          }
-        }
+        recurrent_product(N, h, weights, b_hh, hidden, threads);
         T* gates = r.gates.data_as<T>() + t * N * G;
-        T* h_new = out + t * N * H;
+        T* h_new = r.output.data_as<T>() + t * N * H;
         const T* x = projected.data_as<T>() + t * N * G;
         for (std::int64_t n = 0; n < N; ++n) {
           gru_cell_forward(x + n * G, hidden + n * G, h + n * H, gates + n * G, h_new + n * H, H);
@@ -501,38 +565,24 @@ GruSequence gru_sequence(const Tensor& projected_in, const Tensor& h0_in, const 
   return r;
 }
 
-GruSequenceGrads gru_sequence_backward(const Tensor& grad_in, const GruSequence& saved, const Tensor& h0_in,
-                                       const Tensor& w_hh, bool has_bias, bool reverse) {
+RecurrentGrads gru_sequence_backward(const Tensor& grad_in, const GruSequence& saved, const Tensor& h0_in,
+                                     const Tensor& w_hh, bool has_bias, bool reverse) {
   if (record::active()) {
     const Ts out = record::run(
         "gru_sequence_backward", {grad_in, saved.output, saved.hidden_parts, saved.gates, h0_in, w_hh}, {},
         [has_bias, reverse](const Ts& x) {
-          const GruSequenceGrads g =
+          const RecurrentGrads g =
               gru_sequence_backward(x[0], GruSequence{x[1], x[2], x[3]}, x[4], x[5], has_bias, reverse);
           return Ts{g.grad_projected, g.grad_h0, g.grad_w_hh, g.grad_b_hh};
         });
-    return GruSequenceGrads{out[0], out[1], out[2], out[3]};
+    return RecurrentGrads{out[0], out[1], out[2], out[3]};
   }
-  const char* op = "gru_sequence_backward";
+  const LstmSizes s = check_recurrent_backward(grad_in, saved.output, h0_in, w_hh, {&saved.hidden_parts, &saved.gates},
+                                               3, "gru_sequence_backward", "GRU");
   const DType dtype = grad_in.dtype();
-  bool fits = is_floating(dtype) && grad_in.ndim() == 3 && h0_in.ndim() == 2 && w_hh.ndim() == 2;
-  if (fits) {
-    const std::int64_t L = grad_in.shape()[0], N = grad_in.shape()[1], H = grad_in.shape()[2];
-    check_lstm_sizes(L, N, 0, H, op);  // before 3H is formed
-    fits = saved.output.shape() == Shape{L, N, H} && saved.hidden_parts.shape() == Shape{L, N, 3 * H} &&
-           saved.gates.shape() == Shape{L, N, 3 * H} && h0_in.shape() == Shape{N, H} && w_hh.shape() == Shape{3 * H, H};
-    for (const Tensor* t : {&saved.output, &saved.hidden_parts, &saved.gates, &h0_in, &w_hh}) {
-      fits = fits && t->dtype() == dtype;
-    }
-  }
-  if (!fits) {
-    fail<ValueError>(op, ": the gradient ", grad_in.shape(), " (", dtype, "), saved output ", saved.output.shape(),
-                     ", hidden parts ", saved.hidden_parts.shape(), ", gates ", saved.gates.shape(), ", h0 ",
-                     h0_in.shape(), " and W_hh ", w_hh.shape(), " do not fit one GRU layer");
-  }
-  const std::int64_t L = grad_in.shape()[0], N = grad_in.shape()[1], H = grad_in.shape()[2], G = 3 * H;
-  GruSequenceGrads r{Tensor::empty({L, N, G}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({G, H}, dtype),
-                     has_bias ? Tensor::empty({G}, dtype) : Tensor()};
+  const std::int64_t L = s.length, N = s.batch, H = s.hidden, G = 3 * H;
+  RecurrentGrads r{Tensor::empty({L, N, G}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({G, H}, dtype),
+                   has_bias ? Tensor::empty({G}, dtype) : Tensor()};
   if (L == 0 || N == 0 || H == 0) {  // no steps, samples or units: nothing depends on anything
     for (const Tensor& t : {r.grad_projected, r.grad_h0, r.grad_w_hh, r.grad_b_hh}) {
       if (t.defined()) fill_(t, Scalar::from_double(0.0));
@@ -552,10 +602,7 @@ GruSequenceGrads gru_sequence_backward(const Tensor& grad_in, const GruSequence&
       T* h_prev_all = d_hidden_all + L * N * G;
       T* carry = h_prev_all + L * N * H;
       T* direct = carry + N * H;
-      for (std::int64_t k = 0; k < L; ++k) {
-        const T* h_prev = k == 0 ? h0.data_as<T>() : output.data_as<T>() + time_of(k - 1, L, reverse) * N * H;
-        std::memcpy(h_prev_all + time_of(k, L, reverse) * N * H, h_prev, static_cast<std::size_t>(N * H) * sizeof(T));
-      }
+      previous_states(output.data_as<T>(), h0.data_as<T>(), L, N, H, reverse, h_prev_all);
       const gemm::PackedB<T> weights(G, H, w_hh.data_as<T>(), w_hh.strides()[0], w_hh.strides()[1]);  // W_hh
       const int threads = threads_for(N * G * H, kRecurrentGemmGrain);
       std::fill(carry, carry + N * H, T(0));
@@ -578,16 +625,99 @@ GruSequenceGrads gru_sequence_backward(const Tensor& grad_in, const GruSequence&
         for (std::int64_t e = 0; e < N * H; ++e) carry[e] += direct[e];
       }
       std::memcpy(r.grad_h0.data_as<T>(), carry, static_cast<std::size_t>(N * H) * sizeof(T));
-      // dW_hh = sum over steps of d_hidden^T h_{t-1}: one product over all steps
-      gemm::product<T>(G, H, L * N, d_hidden_all, 1, G, h_prev_all, H, 1, r.grad_w_hh.data_as<T>(), H,
-                       threads_for(G * H * L * N, kRecurrentGemmGrain));
-      if (has_bias) {
-        T* gb = r.grad_b_hh.data_as<T>();
-        std::fill(gb, gb + G, T(0));
-        for (std::int64_t row = 0; row < L * N; ++row) {
-          for (std::int64_t g = 0; g < G; ++g) gb[g] += d_hidden_all[row * G + g];
+      recurrent_weight_grads(d_hidden_all, h_prev_all, L * N, G, H, r.grad_w_hh, r.grad_b_hh);
+    }
+  });
+  return r;
+}
+
+Tensor rnn_sequence(const Tensor& projected_in, const Tensor& h0_in, const Tensor& w_hh, const Tensor* b_hh, bool relu,
+                    bool reverse) {
+  if (record::active()) {
+    return record::run("rnn_sequence", {projected_in, h0_in, w_hh, record::optional(b_hh)}, {},
+                       [relu, reverse](const Ts& x) {
+                         return Ts{rnn_sequence(x[0], x[1], x[2], record::optional(x[3]), relu, reverse)};
+                       })[0];
+  }
+  const LstmSizes s = check_recurrent(projected_in, h0_in, w_hh, b_hh, 1, "rnn_sequence");
+  const DType dtype = projected_in.dtype();
+  const std::int64_t L = s.length, N = s.batch, H = s.hidden;
+  Tensor output = Tensor::empty({L, N, H}, dtype);
+  if (L == 0 || N == 0 || H == 0) return output;
+  const Tensor projected = projected_in.contiguous(), h0 = h0_in.contiguous();
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      const gemm::PackedB<T> weights(H, H, w_hh.data_as<T>(), w_hh.strides()[1], w_hh.strides()[0]);  // W_hh^T
+      const int threads = threads_for(N * H * H, kRecurrentGemmGrain);
+      const T* h = h0.data_as<T>();
+      for (std::int64_t k = 0; k < L; ++k) {
+        const std::int64_t t = time_of(k, L, reverse);
+        T* h_new = output.data_as<T>() + t * N * H;
+        recurrent_product(N, h, weights, b_hh, h_new, threads);
+        const T* x = projected.data_as<T>() + t * N * H;
+        for (std::int64_t e = 0; e < N * H; ++e) h_new[e] += x[e];
+        if (relu) {
+          for (std::int64_t e = 0; e < N * H; ++e) h_new[e] = h_new[e] > T(0) ? h_new[e] : T(0);
+        } else {
+          tanh_array(h_new, h_new, N * H);
         }
+        h = h_new;
       }
+    }
+  });
+  return output;
+}
+
+RecurrentGrads rnn_sequence_backward(const Tensor& grad_in, const Tensor& output_in, const Tensor& h0_in,
+                                     const Tensor& w_hh, bool has_bias, bool relu, bool reverse) {
+  if (record::active()) {
+    const Ts out = record::run("rnn_sequence_backward", {grad_in, output_in, h0_in, w_hh}, {},
+                               [has_bias, relu, reverse](const Ts& x) {
+                                 const RecurrentGrads g = rnn_sequence_backward(x[0], x[1], x[2], x[3], has_bias,
+                                                                                relu, reverse);
+                                 return Ts{g.grad_projected, g.grad_h0, g.grad_w_hh, g.grad_b_hh};
+                               });
+    return RecurrentGrads{out[0], out[1], out[2], out[3]};
+  }
+  const LstmSizes s =
+      check_recurrent_backward(grad_in, output_in, h0_in, w_hh, {}, 1, "rnn_sequence_backward", "RNN");
+  const DType dtype = grad_in.dtype();
+  const std::int64_t L = s.length, N = s.batch, H = s.hidden;
+  RecurrentGrads r{Tensor::empty({L, N, H}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({H, H}, dtype),
+                   has_bias ? Tensor::empty({H}, dtype) : Tensor()};
+  if (L == 0 || N == 0 || H == 0) {  // no steps, samples or units: nothing depends on anything
+    for (const Tensor& t : {r.grad_projected, r.grad_h0, r.grad_w_hh, r.grad_b_hh}) {
+      if (t.defined()) fill_(t, Scalar::from_double(0.0));
+    }
+    return r;
+  }
+  const Tensor grad = grad_in.contiguous(), output = output_in.contiguous(), h0 = h0_in.contiguous();
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    if constexpr (std::is_floating_point_v<T>) {
+      // every step's h_{t-1} in time order (L N x H) and the gradient of h carried back (N x H)
+      Scratch<T> scratch(L * N * H + N * H);
+      T* h_prev_all = scratch.get();
+      T* carry = h_prev_all + L * N * H;
+      previous_states(output.data_as<T>(), h0.data_as<T>(), L, N, H, reverse, h_prev_all);
+      const gemm::PackedB<T> weights(H, H, w_hh.data_as<T>(), w_hh.strides()[0], w_hh.strides()[1]);  // W_hh
+      const int threads = threads_for(N * H * H, kRecurrentGemmGrain);
+      std::fill(carry, carry + N * H, T(0));
+      for (std::int64_t k = L - 1; k >= 0; --k) {
+        const std::int64_t t = time_of(k, L, reverse);
+        const T* grad_output = grad.data_as<T>() + t * N * H;
+        const T* h = output.data_as<T>() + t * N * H;
+        T* d = r.grad_projected.data_as<T>() + t * N * H;  // the pre-activation's gradient
+        // relu'(pre) = (h > 0), tanh'(pre) = 1 - h^2: both from the output h
+        for (std::int64_t e = 0; e < N * H; ++e) {
+          const T grad_h = grad_output[e] + carry[e];
+          d[e] = relu ? (h[e] > T(0) ? grad_h : T(0)) : grad_h * (T(1) - h[e] * h[e]);
+        }
+        gemm::product<T>(N, d, H, 1, weights, carry, H, threads);  // dh_{t-1} = d (N x H) @ W_hh (H x H)
+      }
+      std::memcpy(r.grad_h0.data_as<T>(), carry, static_cast<std::size_t>(N * H) * sizeof(T));
+      recurrent_weight_grads(r.grad_projected.data_as<T>(), h_prev_all, L * N, H, H, r.grad_w_hh, r.grad_b_hh);
     }
   });
   return r;

@@ -109,8 +109,20 @@ void register_nn(py::module_& m) {
                                     const Tensor& hidden_parts, const Tensor& gates, const Tensor& w_hh, bool has_bias,
                                     bool reverse) {
     MaybeReleaseGil gil(gates.numel() + w_hh.numel());
-    const GruSequenceGrads r =
+    const RecurrentGrads r =
         gru_sequence_backward(grad, GruSequence{output, hidden_parts, gates}, h0, w_hh, has_bias, reverse);
+    return std::make_tuple(r.grad_projected, r.grad_h0, r.grad_w_hh,
+                           r.grad_b_hh.defined() ? py::cast(r.grad_b_hh) : py::none());
+  });
+  m.def("rnn_sequence", [](const Tensor& projected, const Tensor& h0, const Tensor& w_hh, std::optional<Tensor> b_hh,
+                           bool relu, bool reverse) {
+    MaybeReleaseGil gil(projected.numel() + w_hh.numel());
+    return rnn_sequence(projected, h0, w_hh, optional_tensor(b_hh), relu, reverse);
+  });
+  m.def("rnn_sequence_backward", [](const Tensor& grad, const Tensor& output, const Tensor& h0, const Tensor& w_hh,
+                                    bool has_bias, bool relu, bool reverse) {
+    MaybeReleaseGil gil(output.numel() + w_hh.numel());
+    const RecurrentGrads r = rnn_sequence_backward(grad, output, h0, w_hh, has_bias, relu, reverse);
     return std::make_tuple(r.grad_projected, r.grad_h0, r.grad_w_hh,
                            r.grad_b_hh.defined() ? py::cast(r.grad_b_hh) : py::none());
   });

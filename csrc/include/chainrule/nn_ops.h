@@ -98,13 +98,23 @@ struct GruSequence {
 };
 GruSequence gru_sequence(const Tensor& projected, const Tensor& h0, const Tensor& w_hh, const Tensor* b_hh,
                          bool reverse);
-struct GruSequenceGrads {
+// The gradients of a GRU or plain RNN layer given its input projection.
+struct RecurrentGrads {
   Tensor grad_projected, grad_h0, grad_w_hh;
   Tensor grad_b_hh;  // undefined unless has_bias
 };
 // Back-propagation through time from the gradient of `saved.output`, whose values (each step's
 // h_{t-1}) it reads.
-GruSequenceGrads gru_sequence_backward(const Tensor& grad, const GruSequence& saved, const Tensor& h0,
-                                       const Tensor& w_hh, bool has_bias, bool reverse);
+RecurrentGrads gru_sequence_backward(const Tensor& grad, const GruSequence& saved, const Tensor& h0,
+                                     const Tensor& w_hh, bool has_bias, bool reverse);
+
+// One plain RNN layer and direction (csrc/kernels/recurrent.cpp): h_t = tanh (or relu) of
+// projected_t + h_{t-1} W_hh^T + b_hh, from the input projection projected (L, N, H) (any
+// strides), h0 (N, H), W_hh (H, H), b_hh (H,) or null. Returns the hidden states (L, N, H) in
+// time order; the backward reads them (each activation's derivative comes from its output).
+Tensor rnn_sequence(const Tensor& projected, const Tensor& h0, const Tensor& w_hh, const Tensor* b_hh, bool relu,
+                    bool reverse);
+RecurrentGrads rnn_sequence_backward(const Tensor& grad, const Tensor& output, const Tensor& h0, const Tensor& w_hh,
+                                     bool has_bias, bool relu, bool reverse);
 
 }  // namespace chainrule

@@ -11,10 +11,9 @@ x W_ih^T + b_ih of every step, made beforehand by one linear op,
 
     projected (L, N, G * H), h0 (N, H), w_hh (G * H, H), b_hh (G * H,) or None;
 
-the GRU's time loop runs in C++ too, the plain RNN's steps through time in Python on raw arrays.
-The pointwise update of one step, forward and backward, is written out below on arrays
-(`lstm_step`, `gru_step` and their backward): the single-step ops (`lstm_cell_update`,
-`gru_cell_update`) run it, and the C++ loops do the same arithmetic.
+their time loops run in C++ too. The pointwise update of one step, forward and backward, is
+written out below on arrays (`lstm_step`, `gru_step` and their backward): the single-step ops
+(`lstm_cell_update`, `gru_cell_update`) run it, and the C++ loops do the same arithmetic.
 """
 from __future__ import annotations
 
@@ -110,40 +109,6 @@ def gru_step_backward(grad: Array, saved: tuple[Array, ...]) -> tuple[Array, Arr
 
 
 # ---------------------------------------------------------------- whole sequences
-def _steps(length: int, reverse: bool) -> range:
-    return range(length - 1, -1, -1) if reverse else range(length)
-
-
-def _stack(arrays: list[Array]) -> Array:
-    return K.cat([a.unsqueeze(0) for a in arrays], 0)
-
-
-def _recurrent_weight_grads(grad_parts: list[Array], inputs: list[Array], has_bias: bool) -> tuple[Array, Any]:
-    """sum over steps of grad_part^T @ h_prev (one product over all steps) and of grad_part."""
-    g = _stack(grad_parts)
-    g2 = g.reshape([-1, g.shape[-1]])
-    h2 = _stack(inputs).reshape([-1, inputs[0].shape[-1]])
-    return K.matmul(g2.transpose(0, 1), h2), (K.sum(g2, [0], False) if has_bias else None)
-
-
-def _in_time_order(arrays: list[Array], reverse: bool) -> list[Array]:
-    return arrays[::-1] if reverse else arrays
-
-
-def _save_steps(ctx: Any, w_hh: Array, inputs: list[Array], steps: list[tuple[Array, ...]]) -> None:
-    """Saves the weight, each step's incoming h and each step's saved arrays (version-checked and
-    freed after backward like any op's)."""
-    ctx.counts = (len(inputs), len(steps[0]) if steps else 0)
-    ctx.save_for_backward(w_hh, *inputs, *[a for step in steps for a in step])
-
-
-def _saved_steps(ctx: Any) -> tuple[Array, list[Array], list[tuple[Array, ...]]]:
-    saved = ctx.saved_tensors
-    length, per_step = ctx.counts
-    flat = saved[1 + length:]
-    return saved[0], list(saved[1:1 + length]), [flat[k * per_step:(k + 1) * per_step] for k in range(length)]
-
-
 @op("lstm_sequence", saves="each step's [x_t, h_{t-1}], gate activations and cell states",
     names=("nn.LSTM",), cases=[Case("lstm_sequence", _lstm_case(False), _LSTM_SHAPES),
                                Case("lstm_sequence_reverse", _lstm_case(True), _LSTM_SHAPES),
@@ -211,42 +176,30 @@ class GRUSequence(OpNode):
         return grad_projected, grad_h0, grad_w_hh, grad_b_hh, None
 
 
-@op("rnn_sequence", saves="every step's hidden state", names=("nn.RNN",),
+@op("rnn_sequence", saves="its output (every step's hidden state)", names=("nn.RNN",),
     cases=[Case("rnn_sequence_tanh", _rnn_case(False, False), _RNN_SHAPES),
            Case("rnn_sequence_relu_reverse", _rnn_case(True, True), _RNN_SHAPES)])
 class RNNSequence(OpNode):
-    """Output (L, N, H): h' = tanh (or relu) of projected + h W_hh^T + b_hh, every step in time order."""
+    """Output (L, N, H): h_t = tanh (or relu) of projected_t + h_{t-1} W_hh^T + b_hh, every step in
+    time order. Backward, step by step in reverse: the pre-activation's gradient
+    d = (dh_t + the carried dh) * (1 - h_t^2) (tanh) or * (h_t > 0) (relu), read from the output;
+    the carried dh_{t-1} = d @ W_hh; then dW_hh = the sum over steps of d^T h_{t-1} (one product
+    over all steps) and db_hh the column sums of d, which is also the projection's gradient. The
+    time loop, forward and backward, runs in C++ (csrc/kernels/recurrent.cpp)."""
 
     @staticmethod
     def forward(ctx: Any, projected: Array, h0: Array, w_hh: Array, b_hh: Array | None, reverse: bool,
                 relu: bool) -> Array:
-        h, w_t = h0, w_hh.transpose(0, 1).contiguous()  # B read in place by the GEMM, no packing
-        hs, inputs = [], []
-        for t in _steps(projected.shape[0], reverse):
-            inputs.append(h)
-            pre = C.add(projected.select(0, t), C.matmul(h, w_t))
-            h = (C.relu if relu else C.tanh)(pre if b_hh is None else C.add(pre, b_hh))
-            hs.append(h)
+        output = C.rnn_sequence(projected, h0, w_hh, b_hh, relu, reverse)
         ctx.reverse, ctx.has_bias, ctx.relu = reverse, b_hh is not None, relu
-        _save_steps(ctx, w_hh, inputs, [(h,) for h in hs])
-        return _stack(_in_time_order(hs, reverse))
+        ctx.save_for_backward(output, h0, w_hh)
+        return output
 
     @staticmethod
     def backward(ctx: Any, grad: Array) -> tuple[Any, ...]:
-        w_hh, inputs, steps = _saved_steps(ctx)
-        length = grad.shape[0]
-        grad_h_carry = K.full(list(grad.shape[1:]), 0, grad.dtype)
-        grad_pre_steps = []
-        for k, t in enumerate(_steps(length, ctx.reverse)[::-1]):
-            grad_h = K.add(grad.select(0, t), grad_h_carry)
-            h = steps[length - 1 - k][0]
-            # relu'(pre) = (h > 0); tanh'(pre) = 1 - h^2, both from the output h
-            grad_pre = K.relu_backward(grad_h, h) if ctx.relu else K.tanh_backward(grad_h, h)
-            grad_h_carry = K.matmul(grad_pre, w_hh)
-            grad_pre_steps.append(grad_pre)
-        grad_pre_steps.reverse()
-        grad_w, grad_b = _recurrent_weight_grads(grad_pre_steps, inputs, ctx.has_bias)
-        return _stack(_in_time_order(grad_pre_steps, ctx.reverse)), grad_h_carry, grad_w, grad_b, None, None
+        grad_projected, grad_h0, grad_w_hh, grad_b_hh = K.rnn_sequence_backward(
+            grad, *ctx.saved_tensors, ctx.has_bias, ctx.relu, ctx.reverse)
+        return grad_projected, grad_h0, grad_w_hh, grad_b_hh, None, None
 
 
 # ---------------------------------------------------------------- single steps
