@@ -8,7 +8,7 @@
   32 windows of 64 characters, Adam), with its GFLOP/s and fraction of the FMA peak (its products
   alone: at the peak they would take 1.07 GFLOP / 270 GFLOP/s = 4.0 ms on one core).
 
-Run: python bench/bench_cnn.py [--quick] [--threads 1 2] [--cpu-time] [--only char-rnn] [--peak-gflops 270]
+Run: python bench/bench_cnn.py [--quick] [--threads 1 2] [--cpu-time] [--only char-rnn|char-gru] [--peak-gflops 270]
      [--json out.json]
 Medians of repeated timings; the machine is shared, so compare the ratios, not the absolutes.
 --cpu-time times with the process's CPU clock instead of the wall clock: on a loaded machine
@@ -146,22 +146,29 @@ def conv_step(min_time: float) -> dict[str, float]:
 CHAR_RNN = dict(vocab=40, window=64, batch=32, embed=32, hidden=128)
 
 
-def char_rnn_flops() -> float:
-    """The multiply-adds of one step, doubled: the LSTM's [x_t, h_{t-1}] @ [W_ih, W_hh]^T per step,
-    its two products of the same size in backward (the inputs' and the weights' gradients), and
-    the head's three. The pointwise work is left out: this is the floor the FMA peak allows."""
+GATES = {"lstm": 4, "gru": 3}
+
+
+def char_rnn_flops(cell: str = "lstm") -> float:
+    """The multiply-adds of one step, doubled: the recurrent layer's [x_t, h_{t-1}] @ [W_ih, W_hh]^T
+    per step (4H columns for an LSTM, 3H for a GRU), its two products of the same size in backward
+    (the inputs' and the weights' gradients), and the head's three. The pointwise work is left out:
+    this is the floor the FMA peak allows."""
     c = CHAR_RNN
     rows = c["window"] * c["batch"]
-    lstm = 2.0 * rows * 4 * c["hidden"] * (c["embed"] + c["hidden"])
+    recurrent = 2.0 * rows * GATES[cell] * c["hidden"] * (c["embed"] + c["hidden"])
     head = 2.0 * rows * c["hidden"] * c["vocab"]
-    return 3 * (lstm + head)
+    return 3 * (recurrent + head)
 
 
-def char_rnn_step(min_time: float) -> dict[str, float]:
+def char_rnn_step(min_time: float, cell: str = "lstm") -> dict[str, float]:
+    """One training step of examples/char_rnn.py's model (forward, backward, Adam), and PyTorch's
+    of the same model."""
     char_rnn = _example("char_rnn")
     vocab, window, batch = CHAR_RNN["vocab"], CHAR_RNN["window"], CHAR_RNN["batch"]
+    embed, hidden = CHAR_RNN["embed"], CHAR_RNN["hidden"]
     data = np.random.default_rng(0).integers(0, vocab, (batch, window + 1))
-    model = char_rnn.CharModel(vocab)
+    model = char_rnn.CharModel(vocab, embed, hidden, cell=cell)
     optimizer = cr.optim.Adam(model.parameters(), lr=5e-3)
     x, y = cr.tensor(data[:, :-1]), cr.tensor(data[:, 1:].reshape(-1))
 
@@ -176,12 +183,12 @@ def char_rnn_step(min_time: float) -> dict[str, float]:
         class TorchCharModel(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.embed = torch.nn.Embedding(vocab, 32)
-                self.lstm = torch.nn.LSTM(32, 128, batch_first=True)
-                self.head = torch.nn.Linear(128, vocab)
+                self.embed = torch.nn.Embedding(vocab, embed)
+                self.rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](embed, hidden, batch_first=True)
+                self.head = torch.nn.Linear(hidden, vocab)
 
             def forward(self, x: Any) -> Any:
-                return self.head(self.lstm(self.embed(x))[0])
+                return self.head(self.rnn(self.embed(x))[0])
 
         tmodel = TorchCharModel()
         toptimizer = torch.optim.Adam(tmodel.parameters(), lr=5e-3)
@@ -196,6 +203,10 @@ def char_rnn_step(min_time: float) -> dict[str, float]:
     return result
 
 
+def char_gru_step(min_time: float) -> dict[str, float]:
+    return char_rnn_step(min_time, cell="gru")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="shorter timings")
@@ -203,7 +214,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cpu-time", action="store_true", help="time with the process's CPU clock")
     parser.add_argument("--json", help="write the figures here")
-    parser.add_argument("--only", choices=["digits", "conv", "char-rnn"], help="run one case only")
+    parser.add_argument("--only", choices=["digits", "conv", "char-rnn", "char-gru"], help="run one case only")
     args = parser.parse_args()
     global CLOCK
     if args.cpu_time:
@@ -217,7 +228,8 @@ def main() -> None:
         set_threads(threads)
         for key, name, run in (("digits", "digits CNN epoch", digits_epoch),
                                ("conv", "Conv2d 64x3x32x32, 32 3x3, fwd+bwd", conv_step),
-                               ("char-rnn", "char-RNN step", char_rnn_step)):
+                               ("char-rnn", "char-RNN step", char_rnn_step),
+                               ("char-gru", "char-RNN step, GRU", char_gru_step)):
             if args.only is not None and key != args.only:
                 continue
             result = run(min_time)
@@ -225,7 +237,8 @@ def main() -> None:
             line = f"{name:36s} {threads}T  chainrule {1000 * result['chainrule']:8.2f} ms"
             if "torch" in result:
                 line += f"  torch {1000 * result['torch']:8.2f} ms  speed ratio {result['torch'] / result['chainrule']:.2f}x"
-            flops = {"Conv2d": conv_flops, "char-RNN": char_rnn_flops}.get(name.split(" ")[0])
+            flops = {"conv": conv_flops, "char-rnn": char_rnn_flops,
+                     "char-gru": lambda: char_rnn_flops("gru")}.get(key)
             if flops is not None:
                 gflops = flops() / result["chainrule"] / 1e9
                 line += f"  ({gflops:.0f} GFLOP/s, {gflops / (args.peak_gflops * threads):.0%} of FMA peak)"

@@ -1,11 +1,12 @@
 """A character-level LSTM that learns a short story (examples/data/tinker.txt, 3 KB written for
 it) and prints samples of its own writing as it trains.
 
-Embedding(vocab, 32) -> LSTM(32, 128) -> Linear(128, vocab); each step trains on a batch of 32
-random windows of 64 characters (next-character cross-entropy), Adam lr 5e-3, gradients clipped
-to norm 1. Sampling feeds the model its own output one character at a time, at temperature 0.8.
+Embedding(vocab, 32) -> LSTM(32, 128) -> Linear(128, vocab) (or a GRU: --cell gru); each step
+trains on a batch of 32 random windows of 64 characters (next-character cross-entropy), Adam lr
+5e-3, gradients clipped to norm 1. Sampling feeds the model its own output one character at a
+time, at temperature 0.8.
 
-Run: python examples/char_rnn.py [--steps 400] [--sample-every 100] [--seed 0]
+Run: python examples/char_rnn.py [--steps 400] [--sample-every 100] [--seed 0] [--cell lstm|gru]
 """
 from __future__ import annotations
 
@@ -22,15 +23,18 @@ import chainrule as cr
 TEXT = Path(__file__).resolve().parent / "data" / "tinker.txt"
 
 
+CELLS = {"lstm": cr.nn.LSTM, "gru": cr.nn.GRU}
+
+
 class CharModel(cr.nn.Module):
-    def __init__(self, vocab: int, embed: int = 32, hidden: int = 128) -> None:
+    def __init__(self, vocab: int, embed: int = 32, hidden: int = 128, cell: str = "lstm") -> None:
         super().__init__()
         self.embed = cr.nn.Embedding(vocab, embed)
-        self.lstm = cr.nn.LSTM(embed, hidden, batch_first=True)
+        self.rnn = CELLS[cell](embed, hidden, batch_first=True)
         self.head = cr.nn.Linear(hidden, vocab)
 
     def forward(self, x: cr.Tensor, state: Any = None) -> tuple[cr.Tensor, Any]:
-        out, state = self.lstm(self.embed(x), state)
+        out, state = self.rnn(self.embed(x), state)
         return self.head(out), state
 
 
@@ -62,7 +66,7 @@ def clip_grad_norm(parameters: list[cr.nn.Parameter], max_norm: float) -> float:
 
 
 def train(steps: int = 400, seed: int = 0, lr: float = 5e-3, batch_size: int = 32, window: int = 64,
-          sample_every: int = 100, verbose: bool = True) -> dict[str, Any]:
+          sample_every: int = 100, verbose: bool = True, cell: str = "lstm") -> dict[str, Any]:
     """Trains the model; returns the final training loss (nats per character, a running mean over
     the last 20 steps), milliseconds per step and the last sample."""
     cr.manual_seed(seed)
@@ -70,7 +74,7 @@ def train(steps: int = 400, seed: int = 0, lr: float = 5e-3, batch_size: int = 3
     text = TEXT.read_text()
     chars = sorted(set(text))
     data = np.array([chars.index(c) for c in text], dtype=np.int64)
-    model = CharModel(len(chars))
+    model = CharModel(len(chars), cell=cell)
     parameters = list(model.parameters())
     optimizer = cr.optim.Adam(parameters, lr=lr)
     losses: list[float] = []
@@ -102,8 +106,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--sample-every", type=int, default=100)
+    parser.add_argument("--cell", choices=sorted(CELLS), default="lstm")
     args = parser.parse_args()
-    result = train(args.steps, args.seed, args.lr, sample_every=args.sample_every)
+    result = train(args.steps, args.seed, args.lr, sample_every=args.sample_every, cell=args.cell)
     print(f"final loss {result['loss']:.3f} nats/char (chance {math.log(len(set(TEXT.read_text()))):.3f}); "
           f"{result['ms_per_step']:.1f} ms per step")
 

@@ -143,6 +143,15 @@ def test_char_rnn_learns_its_text_and_samples(capsys):
     assert set(result["sample"]) <= set(chars) and len(result["sample"]) == 4 + 160
 
 
+@pytest.mark.slow
+def test_char_rnn_learns_its_text_with_a_gru():
+    char_rnn = _load("char_rnn")
+    chars = sorted(set(char_rnn.TEXT.read_text()))
+    result = char_rnn.train(steps=150, sample_every=150, verbose=False, cell="gru")
+    assert result["first_loss"] > 0.9 * math.log(len(chars))
+    assert result["loss"] < 1.0, result  # a third of chance or less after 150 steps (0.47 here)
+
+
 def test_char_rnn_script_runs():
     proc = subprocess.run([sys.executable, "examples/char_rnn.py", "--steps", "20", "--sample-every", "10"],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
