@@ -187,30 +187,55 @@ def test_recurrent_errors_name_shapes():
         cr.nn.LSTM(3, 4, proj_size=2)
 
 
-@pytest.mark.parametrize("hidden", [8, 37])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_lstm_long_sequences_and_wide_states_match_torch(hidden, dtype):
-    # hidden sizes across the vector and GEMM tile widths (4H = 32: whole tiles; 4H = 148: a
-    # partial one), 3 samples (fewer than a GEMM tile's rows) over 100 steps, both directions
+def _compare_layer_with_torch(module, reference, dtype, rng, layers, hidden, h0_scale=1.0):
+    """An RNN, LSTM or GRU (module, loaded from reference) over 100 steps of 3 samples from given
+    initial states: the outputs, the last states and every gradient (input, initial states,
+    parameters) match PyTorch's."""
     torch = _torch()
-    reference = torch.nn.LSTM(5, hidden, bidirectional=True).to(getattr(torch, dtype))
-    module = cr.nn.LSTM(5, hidden, bidirectional=True)
+    lstm = isinstance(reference, torch.nn.LSTM)
+    x = rng.standard_normal((100, 3, 5)).astype(dtype)
+    states = [(h0_scale * rng.standard_normal((layers, 3, hidden))).astype(dtype) for _ in range(1 + lstm)]
+    g = rng.standard_normal((100, 3, 2 * hidden)).astype(dtype)
+    xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
+    st = [torch.tensor(a, requires_grad=True) for a in states]
+    sc = [cr.tensor(a, requires_grad=True) for a in states]
+    out_t, last_t = reference(xt, tuple(st) if lstm else st[0])
+    out_c, last_c = module(xc, tuple(sc) if lstm else sc[0])
+    last_t, last_c = (last_t if lstm else (last_t,)), (last_c if lstm else (last_c,))
+    ((out_t * torch.tensor(g)).sum() + sum(a.sum() for a in last_t)).backward()
+    ((out_c * cr.tensor(g)).sum() + sum(a.sum() for a in last_c)).backward()
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), **tol)
+    for a_c, a_t in zip(last_c, last_t):
+        np.testing.assert_allclose(a_c.detach().numpy(), a_t.detach().numpy(), **tol)
+    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), **tol)
+    for a_c, a_t in zip(sc, st):
+        np.testing.assert_allclose(a_c.grad.numpy(), a_t.grad.numpy(), **tol)
+    for (name, p), (_, p_t) in zip(module.named_parameters(), reference.named_parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
+
+
+# Hidden sizes across the vector and GEMM tile widths (LSTM 4H = 32: whole tiles, 148: a partial
+# one; GRU 3H = 24: under one tile, 111: a partial one; RNN H = 37), 3 samples (fewer than a GEMM
+# tile's rows) over 100 steps, both directions, given initial states.
+LONG_SEQUENCE_LAYERS = [("LSTM", 8, {}), ("LSTM", 37, {}), ("GRU", 8, {}), ("GRU", 37, {}),
+                        ("RNN", 37, {"nonlinearity": "tanh", "num_layers": 2}),
+                        ("RNN", 37, {"nonlinearity": "relu", "num_layers": 2})]
+
+
+@pytest.mark.parametrize("kind,hidden,options", LONG_SEQUENCE_LAYERS,
+                         ids=[f"{k}-{h}-{o.get('nonlinearity', '')}" for k, h, o in LONG_SEQUENCE_LAYERS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_long_sequences_and_wide_states_match_torch(kind, hidden, options, dtype):
+    torch = _torch()
+    reference = getattr(torch.nn, kind)(5, hidden, bidirectional=True, **options).to(getattr(torch, dtype))
+    module = getattr(cr.nn, kind)(5, hidden, bidirectional=True, **options)
     if dtype == "float64":
         module.double()
     _load_from_torch(module, reference)
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((100, 3, 5)).astype(dtype)
-    g = rng.standard_normal((100, 3, 2 * hidden)).astype(dtype)
-    xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
-    out_t, (_, c_t) = reference(xt)
-    out_c, (_, c_c) = module(xc)
-    ((out_t * torch.tensor(g)).sum() + c_t.sum()).backward()
-    ((out_c * cr.tensor(g)).sum() + c_c.sum()).backward()
-    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
-    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), **tol)
-    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), **tol)
-    for (name, p), (_, p_t) in zip(module.named_parameters(), reference.named_parameters()):
-        np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
+    layers = 2 * options.get("num_layers", 1)
+    _compare_layer_with_torch(module, reference, dtype, rng=np.random.default_rng(3), layers=layers, hidden=hidden,
+                              h0_scale=0.5 if kind == "RNN" else 1.0)
 
 
 def test_lstm_graphs_alive_at_once_keep_their_own_results():
@@ -304,35 +329,6 @@ def test_lstm_op_with_empty_tensors_of_any_size_fails_fast_or_returns_empty():
     assert grads[3].shape == (8, 3) and not grads[3].numpy().any()  # no samples: zero weight gradients
 
 
-@pytest.mark.parametrize("hidden", [8, 37])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_gru_long_sequences_and_wide_states_match_torch(hidden, dtype):
-    # the GRU's C++ time loop: 3H = 24 (under one GEMM tile's width) and 111 (a partial tile),
-    # 3 samples over 100 steps, both directions, a given h0 whose gradient is checked too
-    torch = _torch()
-    reference = torch.nn.GRU(5, hidden, bidirectional=True).to(getattr(torch, dtype))
-    module = cr.nn.GRU(5, hidden, bidirectional=True)
-    if dtype == "float64":
-        module.double()
-    _load_from_torch(module, reference)
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((100, 3, 5)).astype(dtype)
-    h0 = rng.standard_normal((2, 3, hidden)).astype(dtype)
-    g = rng.standard_normal((100, 3, 2 * hidden)).astype(dtype)
-    xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
-    ht, hc = torch.tensor(h0, requires_grad=True), cr.tensor(h0, requires_grad=True)
-    out_t, last_t = reference(xt, ht)
-    out_c, last_c = module(xc, hc)
-    ((out_t * torch.tensor(g)).sum() + last_t.sum()).backward()
-    ((out_c * cr.tensor(g)).sum() + last_c.sum()).backward()
-    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
-    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), **tol)
-    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), **tol)
-    np.testing.assert_allclose(hc.grad.numpy(), ht.grad.numpy(), **tol)
-    for (name, p), (_, p_t) in zip(module.named_parameters(), reference.named_parameters()):
-        np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
-
-
 def test_gru_op_checks_shapes_and_dtypes_and_takes_an_empty_sequence():
     from chainrule import _core
 
@@ -378,36 +374,6 @@ def test_gru_op_with_empty_tensors_of_any_size_fails_fast_or_returns_empty():
                                         z(6, 2), True, False)
     assert grads[2].shape == (6, 2) and not grads[2].numpy().any()  # no samples: zero weight gradients
     assert grads[3].shape == (6,) and not grads[3].numpy().any()
-
-
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_rnn_long_sequences_match_torch(nonlinearity, dtype):
-    # the plain RNN's C++ time loop: H = 37 (a partial GEMM tile), 3 samples over 100 steps, both
-    # directions, two layers, a given h0 whose gradient is checked too
-    torch = _torch()
-    reference = torch.nn.RNN(5, 37, num_layers=2, nonlinearity=nonlinearity, bidirectional=True).to(
-        getattr(torch, dtype))
-    module = cr.nn.RNN(5, 37, num_layers=2, nonlinearity=nonlinearity, bidirectional=True)
-    if dtype == "float64":
-        module.double()
-    _load_from_torch(module, reference)
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((100, 3, 5)).astype(dtype)
-    h0 = (0.5 * rng.standard_normal((4, 3, 37))).astype(dtype)
-    g = rng.standard_normal((100, 3, 74)).astype(dtype)
-    xt, xc = torch.tensor(x, requires_grad=True), cr.tensor(x, requires_grad=True)
-    ht, hc = torch.tensor(h0, requires_grad=True), cr.tensor(h0, requires_grad=True)
-    out_t, last_t = reference(xt, ht)
-    out_c, last_c = module(xc, hc)
-    ((out_t * torch.tensor(g)).sum() + last_t.sum()).backward()
-    ((out_c * cr.tensor(g)).sum() + last_c.sum()).backward()
-    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
-    np.testing.assert_allclose(out_c.detach().numpy(), out_t.detach().numpy(), **tol)
-    np.testing.assert_allclose(xc.grad.numpy(), xt.grad.numpy(), **tol)
-    np.testing.assert_allclose(hc.grad.numpy(), ht.grad.numpy(), **tol)
-    for (name, p), (_, p_t) in zip(module.named_parameters(), reference.named_parameters()):
-        np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), err_msg=name, **tol)
 
 
 def test_rnn_op_checks_shapes_and_dtypes():

@@ -284,6 +284,20 @@ LstmSizes check_recurrent_backward(const Tensor& grad, const Tensor& output, con
   return LstmSizes{grad.shape()[0], grad.shape()[1], 0, grad.shape()[2]};
 }
 
+// The gradients' tensors of a GRU (gates = 3) or plain RNN (gates = 1) layer of sizes s, zeros
+// when there are no steps, samples or units (nothing then depends on anything).
+RecurrentGrads recurrent_grads(const LstmSizes& s, std::int64_t gates, DType dtype, bool has_bias) {
+  const std::int64_t L = s.length, N = s.batch, H = s.hidden, G = gates * H;
+  RecurrentGrads r{Tensor::empty({L, N, G}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({G, H}, dtype),
+                   has_bias ? Tensor::empty({G}, dtype) : Tensor()};
+  if (L == 0 || N == 0 || H == 0) {
+    for (const Tensor& t : {r.grad_projected, r.grad_h0, r.grad_w_hh, r.grad_b_hh}) {
+      if (t.defined()) fill_(t, Scalar::from_double(0.0));
+    }
+  }
+  return r;
+}
+
 // Each step's incoming hidden state h_{t-1}, in time order (L x N x H): h0 before the first step
 // in processing order, then the outputs.
 template <typename T>
@@ -581,14 +595,8 @@ RecurrentGrads gru_sequence_backward(const Tensor& grad_in, const GruSequence& s
                                                3, "gru_sequence_backward", "GRU");
   const DType dtype = grad_in.dtype();
   const std::int64_t L = s.length, N = s.batch, H = s.hidden, G = 3 * H;
-  RecurrentGrads r{Tensor::empty({L, N, G}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({G, H}, dtype),
-                   has_bias ? Tensor::empty({G}, dtype) : Tensor()};
-  if (L == 0 || N == 0 || H == 0) {  // no steps, samples or units: nothing depends on anything
-    for (const Tensor& t : {r.grad_projected, r.grad_h0, r.grad_w_hh, r.grad_b_hh}) {
-      if (t.defined()) fill_(t, Scalar::from_double(0.0));
-    }
-    return r;
-  }
+  RecurrentGrads r = recurrent_grads(s, 3, dtype, has_bias);
+  if (L == 0 || N == 0 || H == 0) return r;
   const Tensor grad = grad_in.contiguous(), output = saved.output.contiguous(), h0 = h0_in.contiguous();
   const Tensor hidden_parts = saved.hidden_parts.contiguous(), gates_saved = saved.gates.contiguous();
   dispatch_dtype(dtype, [&](auto zero) {
@@ -684,14 +692,8 @@ RecurrentGrads rnn_sequence_backward(const Tensor& grad_in, const Tensor& output
       check_recurrent_backward(grad_in, output_in, h0_in, w_hh, {}, 1, "rnn_sequence_backward", "RNN");
   const DType dtype = grad_in.dtype();
   const std::int64_t L = s.length, N = s.batch, H = s.hidden;
-  RecurrentGrads r{Tensor::empty({L, N, H}, dtype), Tensor::empty({N, H}, dtype), Tensor::empty({H, H}, dtype),
-                   has_bias ? Tensor::empty({H}, dtype) : Tensor()};
-  if (L == 0 || N == 0 || H == 0) {  // no steps, samples or units: nothing depends on anything
-    for (const Tensor& t : {r.grad_projected, r.grad_h0, r.grad_w_hh, r.grad_b_hh}) {
-      if (t.defined()) fill_(t, Scalar::from_double(0.0));
-    }
-    return r;
-  }
+  RecurrentGrads r = recurrent_grads(s, 1, dtype, has_bias);
+  if (L == 0 || N == 0 || H == 0) return r;
   const Tensor grad = grad_in.contiguous(), output = output_in.contiguous(), h0 = h0_in.contiguous();
   dispatch_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
