@@ -49,7 +49,7 @@ class KeptBuffers {
  public:
   static constexpr std::size_t kFrom = std::size_t{128} << 10;
   static constexpr std::size_t kUpTo = std::size_t{16} << 20;
-  static constexpr std::size_t kKeptBytes = std::size_t{256} << 20;
+  static constexpr std::size_t kKeptBytes = std::size_t{128} << 20;
 
   static KeptBuffers& instance() {
     // Never destroyed: tensors may still be freed while the process exits.

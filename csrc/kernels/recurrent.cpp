@@ -666,7 +666,7 @@ Tensor rnn_sequence(const Tensor& projected_in, const Tensor& h0_in, const Tenso
         const T* x = projected.data_as<T>() + t * N * H;
         for (std::int64_t e = 0; e < N * H; ++e) h_new[e] += x[e];
         if (relu) {
-          for (std::int64_t e = 0; e < N * H; ++e) h_new[e] = h_new[e] > T(0) ? h_new[e] : T(0);
+          for (std::int64_t e = 0; e < N * H; ++e) h_new[e] = h_new[e] < T(0) ? T(0) : h_new[e];  // NaN stays, as relu
         } else {
           tanh_array(h_new, h_new, N * H);
         }
