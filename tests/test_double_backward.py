@@ -539,6 +539,18 @@ def _views_then_inplace(lib, case):
         w = b[0][1:]
         b.mul_(2)
         out = (w * x[1, 1]).sum() + s.sum()
+    elif case == "inplace_on_index_of_index":
+        w = b[0]
+        v = w[1:]
+        v.mul_(s[:1])  # y[0][1:] *= ...: the view of a view rebases b's history
+        w.add_(s)
+        out = (b * b).sum() + (w * w).sum() * s[1] + (v * x[1, :1]).sum()
+    elif case == "inplace_on_index_of_index_of_index":
+        w = b[:, 1:]
+        v = w[1]
+        v[0].sub_(s[0] * s[1])
+        b[0].mul_(s[1])
+        out = (b ** 3).sum() + (w * s[0]).sum() + (v * v).sum()
     elif case == "inplace_on_chunk":
         b.chunk(2)[1].mul_(s)  # PyTorch refuses this one; the rebased history is exact
         out = (b * b).sum()
@@ -550,7 +562,8 @@ def _views_then_inplace(lib, case):
 
 
 VIEW_CASES = ["base_changed_after_transpose", "base_changed_after_view_of_view", "base_changed_after_diagonal",
-              "base_changed_after_index_of_index", "copy_into_view_of_buffer"]
+              "base_changed_after_index_of_index", "copy_into_view_of_buffer", "inplace_on_index_of_index",
+              "inplace_on_index_of_index_of_index"]
 
 
 @requires_torch
@@ -575,6 +588,14 @@ def test_inplace_on_reshaping_views_refused_not_wrong(make):
     buf = cr.zeros(2, 2, dtype=cr.float64)
     with pytest.raises(RuntimeError, match=r"add_: in-place operation on a view"):
         buf.view(4).add_(cr.cat([s, s]))
+    with pytest.raises(RuntimeError, match=r"mul_: in-place operation on a view"):
+        make(x * 1)[0].mul_(s[0])  # indexing a reshaping view: the chain to the base is not one of steps
+
+
+def test_inplace_on_a_view_of_a_view_of_a_leaf_refused():
+    x, s = _x_s(cr)
+    with pytest.raises(RuntimeError, match=r"a view of a leaf Variable that requires grad \(shape \(2, 2\)\)"):
+        x[0][1:].mul_(s[:1])
 
 
 @requires_torch

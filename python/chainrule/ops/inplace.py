@@ -11,8 +11,9 @@ tensors in a graph, with PyTorch's rules.
   saved the old values raises on backward, naming the op, shape and versions), and the tensor's
   node becomes the new op's node. An op whose backward needs the old values (mul_, div_,
   clamp_) reads them from a copy made first, as PyTorch's saved `original_self`.
-- In place on a view of a tensor in a graph (`y[0] += 1`, `y.T.mul_(2)` with y requiring grad)
-  raises RuntimeError: the base's history is not rebased onto the view's change.
+- In place on a basic-indexing view of a tensor in a graph (`y[0] += 1`, `y[0][1:].mul_(2)`:
+  views of views too) rebases the history of the tensor they all view (PyTorch's CopySlices);
+  in place on another view (`y.T.mul_(2)` with y requiring grad) raises RuntimeError.
 """
 from __future__ import annotations
 
@@ -116,11 +117,28 @@ def _set_node(t: Any, node: Any) -> None:
 
 
 def view_base(t: Any) -> tuple[Any, Any] | None:
-    """(base, steps) when t is a basic-indexing view of a tensor (and still that view)."""
+    """(base, steps) when t is a view of a tensor (and still that view)."""
     entry = _VIEW_BASES.get(id(t))
     if entry is None or entry[0]() is not t:
         return None
     return entry[1], entry[2]
+
+
+def root_view_base(t: Any) -> tuple[Any, Any] | None:
+    """(root, steps) for a view: through views of views (y[0][1:]) made by basic indexing, the
+    tensor they all view and the steps from it, one chain (steps apply one after another). The
+    steps are a function when any view on the way is not basic indexing (a transpose, ...)."""
+    based = view_base(t)
+    if based is None:
+        return None
+    root, steps = based
+    outer = view_base(root)
+    while outer is not None:
+        if callable(steps) or callable(outer[1]):
+            return outer[0], lambda _: None  # not one chain of basic-indexing steps
+        root, steps = outer[0], [*outer[1], *steps]
+        outer = view_base(root)
+    return root, steps
 
 
 def check(t: Any, op: str) -> None:
@@ -133,7 +151,7 @@ def check(t: Any, op: str) -> None:
         raise RuntimeError(
             f"{op}: a leaf Variable that requires grad (shape {tuple(t.shape)}) is being used in an "
             "in-place operation; update it under chainrule.no_grad(), or clone() it first")
-    based = view_base(t)
+    based = root_view_base(t)
     if based is not None:
         base = based[0]
         if callable(based[1]):
@@ -145,10 +163,6 @@ def check(t: Any, op: str) -> None:
             raise RuntimeError(
                 f"{op}: a view of a leaf Variable that requires grad (shape {tuple(base.shape)}) is "
                 "being used in an in-place operation; update it under chainrule.no_grad()")
-        if view_base(base) is not None:
-            raise RuntimeError(
-                f"{op}: in-place operation on a view of a view of a tensor that requires grad is not "
-                "supported; index the base tensor once, or clone() the view first")
         return
     if t.grad_fn is not None and t.grad_fn.name() in VIEW_NODES:
         raise RuntimeError(
@@ -177,7 +191,7 @@ def record(t: Any, op: str, compute: Callable[[Any], Any], *others: Any, reads_s
         raise RuntimeError(
             f"{op}: output with shape {tuple(t.shape)} doesn't match the broadcast shape "
             f"{tuple(out.shape)}")
-    based = view_base(t)
+    based = root_view_base(t)
     if based is not None and out._requires_grad:
         return _rebase(t, out, *based)
     C.copy_(t._data, out._data)  # into t's memory: its version goes up
