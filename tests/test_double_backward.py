@@ -347,8 +347,8 @@ def test_function_errors():
     x = cr.tensor([1.0], requires_grad=True)
     with pytest.raises(RuntimeError, match="incorrect number of gradients"):
         Wrong.apply(x).sum().backward()
-    with pytest.raises(NotImplementedError, match="mark_dirty"):
-        Dirty.apply(x)
+    with pytest.raises(RuntimeError, match=r"Dirty.apply \(ctx.mark_dirty\): a leaf Variable that requires grad"):
+        Dirty.apply(x)  # in place on a leaf that requires grad, as PyTorch refuses
     with pytest.raises(TypeError, match="save_for_backward"):
         class Bad(cr.autograd.Function):
             @staticmethod
@@ -711,3 +711,34 @@ def test_int_tensor_refuses_an_inplace_result_that_requires_grad():
     with pytest.raises(TypeError, match=r"add_: result dtype float32 requires grad .* int64 \(shape \(3, 4\)\)"):
         b.add_(x * 0.6)
     assert b.tolist() == [[1] * 4] * 3
+
+
+def _dirty_function_run(lib):
+    """A Function that changes its input in place (ctx.mark_dirty) and returns it, on a
+    non-leaf; a view of the changed tensor made before follows the change."""
+    class ScaleInPlace(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, s):
+            ctx.mark_dirty(x)
+            ctx.save_for_backward(x, s)  # x as returned: the changed values
+            return x.mul_(s)
+
+        @staticmethod
+        def backward(ctx, g):
+            y, s = ctx.saved_tensors
+            return g * s, (g * y / s).sum()
+
+    a = lib.tensor([1.0, -2.0, 3.0], dtype=lib.float64, requires_grad=True)
+    s = lib.tensor(1.5, dtype=lib.float64, requires_grad=True)
+    b = a.exp() * 2
+    view = b[1:]
+    c = ScaleInPlace.apply(b, s)
+    assert c is b
+    ((c * c).sum() + (view ** 3).sum()).backward()
+    return a.grad.numpy(), s.grad.numpy(), view.detach().numpy()
+
+
+@requires_torch
+def test_function_with_mark_dirty_matches_pytorch():
+    for ours, theirs in zip(_dirty_function_run(cr), _dirty_function_run(torch)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)

@@ -62,9 +62,9 @@ class FunctionCtx:
         self.materialize_grads = bool(value)
 
     def mark_dirty(self, *tensors: Any) -> None:
-        raise NotImplementedError(
-            "ctx.mark_dirty: a custom autograd.Function that modifies its inputs in place is not "
-            "supported; return a new tensor (out = x.clone(); modify out) instead")
+        """forward changed these inputs in place and returns them: each returned one becomes
+        the call's output, its history this node (as PyTorch's in-place ops)."""
+        self._dirty = tensors
 
     @property
     def saved_tensors(self) -> tuple[Any, ...]:
@@ -332,14 +332,33 @@ class Function(metaclass=FunctionMeta):
         if node is None:  # nothing recorded: the user's own outputs
             return user_outputs
         marked = getattr(node, "_non_differentiable", ())
+        dirty = getattr(node, "_dirty", ())
         if not several:
             if any(user_outputs is m for m in marked):
                 return user_outputs
-            return out
+            return _dirty_output(cls, user_outputs, out, dirty)
         results = []
         for k, t in enumerate(user_outputs):
             if any(t is m for m in marked) or not t.dtype.is_floating_point:
                 results.append(t)
                 continue
-            results.append(C.apply(_Select, out, node, k, t._data))
+            results.append(_dirty_output(cls, t, C.apply(_Select, out, node, k, t._data), dirty))
         return type(user_outputs)(results) if isinstance(user_outputs, tuple) else results
+
+
+def _dirty_output(function: type, returned: Any, out: Any, dirty: tuple[Any, ...]) -> Any:
+    """The output the caller gets: `out`, or, when forward changed an input in place
+    (ctx.mark_dirty) and returned it, that input itself, whose history becomes out's."""
+    if not any(returned is d for d in dirty):
+        return out
+    from chainrule.ops import inplace
+
+    name = f"{function.__name__}.apply (ctx.mark_dirty)"
+    inplace.check(returned, name)  # a leaf that requires grad, or a view, refuses as PyTorch's in-place ops
+    if inplace.view_base(returned) is not None:
+        raise RuntimeError(f"{name}: an input changed in place is a view of another tensor (shape "
+                           f"{tuple(returned.shape)}); pass the base tensor, or clone() the view first")
+    inplace._set_node(returned, out.grad_fn)
+    returned._requires_grad = True
+    inplace._refresh_views(returned)
+    return returned
