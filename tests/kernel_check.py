@@ -183,6 +183,51 @@ for name, ref_fn in (("exp", np.exp), ("sigmoid", lambda v: 1 / (1 + np.exp(-v))
     if not np.array_equal(got, want, equal_nan=True):
         failures.append(f"{name} special values: got {got}, want {want}")
 
+# the recurrent layers' time loops (their products read weights packed once per sequence,
+# gemm::PackedB): forward against NumPy on sizes across the tile widths, both directions
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def recurrent_reference(kind, x, h0, c0, w_ih, w_hh, b, reverse):
+    hs, h, c = [None] * len(x), h0, c0
+    for t in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
+        gx, gh = x[t] @ w_ih.T + b, h @ w_hh.T
+        if kind == "lstm":
+            i, f, g, o = np.split(gx + gh, 4, axis=1)
+            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h = sigmoid(o) * np.tanh(c)
+        elif kind == "gru":
+            (xr, xz, xn), (hr, hz, hn) = np.split(gx, 3, axis=1), np.split(gh, 3, axis=1)
+            r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+            n = np.tanh(xn + r * hn)
+            h = n + z * (h - n)
+        else:
+            h = np.tanh(gx + gh)
+        hs[t] = h
+    return np.stack(hs)
+
+
+for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
+    for kind, gates in (("lstm", 4), ("gru", 3), ("rnn", 1)):
+        for steps, batch, inputs, hidden in ((5, 3, 4, 5), (4, 9, 7, 33), (3, 17, 2, 70)):
+            x = rng.standard_normal((steps, batch, inputs)).astype(dtype)
+            h0, c0 = (0.5 * rng.standard_normal((2, batch, hidden))).astype(dtype)
+            w_ih = (rng.standard_normal((gates * hidden, inputs)) / 3).astype(dtype)
+            w_hh = (rng.standard_normal((gates * hidden, hidden)) / 3).astype(dtype)
+            b = rng.standard_normal(gates * hidden).astype(dtype)
+            for reverse in (False, True):
+                want = recurrent_reference(kind, *(a.astype(np.float64) for a in (x, h0, c0, w_ih, w_hh, b)), reverse)
+                T = [_core.from_numpy(np.ascontiguousarray(a)) for a in (x, h0, c0, w_ih, w_hh, b)]
+                if kind == "lstm":
+                    got = _core.lstm_sequence(T[0], T[1], T[2], T[3], T[4], T[5], None, reverse)[0].numpy()[:-1]
+                else:
+                    projected = _core.from_numpy(np.ascontiguousarray(x @ w_ih.T + b))
+                    got = (_core.gru_sequence(projected, T[1], T[4], None, reverse)[0] if kind == "gru"
+                           else _core.rnn_sequence(projected, T[1], T[4], None, False, reverse)).numpy()
+                check(f"{dtype.__name__} {kind} {steps}x{batch}x{inputs}->{hidden} reverse={reverse}", got, want,
+                      rtol * 10)
+
 print(f"isa={_core.active_isa()} caches={_core.cache_sizes()} checks failed={len(failures)}")
 for line in failures[:20]:
     print(line)
