@@ -83,7 +83,8 @@ void product(std::int64_t m, std::int64_t n, std::int64_t k, const T* a, std::in
 // B (k x n, element (p, j) at b[p * rs + j * cs]) packed once into the micro-kernel's NR-wide
 // panels, for many products that read it: a recurrent layer's weights, which every step of a
 // sequence multiplies. Packed per product, the char-RNN copied its weights' strips 128 times a
-// training step (42 MB, a tenth of the step). May throw std::bad_alloc.
+// training step (42 MB, a tenth of the step). B itself must outlive it (a product too large for
+// the panels' path reads B as matmul does). May throw std::bad_alloc.
 template <typename T>
 class PackedB {
  public:
@@ -92,9 +93,14 @@ class PackedB {
   std::int64_t n() const { return n_; }
   const MicroKernel<T>& kernel() const { return kernel_; }  // the one it is packed for
   const T* panels() const { return panels_.get(); }         // k x NR each, the last zero-padded
+  const T* b() const { return b_; }                         // B itself
+  std::int64_t rs() const { return rs_; }
+  std::int64_t cs() const { return cs_; }
 
  private:
   std::int64_t k_, n_;
+  const T* b_;
+  std::int64_t rs_, cs_;
   MicroKernel<T> kernel_;
   std::unique_ptr<T, void (*)(void*)> panels_;
 };

@@ -444,7 +444,7 @@ template void product<double>(std::int64_t, std::int64_t, std::int64_t, const do
 
 template <typename T>
 PackedB<T>::PackedB(std::int64_t k, std::int64_t n, const T* b, std::int64_t rs, std::int64_t cs)
-    : k_(k), n_(n), kernel_(active_kernel<T>()), panels_(nullptr, &std::free) {
+    : k_(k), n_(n), b_(b), rs_(rs), cs_(cs), kernel_(active_kernel<T>()), panels_(nullptr, &std::free) {
   const std::int64_t padded = (n + kernel_.nr - 1) / kernel_.nr * kernel_.nr;
   const std::size_t bytes = (static_cast<std::size_t>(k * padded) * sizeof(T) + 63) / 64 * 64;
   panels_.reset(static_cast<T*>(std::aligned_alloc(64, bytes == 0 ? 64 : bytes)));
@@ -461,9 +461,16 @@ void product(std::int64_t m, const T* a, std::int64_t a_rs, std::int64_t a_cs, c
     for (std::int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
     return;
   }
-  const bool down_rows = m * k <= k * n;  // the smaller operand is the one read again
+  // Tiles straight from the panels, A read in place, while the operand read again for every
+  // tile column (or row) fits in L2, as in gemm_any; a larger product (a recurrent layer over
+  // a batch of thousands) is matmul's own, which blocks for the caches.
+  const std::int64_t a_bytes = m * k * std::int64_t{sizeof(T)}, b_bytes = k * n * std::int64_t{sizeof(T)};
+  if (std::min(a_bytes, b_bytes) > cache_sizes().l2) {
+    gemm_any<T>(m, n, k, Operand<T>{a, a_rs, a_cs}, Operand<T>{b.b(), b.rs(), b.cs()}, c, ldc, threads);
+    return;
+  }
   unpacked_tiles(m, n, k, Operand<T>{a, a_rs, a_cs}, Operand<T>{nullptr, 0, 0}, b.panels(), c, ldc, threads,
-                 b.kernel(), down_rows);
+                 b.kernel(), a_bytes <= b_bytes);
 }
 
 template class PackedB<float>;
