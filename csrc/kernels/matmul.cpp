@@ -74,7 +74,7 @@ struct Operand {
 
 constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loop
 constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
-constexpr std::int64_t kUnpackedMaxK = 512;  // A and B read in place up to this k
+constexpr std::int64_t kUnpackedMaxK = 1024;  // A and B read in place up to this k
 constexpr std::int64_t kMinTileRows = 64;  // a large product's tiles on a team: rows at least
 constexpr std::int64_t kPackedWholeMaxElements = 1 << 15;  // a transposed B packed whole: 128 KiB of float32
 
@@ -394,7 +394,16 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
                 b_tile = whole->get() + col * kernel.nr * k;
                 ldb = kernel.nr;
               } else if (copy_strip) {
-                if (col != strip_col) {
+                if (col != strip_col && row == 0) {
+                  // The strip's first tile (full height: row_blocks > 1) reads B in place and
+                  // copies the strip as it goes (a copy first cost 5% of 128x784 @ 784x256 on
+                  // AVX2: each 64-byte row waited for L2).
+                  kernel.unpacked_copy(k, a.data, a.rs, a.cs, b.data + j0, b.rs, c + j0, ldc, kernel.mr, kernel.nr,
+                                       false, strip);
+                  strip_col = col;
+                  continue;
+                }
+                if (col != strip_col) {  // a chunk that starts inside a strip
                   kernel.pack_b(k, b.data + j0, b.rs, 1, kernel.nr, strip);
                   strip_col = col;
                 }
