@@ -194,17 +194,22 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
                T* a_packed) {
   const int mr = kernel.mr, nr = kernel.nr;
   // The rows in blocks of equal size (whole micro-panels, at most MC): 1024 rows by MC = 126 were
-  // 8 blocks and a 16-row one that swept all of B for little work; now 9 of 114.
-  const std::int64_t row_blocks = (rows + MC - 1) / MC;
-  const std::int64_t mc_even = ((rows + row_blocks - 1) / row_blocks + mr - 1) / mr * mr;
+  // 8 blocks and a 16-row one that swept all of B for little work; now 9 of 114. The panels are
+  // shared out so that blocks differ by one panel at most: 171 panels of 6 rows in blocks of up
+  // to 10 (float64, AVX2) were 17 blocks of 10 and one of 1, which swept all of B for 4 rows with
+  // each panel of B fetched from L3 by its one tile; now 9 blocks of 10 and 9 of 9.
+  const std::int64_t row_panels = (rows + mr - 1) / mr;
+  const std::int64_t row_blocks = (row_panels + MC / mr - 1) / (MC / mr);
+  const std::int64_t block_panels = row_panels / row_blocks, longer_blocks = row_panels % row_blocks;
   for (std::int64_t jc = col0; jc < col0 + cols; jc += NC) {
     const std::int64_t nc = std::min(NC, col0 + cols - jc);
     const std::int64_t b_panels = (nc + nr - 1) / nr;
     for (std::int64_t pc = 0; pc < k; pc += KC) {
       const std::int64_t kc = std::min(KC, k - pc);
       const T* b_block = b_packed + pc * n_padded + jc * kc;
-      for (std::int64_t ic = row0; ic < row0 + rows; ic += mc_even) {
-        const std::int64_t mc = std::min(mc_even, row0 + rows - ic);
+      for (std::int64_t block = 0; block < row_blocks; ++block) {
+        const std::int64_t ic = row0 + (block * block_panels + std::min(block, longer_blocks)) * mr;
+        const std::int64_t mc = std::min((block_panels + (block < longer_blocks ? 1 : 0)) * mr, row0 + rows - ic);
         const RowTiles panels_of_a(mc, mr, kernel.short_mr);
         const std::int64_t a_panels = panels_of_a.count;
         for (std::int64_t ip = 0; ip < a_panels; ++ip) {
