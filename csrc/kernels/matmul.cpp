@@ -416,9 +416,18 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
                           [&](std::int64_t begin, std::int64_t end) {
             alignas(64) T strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
             std::int64_t strip_col = -1;
-            for (std::int64_t tile = begin; tile < end; ++tile) {
-              const std::int64_t row = down_rows ? tile % row_blocks : tile / col_blocks;
-              const std::int64_t col = down_rows ? tile / row_blocks : tile % col_blocks;
+            // The tile's row and column counted along, not divided out of its index for every
+            // tile (a 64-bit division each: 20-40 cycles of a 64-deep tile's 400)
+            std::int64_t row = down_rows ? begin % row_blocks : begin / col_blocks;
+            std::int64_t col = down_rows ? begin / row_blocks : begin % col_blocks;
+            const auto next = [&] {
+              if (down_rows) {
+                if (++row == row_blocks) row = 0, ++col;
+              } else if (++col == col_blocks) {
+                col = 0, ++row;
+              }
+            };
+            for (std::int64_t tile = begin; tile < end; ++tile, next()) {
               const std::int64_t i0 = row_tiles.start(row), j0 = col * kernel.nr;
               const std::int64_t tile_rows = row_tiles.size(row);
               const T* b_tile = b.data + j0;
