@@ -68,7 +68,7 @@ struct MicroKernel {
   int short_mr;
   MicroKernelFn<T> run_short;
   NarrowKernelFn<T> unpacked_short;
-  CopyingKernelFn<T> unpacked_copy;  // unpacked, m = mr rows, B's strip copied on the way
+  CopyingKernelFn<T> unpacked_copy;  // unpacked (m <= mr rows), B's strip copied on the way
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);
