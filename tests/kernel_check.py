@@ -49,10 +49,12 @@ for dtype, rtol in ((np.float32, 1e-4), (np.float64, 1e-11)):
         b = rng.standard_normal((k, n)).astype(dtype)
         check(f"{dtype.__name__} small strided A {m},{n},{k}", (cr.tensor(big_a)[::3, ::2] @ cr.tensor(b)).numpy(),
               big_a[::3, ::2].astype(np.float64) @ b.astype(np.float64), rtol * 10)
-    # A and B read in place up to k = 512: tiles walking down the rows (A the smaller operand)
-    # or along them (B the smaller), edge rows, A transposed, on the team
+    # A and B read in place up to k = 1024: tiles walking down the rows (A the smaller operand;
+    # each strip's first tile copying B's strip, or a thread's first tile inside a strip copying
+    # it alone) or along them (B the smaller), edge rows, A transposed, on the team
     for m, n, k, transposed in [(300, 384, 512, False), (1000, 64, 100, False), (256, 256, 256, True),
-                                (37, 4096, 200, False)]:
+                                (37, 4096, 200, False), (128, 256, 784, False), (130, 96, 700, False),
+                                (130, 48, 1024, True), (64, 128, 1000, False)]:
         a = rng.standard_normal((k, m) if transposed else (m, k)).astype(dtype)
         b = rng.standard_normal((k, n)).astype(dtype)
         ta = cr.tensor(a).T if transposed else cr.tensor(a)

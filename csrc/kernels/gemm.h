@@ -27,6 +27,13 @@ using NarrowKernelFn = void (*)(std::int64_t kc, const T* a, std::int64_t rs, st
 
 // A matrix-vector product: c[i * ldc] = sum over p < k of a[i * rs + p] * b[p * bs], i < m
 // (rows of A contiguous).
+// The unpacked tile (as NarrowKernelFn) that also copies the kc x NR block of B it reads to
+// b_copy (NR elements a row, contiguous), for the tiles after it to read there.
+template <typename T>
+using CopyingKernelFn = void (*)(std::int64_t kc, const T* a, std::int64_t rs, std::int64_t cs, const T* b,
+                                 std::int64_t ldb, T* c, std::int64_t ldc, std::int64_t m, std::int64_t n,
+                                 bool accumulate, T* b_copy);
+
 template <typename T>
 using DotKernelFn = void (*)(std::int64_t m, std::int64_t k, const T* a, std::int64_t rs, const T* b,
                              std::int64_t bs, T* c, std::int64_t ldc);
@@ -62,6 +69,7 @@ struct MicroKernel {
   int short_mr;
   MicroKernelFn<T> run_short;
   NarrowKernelFn<T> unpacked_short;
+  CopyingKernelFn<T> unpacked_copy;  // unpacked (m <= mr rows), B's strip copied on the way
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);

@@ -74,7 +74,7 @@ struct Operand {
 
 constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loop
 constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
-constexpr std::int64_t kUnpackedMaxK = 512;  // A and B read in place up to this k
+constexpr std::int64_t kUnpackedMaxK = 1024;  // A and B read in place up to this k
 constexpr std::int64_t kMinTileRows = 64;  // a large product's tiles on a team: rows at least
 constexpr std::int64_t kPackedWholeMaxElements = 1 << 15;  // a transposed B packed whole: 128 KiB of float32
 
@@ -165,6 +165,25 @@ class Scratch {
   T* data_ = nullptr;
 };
 
+// Rows cut into micro-tiles of mr, the last one shorter; but when the remainder r is so short
+// that mr + r rows fit in two short tiles (r <= 2 for 6-row tiles of 4-row short ones), the
+// last mr + r rows are those two tiles: m = 128 by 6-row tiles ran 21 tiles and a 4-row one
+// with 2 rows used (a 4-row tile costs 0.8 of a 6-row one here: 21.8 units for 21.3 of work),
+// now 20 and two 4-row ones (21.6); m = 32: 5.8 -> 5.6.
+struct RowTiles {
+  std::int64_t rows, count, split_at;
+  std::int64_t mr, short_mr;
+  RowTiles(std::int64_t rows_in, std::int64_t mr_in, std::int64_t short_mr_in)
+      : rows(rows_in), count((rows_in + mr_in - 1) / mr_in), split_at(count), mr(mr_in), short_mr(short_mr_in) {
+    const std::int64_t r = rows % mr;
+    if (r > 0 && rows > mr && r + mr <= 2 * short_mr) split_at = count - 2;
+  }
+  std::int64_t start(std::int64_t t) const { return t <= split_at ? t * mr : split_at * mr + short_mr; }
+  std::int64_t size(std::int64_t t) const {
+    return t < split_at ? std::min(mr, rows - t * mr) : t == split_at ? short_mr : rows - start(t);
+  }
+};
+
 // The Goto/BLIS loops over C[rows, cols] = A[rows, :] * B[:, cols] for one tile: A packed into
 // MC x kc blocks (a_packed), B taken from the panels packed beforehand (b_packed: for every
 // KC-row block of B at pc, its column panels of kc x NR, block pc starting at pc * n_padded).
@@ -175,21 +194,27 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
                T* a_packed) {
   const int mr = kernel.mr, nr = kernel.nr;
   // The rows in blocks of equal size (whole micro-panels, at most MC): 1024 rows by MC = 126 were
-  // 8 blocks and a 16-row one that swept all of B for little work; now 9 of 114.
-  const std::int64_t row_blocks = (rows + MC - 1) / MC;
-  const std::int64_t mc_even = ((rows + row_blocks - 1) / row_blocks + mr - 1) / mr * mr;
+  // 8 blocks and a 16-row one that swept all of B for little work; now 9 of 114. The panels are
+  // shared out so that blocks differ by one panel at most: 171 panels of 6 rows in blocks of up
+  // to 10 (float64, AVX2) were 17 blocks of 10 and one of 1, which swept all of B for 4 rows with
+  // each panel of B fetched from L3 by its one tile; now 9 blocks of 10 and 9 of 9.
+  const std::int64_t row_panels = (rows + mr - 1) / mr;
+  const std::int64_t row_blocks = (row_panels + MC / mr - 1) / (MC / mr);
+  const std::int64_t block_panels = row_panels / row_blocks, longer_blocks = row_panels % row_blocks;
   for (std::int64_t jc = col0; jc < col0 + cols; jc += NC) {
     const std::int64_t nc = std::min(NC, col0 + cols - jc);
     const std::int64_t b_panels = (nc + nr - 1) / nr;
     for (std::int64_t pc = 0; pc < k; pc += KC) {
       const std::int64_t kc = std::min(KC, k - pc);
       const T* b_block = b_packed + pc * n_padded + jc * kc;
-      for (std::int64_t ic = row0; ic < row0 + rows; ic += mc_even) {
-        const std::int64_t mc = std::min(mc_even, row0 + rows - ic);
-        const std::int64_t a_panels = (mc + mr - 1) / mr;
+      for (std::int64_t block = 0; block < row_blocks; ++block) {
+        const std::int64_t ic = row0 + (block * block_panels + std::min(block, longer_blocks)) * mr;
+        const std::int64_t mc = std::min((block_panels + (block < longer_blocks ? 1 : 0)) * mr, row0 + rows - ic);
+        const RowTiles panels_of_a(mc, mr, kernel.short_mr);
+        const std::int64_t a_panels = panels_of_a.count;
         for (std::int64_t ip = 0; ip < a_panels; ++ip) {
-          kernel.pack_a(kc, a.data + (ic + ip * mr) * a.rs + pc * a.cs, a.rs, a.cs,
-                        std::min<std::int64_t>(mr, mc - ip * mr), a_packed + ip * mr * kc);
+          kernel.pack_a(kc, a.data + (ic + panels_of_a.start(ip)) * a.rs + pc * a.cs, a.rs, a.cs,
+                        panels_of_a.size(ip), a_packed + ip * mr * kc);
         }
         // While the micro-kernel sweeps panel jp of B down the block of A, its first calls
         // fetch panel jp + 1 into L2, kc / 4 lines each (see MicroKernelFn).
@@ -198,10 +223,10 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
           const T* next_panel = jp + 1 < b_panels ? b_block + (jp + 1) * nr * kc : nullptr;
           for (std::int64_t ip = 0; ip < a_panels; ++ip) {
             const bool fetch = next_panel != nullptr && ip * chunk_bytes < panel_bytes;
-            const std::int64_t tile_rows = std::min<std::int64_t>(mr, mc - ip * mr);
+            const std::int64_t tile_rows = panels_of_a.size(ip);
             (tile_rows <= kernel.short_mr ? kernel.run_short : kernel.run)(
                        kc, a_packed + ip * mr * kc, b_block + jp * nr * kc,
-                       c + (ic + ip * mr) * ldc + jc + jp * nr, ldc,
+                       c + (ic + panels_of_a.start(ip)) * ldc + jc + jp * nr, ldc,
                        tile_rows, std::min<std::int64_t>(nr, nc - jp * nr),
                        pc > 0, fetch ? reinterpret_cast<const T*>(reinterpret_cast<const char*>(next_panel) + ip * chunk_bytes) : nullptr);
           }
@@ -230,12 +255,18 @@ template <typename T>
 Blocking blocking_for(std::int64_t k, const gemm::MicroKernel<T>& kernel) {
   const CacheSizes& caches = cache_sizes();
   const std::int64_t element_bytes = sizeof(T), mr = kernel.mr, nr = kernel.nr;
+  const std::int64_t a_share = kernel.b_panel_in_l1 ? caches.l2 / 2 : caches.l2 / 4;
+  // The L2 rule's kc also leaves room in the block of A for kMinBlockPanels micro-panels, each
+  // sweep reusing a panel of B that many times: with a Zen 3's 512 KiB of L2, kc = 1024 left
+  // float64 12 rows (2 panels) and n = 1024 ran at 46-48 GFLOP/s against 55 with 2 MiB here.
+  constexpr std::int64_t kMinBlockPanels = 8;
   const std::int64_t kc_max = kernel.b_panel_in_l1
                                   ? std::clamp<std::int64_t>(caches.l1 / 2 / (nr * element_bytes), 64, 1024)
-                                  : std::clamp<std::int64_t>(caches.l2 / 8 / (nr * element_bytes), 128, 1024);
+                                  : std::clamp<std::int64_t>(std::min(caches.l2 / 8 / (nr * element_bytes),
+                                                                      a_share / (kMinBlockPanels * mr * element_bytes)),
+                                                             128, 1024);
   const std::int64_t blocks = std::max<std::int64_t>(1, (k + kc_max - 1) / kc_max);
   const std::int64_t kc = std::max<std::int64_t>(1, (k + blocks - 1) / blocks);
-  const std::int64_t a_share = kernel.b_panel_in_l1 ? caches.l2 / 2 : caches.l2 / 4;
   const std::int64_t mc = std::max<std::int64_t>(1, a_share / (kc * element_bytes) / mr) * mr;
   const std::int64_t nc = std::max<std::int64_t>(4, caches.l3 / 4 / (kc * element_bytes) / nr) * nr;
   return {kc, mc, nc};
@@ -341,41 +372,58 @@ void gemm_narrow(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, O
 // C = A B by MR x NR tiles, each made in one pass over k with A read in place, consecutive
 // tiles walking down the rows (B's strip stays put, A is read again) or along them. B comes from
 // `panels` when given (NR-wide, k x NR each, the last zero-padded), else from B in place, whose n
-// is then a multiple of NR. Walking down the rows, B's strip is copied to a contiguous panel
-// first: in place its rows lie b.rs apart, and with b.rs a multiple of 1 KiB (n = 128 float64,
+// is then a multiple of NR. Walking down the rows, B's strip goes to a contiguous panel (copied
+// by the strip's first tile as it reads it): in place its rows lie b.rs apart, and with b.rs a multiple of 1 KiB (n = 128 float64,
 // n = 256 float32) they fall into a few sets of L1 and evict each other, so every tile read the
 // strip from L2 again (64x64 @ 64x128 float64 on AVX2: 46 GFLOP/s).
 template <typename T>
 void unpacked_tiles(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Operand<T> b, const T* panels,
                     T* c, std::int64_t ldc, int threads, const gemm::MicroKernel<T>& kernel, bool down_rows) {
-  const std::int64_t row_blocks = (m + kernel.mr - 1) / kernel.mr, col_blocks = (n + kernel.nr - 1) / kernel.nr;
+  const RowTiles row_tiles(m, kernel.mr, kernel.short_mr);
+  const std::int64_t row_blocks = row_tiles.count, col_blocks = (n + kernel.nr - 1) / kernel.nr;
   const std::int64_t tiles = row_blocks * col_blocks;
   const bool copy_strip = panels == nullptr && down_rows && row_blocks > 1 && k <= kUnpackedMaxK;
   parallel_chunks(static_cast<int>(std::min<std::int64_t>(threads, tiles)), tiles, 1,
                   [&](std::int64_t begin, std::int64_t end) {
     alignas(64) T strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
     std::int64_t strip_col = -1;
-    for (std::int64_t tile = begin; tile < end; ++tile) {
-      const std::int64_t row = down_rows ? tile % row_blocks : tile / col_blocks;
-      const std::int64_t col = down_rows ? tile / row_blocks : tile % col_blocks;
-      const std::int64_t i0 = row * kernel.mr, j0 = col * kernel.nr;
+    // The tile's row and column counted along, not divided out of its index for every tile (a
+    // 64-bit division each: 20-40 cycles of a 64-deep tile's 400)
+    std::int64_t row = down_rows ? begin % row_blocks : begin / col_blocks;
+    std::int64_t col = down_rows ? begin / row_blocks : begin % col_blocks;
+    const auto next = [&] {
+      if (down_rows) {
+        if (++row == row_blocks) row = 0, ++col;
+      } else if (++col == col_blocks) {
+        col = 0, ++row;
+      }
+    };
+    for (std::int64_t tile = begin; tile < end; ++tile, next()) {
+      const std::int64_t i0 = row_tiles.start(row), j0 = col * kernel.nr;
+      const std::int64_t tile_rows = row_tiles.size(row), tile_cols = std::min<std::int64_t>(kernel.nr, n - j0);
       const T* b_tile = b.data + j0;
       std::int64_t ldb = b.rs;
       if (panels != nullptr) {
         b_tile = panels + col * kernel.nr * k;
         ldb = kernel.nr;
       } else if (copy_strip) {
-        if (col != strip_col) {
+        if (col != strip_col && row == 0) {
+          // The strip's first tile reads B in place and copies the strip as it goes (a copy
+          // first cost 5% of 128x784 @ 784x256 on AVX2: each 64-byte row waited for L2).
+          kernel.unpacked_copy(k, a.data, a.rs, a.cs, b.data + j0, b.rs, c + j0, ldc, tile_rows, kernel.nr, false,
+                               strip);
+          strip_col = col;
+          continue;
+        }
+        if (col != strip_col) {  // a chunk that starts inside a strip
           kernel.pack_b(k, b.data + j0, b.rs, 1, kernel.nr, strip);
           strip_col = col;
         }
         b_tile = strip;
         ldb = kernel.nr;
       }
-      const std::int64_t tile_rows = std::min<std::int64_t>(kernel.mr, m - i0);
       (tile_rows <= kernel.short_mr ? kernel.unpacked_short : kernel.unpacked)(
-          k, a.data + i0 * a.rs, a.rs, a.cs, b_tile, ldb, c + i0 * ldc + j0, ldc, tile_rows,
-          std::min<std::int64_t>(kernel.nr, n - j0), false);
+          k, a.data + i0 * a.rs, a.rs, a.cs, b_tile, ldb, c + i0 * ldc + j0, ldc, tile_rows, tile_cols, false);
     }
   });
 }
