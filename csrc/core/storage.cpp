@@ -70,7 +70,11 @@ class KeptBuffers {
     if (!kEnabled || bytes < kFrom || bytes > kUpTo) return false;
     std::lock_guard<std::mutex> lock(mutex_);
     if (kept_ + bytes > kKeptBytes) return false;
-    by_size_[bytes].push_back(data);
+    try {  // called from ~Storage: no exception may leave
+      by_size_[bytes].push_back(data);
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
     kept_ += bytes;
     return true;
   }
