@@ -85,6 +85,7 @@ def test_ddp_matches_one_process_on_the_whole_batch(n):
     status, output, _ = mpirun("ddp.py", n=n)
     assert status == 0, output[-3000:]
     assert "ddp: 1 bucket(s), 1 micro-batch(es)" in output and "2 bucket(s), 2 micro" in output
+    assert "1 in place" in output
 
 
 @pytest.mark.parametrize("mode, says", [

@@ -21,10 +21,11 @@ X = rng.standard_normal((STEPS, 2, world * PER_PROCESS, FEATURES)).astype(np.flo
 Y = rng.integers(0, CLASSES, size=(STEPS, 2, world * PER_PROCESS))
 
 
-def make_model(seed: int) -> cr.nn.Module:
+def make_model(seed: int, wide: int = 32) -> cr.nn.Module:
+    """wide=8192 makes the middle weight 1 MiB: a bucket of its own, all-reduced in its .grad."""
     cr.manual_seed(seed)
-    return cr.nn.Sequential(cr.nn.Linear(FEATURES, 32), cr.nn.Tanh(), cr.nn.Linear(32, 32),
-                            cr.nn.ReLU(), cr.nn.Linear(32, CLASSES))
+    return cr.nn.Sequential(cr.nn.Linear(FEATURES, 32), cr.nn.Tanh(), cr.nn.Linear(32, wide),
+                            cr.nn.ReLU(), cr.nn.Linear(wide, CLASSES))
 
 
 def mine(batch: np.ndarray) -> cr.Tensor:
@@ -67,32 +68,43 @@ def grads_are_bucket_views(ddp: DDP) -> bool:
 
 report = []
 trained: dict[tuple, cr.nn.Module] = {}
-for bucket_cap_mb, micro_batches, as_view, set_to_none in (
-        (25, 1, False, True), (0.002, 1, False, True), (0.002, 2, False, True),
-        (25, 2, False, True), (25, 1, True, True), (0.002, 1, True, True),
-        (0.002, 2, True, True), (25, 2, True, False), (0.002, 2, True, False)):
-    reference = make_model(0)
+for bucket_cap_mb, micro_batches, as_view, set_to_none, wide in (
+        (25, 1, False, True, 32), (0.002, 1, False, True, 32), (0.002, 2, False, True, 32),
+        (25, 2, False, True, 32), (25, 1, True, True, 32), (0.002, 1, True, True, 32),
+        (0.002, 2, True, True, 32), (25, 2, True, False, 32), (0.002, 2, True, False, 32),
+        (25, 1, False, True, 8192), (25, 2, False, False, 8192), (25, 1, True, True, 8192),
+        (25, 2, True, False, 8192)):
+    reference = make_model(0, wide)
     train(reference, micro_batches)
-    model = make_model(seed=1 + rank)  # different in every process until DDP broadcasts rank 0's
+    model = make_model(1 + rank, wide)  # different in every process until DDP broadcasts rank 0's
     if rank == 0:
-        model = make_model(0)
+        model = make_model(0, wide)
     ddp = DDP(model, bucket_cap_mb=bucket_cap_mb, gradient_as_bucket_view=as_view)
     assert ddp.module is model
     train(model, micro_batches, ddp, set_to_none)
     assert grads_are_bucket_views(ddp) == as_view, (bucket_cap_mb, micro_batches, as_view)
-    trained[bucket_cap_mb, micro_batches, as_view] = model
+    in_place = [b for b in ddp._reducer.buckets if b.in_place]
+    if wide > 32:  # the 1 MiB weight: its own bucket, all-reduced in the .grad backward made
+        assert [b.params[0][1] for b in in_place] == [model[2].weight], in_place
+        assert model[2].weight.grad is in_place[0].flat and not in_place[0].own_buffer
+    else:
+        assert not in_place
+    key = (bucket_cap_mb, micro_batches, wide)
+    trained[key + (as_view,)] = model
     if as_view:  # the same arithmetic as without views: the same parameters, bit for bit
-        for (name, p), (_, q) in zip(model.named_parameters(),
-                                     trained[bucket_cap_mb, micro_batches, False].named_parameters()):
+        for (name, p), (_, q) in zip(model.named_parameters(), trained[key + (False,)].named_parameters()):
             assert np.array_equal(p.detach().numpy(), q.detach().numpy()), (bucket_cap_mb, name)
     worst = 0.0
     for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
         diff = float(np.max(np.abs(p.detach().numpy() - q.detach().numpy())))
         worst = max(worst, diff)
-        assert diff <= 1e-5, (bucket_cap_mb, micro_batches, name, diff)
+        # (Adam divides by the gradients' running size, which turns their round-off, larger over
+        # 8192 hidden units, into up to 0.3% of a step of lr 1e-2.)
+        assert diff <= (1e-5 if wide == 32 else 1e-4), (bucket_cap_mb, micro_batches, name, diff)
     same_everywhere(model)
     report.append(f"{len(ddp._reducer.buckets)} bucket(s), {micro_batches} micro-batch(es)"
-                  f"{', gradient_as_bucket_view' if as_view else ''}: max |diff| {worst:.2g}")
+                  f"{', gradient_as_bucket_view' if as_view else ''}"
+                  f"{f', {len(in_place)} in place' if in_place else ''}: max |diff| {worst:.2g}")
 
 # Overlap: with several buckets, all-reduces have started before backward reaches the first
 # layer's weight (the last gradient to be computed).
@@ -110,6 +122,18 @@ for p, q in zip(model.parameters(), local.parameters()):
     expected = q.grad.detach().clone()
     dist.all_reduce(expected, op=dist.ReduceOp.AVG)
     np.testing.assert_allclose(p.grad.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+# A gradient that is part of a graph (create_graph=True) is not taken over: the in-place bucket
+# copies it into a buffer of its own, and .grad still ends averaged.
+model, local = make_model(0, 8192), make_model(0, 8192)
+ddp = DDP(model)
+ddp(mine(X[0, 0])).pow(2).sum().backward(create_graph=True)
+local(mine(X[0, 0])).pow(2).sum().backward()
+assert [b.own_buffer for b in ddp._reducer.buckets if b.in_place] == [True]
+for p, q in zip(model.parameters(), local.parameters()):
+    expected = q.grad.detach().clone()
+    dist.all_reduce(expected, op=dist.ReduceOp.AVG)
+    np.testing.assert_allclose(p.grad.detach().numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 # state_dict: the module's own keys; load_state_dict takes them with or without "module.".
 assert list(ddp.state_dict()) == list(model.state_dict())
