@@ -365,3 +365,43 @@ def test_numerics_hold_under_every_simd_variant(isa):
         check=False, env=env, capture_output=True, text=True, timeout=300,
         cwd=str(Path(__file__).parent))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("engine_name", ["cpp", "python"])
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_relu_backward_passes_the_gradient_at_nan(engine_name, create_graph, dtype):
+    """As PyTorch's threshold_backward: 0 where x <= 0, else the gradient, so a NaN input passes
+    it on (and relu(NaN) is NaN). 37 elements cross every SIMD width's tail."""
+    from chainrule.autograd import engine
+
+    a = np.resize(np.array([NAN, -INF, -1.0, -0.0, 0.0, 0.5, INF], dtype), 37)
+    g = np.arange(1, 38).astype(dtype)
+    expected = np.where(a <= 0, 0, g).astype(dtype)
+    previous = engine.set_engine(engine_name)
+    try:
+        x = cr.tensor(a, requires_grad=True)
+        y = cr.relu(x)
+        check(y.detach(), np.where(np.isnan(a), a, np.maximum(a, 0)).astype(dtype))
+        y.backward(cr.tensor(g), create_graph=create_graph)
+        check(x.grad.detach(), expected)
+    finally:
+        engine.set_engine(previous)
+
+
+def test_relu_rnn_passes_the_gradient_at_nan():
+    """The relu RNN's fused backward follows the same rule as relu's."""
+    torch = pytest.importorskip("torch")
+    x = np.zeros((1, 1, 2))
+    x[0, 0, 0] = np.nan
+    ours = cr.nn.RNN(2, 3, nonlinearity="relu").double()
+    theirs = torch.nn.RNN(2, 3, nonlinearity="relu").double()
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            p.copy_(torch.from_numpy(getattr(ours, name).detach().numpy()))
+    xo, xt = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ours(xo)[0].sum().backward()
+    theirs(xt)[0].sum().backward()
+    for name, p in theirs.named_parameters():
+        np.testing.assert_array_equal(getattr(ours, name).grad.numpy(), p.grad.numpy(), err_msg=name)
+    np.testing.assert_array_equal(xo.grad.numpy(), xt.grad.numpy())

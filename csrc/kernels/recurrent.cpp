@@ -714,7 +714,7 @@ RecurrentGrads rnn_sequence_backward(const Tensor& grad_in, const Tensor& output
         // relu'(pre) = (h > 0), tanh'(pre) = 1 - h^2: both from the output h
         for (std::int64_t e = 0; e < N * H; ++e) {
           const T grad_h = grad_output[e] + carry[e];
-          d[e] = relu ? (h[e] > T(0) ? grad_h : T(0)) : grad_h * (T(1) - h[e] * h[e]);
+          d[e] = relu ? (h[e] <= T(0) ? T(0) : grad_h) : grad_h * (T(1) - h[e] * h[e]);
         }
         gemm::product<T>(N, d, H, 1, weights, carry, H, threads);  // dh_{t-1} = d (N x H) @ W_hh (H x H)
       }

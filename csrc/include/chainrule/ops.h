@@ -17,7 +17,7 @@ enum class BinaryOp : std::int8_t {
   // backward helpers: out = a * local derivative taken from b
   SigmoidBackward,  // a * b * (1 - b), b = sigmoid's output
   TanhBackward,     // a * (1 - b * b), b = tanh's output
-  ReluBackward,     // a * (b > 0), b = relu's input
+  ReluBackward,     // 0 where b <= 0, else a (NaN passes a), b = relu's input
 };
 enum class UnaryOp : std::int8_t {
   Neg, Exp, Log, Sqrt, Abs, Sigmoid, Tanh, Relu, Sin, Cos, Square, Sign,

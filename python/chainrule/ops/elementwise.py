@@ -109,7 +109,8 @@ def tanh_backward(saved: Any, g: Array) -> tuple[Any, ...]:
 @native("relu", "Relu", saves="the input x", method=True, function=True, functional=True,
         cases=[Case("relu", lambda a: a.relu(), [(3, 4)], "nonzero")])
 def relu_backward(saved: Any, g: Array) -> tuple[Any, ...]:
-    """d max(x, 0) = g where x > 0, else 0 (one fused kernel)."""
+    """d max(x, 0) = 0 where x <= 0, else g (one fused kernel; at a NaN, g passes, as in
+    PyTorch)."""
     (x,) = saved.arrays
     return (K.relu_backward(g, x),)
 

@@ -156,7 +156,8 @@ def _tanh_backward(g: Any, y: Any) -> Any:
 
 
 def _relu_backward(g: Any, x: Any) -> Any:
-    return _tensor(g) * (_tensor(x) > 0).detach().to(_tensor(g).dtype)
+    # 0 where x <= 0, else g: a NaN input passes g on, as PyTorch's threshold_backward does
+    return _tensor(g) * (_tensor(x) <= 0).logical_not().detach().to(_tensor(g).dtype)
 
 
 def _cat(arrays: Any, dim: int) -> Any:

@@ -182,7 +182,7 @@ class GRUSequence(OpNode):
 class RNNSequence(OpNode):
     """Output (L, N, H): h_t = tanh (or relu) of projected_t + h_{t-1} W_hh^T + b_hh, every step in
     time order. Backward, step by step in reverse: the pre-activation's gradient
-    d = (dh_t + the carried dh) * (1 - h_t^2) (tanh) or * (h_t > 0) (relu), read from the output;
+    d = (dh_t + the carried dh) * (1 - h_t^2) (tanh) or * (h_t > 0 or NaN) (relu), read from the output;
     the carried dh_{t-1} = d @ W_hh; then dW_hh = the sum over steps of d^T h_{t-1} (one product
     over all steps) and db_hh the column sums of d, which is also the projection's gradient. The
     time loop, forward and backward, runs in C++ (csrc/kernels/recurrent.cpp)."""
