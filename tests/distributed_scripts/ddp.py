@@ -160,6 +160,51 @@ try:
 except RuntimeError as e:
     assert "unused.weight" in str(e), e
 
+# find_unused_parameters=True: the unused parameter takes part with zeros; its .grad stays None
+# (no process used it), and training matches one process on the whole batch.
+model, reference = WithUnused(), WithUnused()
+ddp = DDP(model, find_unused_parameters=True)  # every process now holds process 0's parameters
+reference.load_state_dict(model.state_dict())
+optimizers = cr.optim.Adam(ddp.parameters(), lr=1e-2), cr.optim.Adam(reference.parameters(), lr=1e-2)
+for step in range(3):
+    for opt in optimizers:
+        opt.zero_grad()
+    ddp(mine(X[step, 0])).pow(2).sum().backward()
+    reference(cr.tensor(X[step, 0])).pow(2).sum().div(world).backward()
+    for opt in optimizers:
+        opt.step()
+assert model.unused.weight.grad is None and model.unused.bias.grad is None
+for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
+    np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=1e-6, err_msg=name)
+
+
+class SometimesUsed(cr.nn.Module):
+    """Process 1 also runs `extra`; process 0 does not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = cr.nn.Linear(FEATURES, 2)
+        self.extra = cr.nn.Linear(FEATURES, 2)
+
+    def forward(self, x):
+        return self.base(x) + (self.extra(x) if rank == 1 else 0)
+
+
+# Used by one process only: every process's .grad gets the average, the others counting zero.
+for as_view in (False, True):
+    model = SometimesUsed()
+    ddp = DDP(model, find_unused_parameters=True, gradient_as_bucket_view=as_view)
+    local = SometimesUsed()
+    local.load_state_dict(model.state_dict())
+    ddp(mine(X[0, 0])).pow(2).sum().backward()
+    local(mine(X[0, 0])).pow(2).sum().backward()
+    for name, q in local.named_parameters():
+        expected = q.grad.detach().clone() if q.grad is not None else cr.zeros_like(q)
+        dist.all_reduce(expected, op=dist.ReduceOp.AVG)
+        got = dict(model.named_parameters())[name].grad
+        assert got is not None, (name, as_view)
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
 # Shapes that differ between the processes are named at construction.
 try:
     DDP(cr.nn.Linear(FEATURES + rank, 2))

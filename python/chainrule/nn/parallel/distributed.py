@@ -89,9 +89,12 @@ class _Reducer:
     """Fills the buckets from the gradient hooks and all-reduces them as they fill."""
 
     def __init__(self, group: ProcessGroup, named_params: Sequence[tuple[str, Tensor]],
-                 bucket_cap_bytes: int, gradient_as_bucket_view: bool = False) -> None:
+                 bucket_cap_bytes: int, gradient_as_bucket_view: bool = False,
+                 find_unused_parameters: bool = False) -> None:
         self.group = group
         self.gradient_as_bucket_view = gradient_as_bucket_view
+        self.find_unused_parameters = find_unused_parameters
+        self.unused: list[Tensor] = []  # this iteration's parameters the forward did not use
         self.scale = 1.0 / group.size
         self.buckets: list[_Bucket] = []
         self.where: dict[int, tuple[_Bucket, int]] = {}  # id(param) -> (bucket, slot)
@@ -129,26 +132,63 @@ class _Reducer:
             missing = [name for b in self.buckets for name, p in b.params if id(p) not in self.ready]
             raise RuntimeError(
                 "DistributedDataParallel: the previous backward did not produce gradients for "
-                f"every parameter, so they were not averaged: {missing} got none (parameters "
-                "not used in the loss cannot be averaged; remove them from the model)")
+                f"every parameter, so they were not averaged: {missing} got none (pass "
+                "find_unused_parameters=True when the forward leaves some parameters out, or "
+                "remove them from the model)")
         self.active = active
         self.ready.clear()
+        self.unused.clear()
         self.next_bucket = 0
         self.requests.clear()
         for bucket in self.buckets:
             bucket.pending = len(bucket.params)
 
-    def on_gradient(self, p: Tensor) -> None:
-        """p's gradient is in p.grad: copy it into its bucket; start buckets that are full."""
+    def mark_unused(self, outputs: Any) -> None:
+        """find_unused_parameters: after the forward, the parameters its graph does not reach
+        count as ready with a zero gradient, so their buckets can complete. (Another process may
+        have used them: the averages then reach their .grad in finish.)"""
+        reached: set[int] = set()
+        stack = [t.grad_fn for t in _tensors_in(outputs) if t.grad_fn is not None]
+        stack += [t for t in _tensors_in(outputs) if t.grad_fn is None and t.requires_grad]
+        seen: set[int] = set()
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, Tensor):  # a leaf
+                reached.add(id(node))
+                continue
+            stack.extend(edge[0] for edge in node.edges if edge is not None)
+        for bucket in self.buckets:
+            for _, p in bucket.params:
+                if id(p) not in reached:
+                    self.unused.append(p)
+                    self.on_gradient(p, unused=True)
+
+    def on_gradient(self, p: Tensor, unused: bool = False) -> None:
+        """p's gradient is in p.grad: copy it into its bucket; start buckets that are full.
+        (unused: p has no gradient in this iteration, and its slot gets zeros.)"""
         if not self.active:
             return
         key = id(p)
         if key in self.ready:
+            if any(q is p for q in self.unused):
+                raise RuntimeError(
+                    "DistributedDataParallel: a parameter that the forward's outputs do not "
+                    f"depend on got a gradient (shape {tuple(p.shape)}): with "
+                    "find_unused_parameters=True, use parameters only inside the forward")
             raise RuntimeError("DistributedDataParallel: a parameter's gradient was produced "
                                "twice in one iteration (two backward passes through one forward)")
         self.ready.add(key)
         bucket, i = self.where[key]
         grad = p.grad
+        if unused:
+            if not bucket.own_buffer:
+                bucket.allocate(p.dtype)
+            bucket.slots[i].fill(0)
+            self._bucket_ready(bucket)
+            return
         assert grad is not None  # the engine calls this hook right after setting it
         # Divided on the way in (as PyTorch does), so the sum MPI makes is already the mean and
         # no pass over the buckets is needed afterwards. A strided gradient is read in place
@@ -166,6 +206,10 @@ class _Reducer:
             np.multiply(grad.numpy(), self.scale, out=slot.reshape(grad.shape))
             if self.gradient_as_bucket_view:
                 p.grad = bucket.views[i]  # no copy back after the all-reduce
+        self._bucket_ready(bucket)
+
+    def _bucket_ready(self, bucket: _Bucket) -> None:
+        """One more of the bucket's gradients is in; start the buckets that are full, in order."""
         bucket.pending -= 1
         if bucket.pending:
             if self.requests:
@@ -190,16 +234,22 @@ class _Reducer:
         self.active = False
         self.group.wait(self.requests, "DistributedDataParallel gradient all_reduce")
         self.requests.clear()
+        unused = {id(p) for p in self.unused}
+        used_elsewhere = self._used_elsewhere(unused) if self.find_unused_parameters else set()
         for bucket in self.buckets:
             # MPI wrote the buckets behind autograd's back: saved-tensor checks must see it.
             bucket.flat._data.bump_version()
-            if bucket.in_place and bucket.params[0][1].grad is bucket.flat:
-                continue  # MPI averaged the gradient in .grad itself
             for i, (_, p) in enumerate(bucket.params):
                 grad = p.grad
+                if id(p) in unused:  # another process's gradient, or none anywhere (.grad kept)
+                    if id(p) in used_elsewhere:
+                        with no_grad():
+                            p.grad = (bucket.views[i] if self.gradient_as_bucket_view
+                                      else bucket.views[i].clone())
+                    continue
                 assert grad is not None  # its hook ran, so it has one
                 if grad is bucket.views[i]:
-                    continue
+                    continue  # a view of the bucket, or the in-place bucket's own gradient
                 target = grad.numpy()
                 if target.flags.c_contiguous:
                     np.copyto(target.reshape(-1), bucket.slots[i])
@@ -210,6 +260,26 @@ class _Reducer:
                     with no_grad():
                         grad.copy_(from_numpy(bucket.slots[i].reshape(grad.shape)))
         self.ready.clear()
+
+    def _used_elsewhere(self, unused: set[int]) -> set[int]:
+        """Of this process's unused parameters, those another process used (an all-reduce of
+        one flag per parameter, in the same order everywhere)."""
+        order = [p for bucket in self.buckets for _, p in bucket.params]
+        flags = np.array([id(p) not in unused for p in order], dtype=np.uint8)
+        self.group.comm.Allreduce(self.group.MPI.IN_PLACE, flags, self.group.MPI.MAX)
+        return {id(p) for p, used in zip(order, flags) if used and id(p) in unused}
+
+
+def _tensors_in(value: Any) -> Iterator[Tensor]:
+    """The tensors in a forward's output: itself, or inside tuples, lists and dicts."""
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors_in(item)
 
 
 class DistributedDataParallel(Module):
@@ -227,6 +297,13 @@ class DistributedDataParallel(Module):
     of the buckets, and the model's gradients take no memory of their own. The values are the
     same as without it; what differs is that `.grad` shares memory with the bucket, so a
     reference to last step's `.grad` sees this step's gradient.
+
+    `find_unused_parameters=True` (as in PyTorch) lets a forward leave parameters out (a branch
+    taken on some inputs only): after each forward, the graph is walked from the outputs, and
+    the parameters it does not reach take part in the averaging with zeros. Their `.grad` is
+    left as it was, unless another process used them: then it gets the average. Without it, a
+    parameter that gets no gradient makes the next forward raise (a bucket that never fills
+    would hang every process). `static_graph` is accepted and changes nothing.
     """
 
     module: Module
@@ -238,7 +315,8 @@ class DistributedDataParallel(Module):
 
     def __init__(self, module: Module, device_ids: Any = None, output_device: Any = None,
                  dim: int = 0, broadcast_buffers: bool = True, process_group: Any = None,
-                 bucket_cap_mb: float = 25, gradient_as_bucket_view: bool = False) -> None:
+                 bucket_cap_mb: float = 25, find_unused_parameters: bool = False,
+                 gradient_as_bucket_view: bool = False, static_graph: bool = False) -> None:
         super().__init__()
         if device_ids not in (None, [], ["cpu"]) or output_device not in (None, "cpu"):
             raise ValueError("DistributedDataParallel: chainrule runs on the CPU; leave "
@@ -256,10 +334,12 @@ class DistributedDataParallel(Module):
         self.require_backward_grad_sync = True
         self.bucket_cap_mb = bucket_cap_mb
         self.gradient_as_bucket_view = bool(gradient_as_bucket_view)
+        self.find_unused_parameters = bool(find_unused_parameters)
+        self.static_graph = bool(static_graph)  # a hint PyTorch uses; nothing here needs it
         self._broadcast_from_rank_0(list(module.named_parameters()) + list(module.named_buffers()))
         trained = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         reducer = _Reducer(group, trained, int(bucket_cap_mb * 1024 * 1024),
-                           self.gradient_as_bucket_view)
+                           self.gradient_as_bucket_view, self.find_unused_parameters)
         self._reducer = reducer
         for _, p in trained:
             p.register_post_accumulate_grad_hook(reducer.on_gradient)
@@ -278,8 +358,12 @@ class DistributedDataParallel(Module):
             buffers = list(self.module.named_buffers())
             if buffers:
                 self._broadcast_from_rank_0(buffers)
-        self._reducer.prepare(is_grad_enabled() and self.require_backward_grad_sync)
-        return self.module(*inputs, **kwargs)
+        active = is_grad_enabled() and self.require_backward_grad_sync
+        self._reducer.prepare(active)
+        outputs = self.module(*inputs, **kwargs)
+        if active and self.find_unused_parameters:
+            self._reducer.mark_unused(outputs)
+        return outputs
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:
