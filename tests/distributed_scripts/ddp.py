@@ -205,6 +205,46 @@ for as_view in (False, True):
         assert got is not None, (name, as_view)
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
 
+# With no_sync: a parameter used by the first micro-batch only is averaged with the gradient it
+# accumulated then (and the other parameters with their sums, as always).
+class Switch(cr.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = cr.nn.Linear(FEATURES, 2)
+        self.extra = cr.nn.Linear(FEATURES, 2)
+        self.use_extra = True
+
+    def forward(self, x):
+        return self.base(x) + self.extra(x) if self.use_extra else self.base(x)
+
+
+model = Switch()
+ddp = DDP(model, find_unused_parameters=True)
+local = Switch()
+local.load_state_dict(model.state_dict())
+for net in (ddp, local):
+    model.use_extra = local.use_extra = True
+    if net is ddp:
+        with ddp.no_sync():
+            net(mine(X[0, 0])).pow(2).sum().backward()
+    else:
+        net(mine(X[0, 0])).pow(2).sum().backward()
+    model.use_extra = local.use_extra = False
+    net(mine(X[0, 1])).pow(2).sum().backward()
+for name, q in local.named_parameters():
+    expected = q.grad.detach().clone()
+    dist.all_reduce(expected, op=dist.ReduceOp.AVG)
+    np.testing.assert_allclose(dict(model.named_parameters())[name].grad.numpy(), expected.numpy(),
+                               rtol=1e-5, atol=1e-6, err_msg=name)
+# A second forward before the first one's backward says so (the first started the averaging).
+model.use_extra = False
+ddp(mine(X[0, 0]))
+try:
+    ddp(mine(X[0, 0]))
+    raise AssertionError("a forward without its backward went unnoticed")
+except RuntimeError as e:
+    assert "no_grad" in str(e), e
+
 # Shapes that differ between the processes are named at construction.
 try:
     DDP(cr.nn.Linear(FEATURES + rank, 2))

@@ -95,6 +95,7 @@ class _Reducer:
         self.gradient_as_bucket_view = gradient_as_bucket_view
         self.find_unused_parameters = find_unused_parameters
         self.unused: list[Tensor] = []  # this iteration's parameters the forward did not use
+        self.used_in_no_sync: set[int] = set()  # reached by a forward under no_sync since the last average
         self.scale = 1.0 / group.size
         self.buckets: list[_Bucket] = []
         self.where: dict[int, tuple[_Bucket, int]] = {}  # id(param) -> (bucket, slot)
@@ -129,6 +130,11 @@ class _Reducer:
     def prepare(self, active: bool) -> None:
         """Called by forward: the next backward's gradients are to be averaged (or not)."""
         if self.active and self.ready:
+            if self.ready <= {id(p) for p in self.unused} | self.used_in_no_sync:
+                raise RuntimeError(
+                    "DistributedDataParallel: a forward ran before the previous forward's "
+                    "backward (with find_unused_parameters=True each forward under grad mode "
+                    "starts the averaging: run evaluation under cr.no_grad())")
             missing = [name for b in self.buckets for name, p in b.params if id(p) not in self.ready]
             raise RuntimeError(
                 "DistributedDataParallel: the previous backward did not produce gradients for "
@@ -146,7 +152,25 @@ class _Reducer:
     def mark_unused(self, outputs: Any) -> None:
         """find_unused_parameters: after the forward, the parameters its graph does not reach
         count as ready with a zero gradient, so their buckets can complete. (Another process may
-        have used them: the averages then reach their .grad in finish.)"""
+        have used them: the averages then reach their .grad in finish.) One that a forward under
+        no_sync reached since the last average is ready with the gradient it accumulated."""
+        reached = self._reached(outputs)
+        if not self.active:  # under no_sync: remember, for the backward that averages
+            self.used_in_no_sync |= reached
+            return
+        for bucket in self.buckets:
+            for _, p in bucket.params:
+                if id(p) in reached:
+                    continue
+                if id(p) in self.used_in_no_sync and p.grad is not None:
+                    self.on_gradient(p)
+                else:
+                    self.unused.append(p)
+                    self.on_gradient(p, unused=True)
+
+    @staticmethod
+    def _reached(outputs: Any) -> set[int]:
+        """The ids of the leaf tensors the graph behind `outputs` reaches."""
         reached: set[int] = set()
         stack = [t.grad_fn for t in _tensors_in(outputs) if t.grad_fn is not None]
         stack += [t for t in _tensors_in(outputs) if t.grad_fn is None and t.requires_grad]
@@ -160,11 +184,7 @@ class _Reducer:
                 reached.add(id(node))
                 continue
             stack.extend(edge[0] for edge in node.edges if edge is not None)
-        for bucket in self.buckets:
-            for _, p in bucket.params:
-                if id(p) not in reached:
-                    self.unused.append(p)
-                    self.on_gradient(p, unused=True)
+        return reached
 
     def on_gradient(self, p: Tensor, unused: bool = False) -> None:
         """p's gradient is in p.grad: copy it into its bucket; start buckets that are full.
@@ -236,6 +256,7 @@ class _Reducer:
         self.requests.clear()
         unused = {id(p) for p in self.unused}
         used_elsewhere = self._used_elsewhere(unused) if self.find_unused_parameters else set()
+        self.used_in_no_sync.clear()
         for bucket in self.buckets:
             # MPI wrote the buckets behind autograd's back: saved-tensor checks must see it.
             bucket.flat._data.bump_version()
@@ -361,7 +382,7 @@ class DistributedDataParallel(Module):
         active = is_grad_enabled() and self.require_backward_grad_sync
         self._reducer.prepare(active)
         outputs = self.module(*inputs, **kwargs)
-        if active and self.find_unused_parameters:
+        if is_grad_enabled() and self.find_unused_parameters:
             self._reducer.mark_unused(outputs)
         return outputs
 
