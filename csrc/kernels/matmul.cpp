@@ -24,7 +24,7 @@
 namespace chainrule {
 
 using Ts = record::Tensors;  // a recorded op's tensor operands
-using detail::parallel_chunks;
+using detail::parallel_chunks_of;
 using detail::parallel_for;
 using detail::parallel_region;
 namespace gemm {
@@ -76,6 +76,7 @@ constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loo
 constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
 constexpr std::int64_t kUnpackedMaxK = 1024;  // A and B read in place up to this k
 constexpr std::int64_t kMinTileRows = 64;  // a large product's tiles on a team: rows at least
+constexpr std::int64_t kTileChunks = 32;  // unpacked_tiles' chunks a thread (parallel_chunks_of)
 constexpr std::int64_t kPackedWholeMaxElements = 1 << 15;  // a transposed B packed whole: 128 KiB of float32
 
 template <typename T>
@@ -383,10 +384,24 @@ void unpacked_tiles(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a
   const std::int64_t row_blocks = row_tiles.count, col_blocks = (n + kernel.nr - 1) / kernel.nr;
   const std::int64_t tiles = row_blocks * col_blocks;
   const bool copy_strip = panels == nullptr && down_rows && row_blocks > 1 && k <= kUnpackedMaxK;
-  parallel_chunks(static_cast<int>(std::min<std::int64_t>(threads, tiles)), tiles, 1,
-                  [&](std::int64_t begin, std::int64_t end) {
-    alignas(64) T strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
-    std::int64_t strip_col = -1;
+  // Each thread's copy of the strip it works down and that strip's column, kept from chunk to
+  // chunk: chunks of a few tiles (kTileChunks a thread) then cost no copy where a strip runs on
+  // into the thread's next chunk, and leave the threads less apart at the end (a chunk of a whole
+  // strip was 1/16 of a 256^3 product on two threads, one thread finishing 12 us after the other).
+  // The first thread's are on the stack, as a lone thread's (no allocation for a small product).
+  const int team = static_cast<int>(std::min<std::int64_t>(threads, tiles));
+  struct alignas(64) StripColumn {
+    std::int64_t col = -1;
+  };
+  alignas(64) T first_strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
+  StripColumn first_col;
+  std::vector<StripColumn> other_cols(static_cast<std::size_t>(team - 1));
+  const std::int64_t strip_size = (k * kernel.nr + 15) / 16 * 16;  // 64-byte aligned starts
+  std::optional<Scratch<T>> other_strips;
+  if (copy_strip && team > 1) other_strips.emplace(strip_size * (team - 1));
+  parallel_chunks_of(team, tiles, 1, kTileChunks, [&](int thread, std::int64_t begin, std::int64_t end) {
+    T* const strip = thread == 0 ? first_strip : copy_strip ? other_strips->get() + (thread - 1) * strip_size : nullptr;
+    std::int64_t& strip_col = (thread == 0 ? first_col : other_cols[static_cast<std::size_t>(thread - 1)]).col;
     // The tile's row and column counted along, not divided out of its index for every tile (a
     // 64-bit division each: 20-40 cycles of a 64-deep tile's 400)
     std::int64_t row = down_rows ? begin % row_blocks : begin / col_blocks;
