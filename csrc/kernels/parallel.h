@@ -48,16 +48,27 @@ class TeamEnd {
   std::atomic<int> started_{0}, done_{0};
 };
 
-// body(i) for every i in [0, count), iterations split statically over the team. The body must
-// not throw when threads > 1 (callers collect errors and rethrow after the loop).
+// body(i) for every i in [0, count), iterations split statically over the team (as OpenMP's
+// schedule(static): thread t of T takes the t-th of T runs of near-equal length), the first
+// thread ending last (TeamEnd). The body must not throw when threads > 1 (callers collect
+// errors and rethrow after the loop).
 template <typename Body>
 void parallel_for(int threads, std::int64_t count, Body&& body) {
   if (threads <= 1) {
     for (std::int64_t i = 0; i < count; ++i) body(i);
     return;
   }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (std::int64_t i = 0; i < count; ++i) body(i);
+  TeamEnd end;
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num(), team = omp_get_num_threads();
+    end.start(thread);
+    const std::int64_t share = count / team, longer = count % team;
+    const std::int64_t first = thread * share + std::min<std::int64_t>(thread, longer);
+    const std::int64_t last = first + share + (thread < longer ? 1 : 0);
+    for (std::int64_t i = first; i < last; ++i) body(i);
+    end.finish(thread, team);
+  }
 }
 
 // body(thread) once on each thread of a team of `threads`, thread = 0, 1, ... (the team's own
