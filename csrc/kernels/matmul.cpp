@@ -299,21 +299,27 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   const std::int64_t panels = (n + nr - 1) / nr, n_padded = panels * nr;
   const std::int64_t k_blocks = (k + KC - 1) / KC;
   // Tiles: whole micro-panels, along the rows unless there are too few of them (then along the
-  // columns, each tile packing A again). Large products get four tiles per thread, which
-  // balances the load when a thread is slowed down.
+  // columns, each tile packing A again), of near-equal size (the last had been the short one).
+  // Large products get two tiles a thread, of m / 64 rows at least: the rows of a tile share
+  // each panel of B it brings in (the wide MLP's 256x1024 @ 1024x1024 on two threads, cut into
+  // eight tiles of 32 rows, had read its 4 MiB of packed B eight times over), and gemm_tile cuts
+  // a tile into row blocks of at most MC rows, so a tile of 128 rows ran as two blocks of about
+  // half of MC (1024^3 float32 on AVX2: 126). With four tiles a thread, 1024^3 on two threads,
+  // AVX2, ran at 190-194 GFLOP/s in float32 and 94-96 in float64; with two, 197-199 and 98-99.5
+  // (a tile for each of a lone thread's row blocks, their count rounded up to the team's, gave
+  // the same at 1024 and 85-93 against 91-94 at float64 2048^3). Fewer tiles leave less to
+  // share out when one thread is slowed down.
   const bool large = m * n * k >= (std::int64_t{1} << 26);
-  // But the rows of a tile share each panel of B it brings in, so tiles keep at least
-  // kMinTileRows rows: the wide MLP's 256x1024 @ 1024x1024 on two threads, cut into eight tiles
-  // of 32 rows, read its 4 MiB of packed B eight times over.
+  const std::int64_t row_panels = (m + mr - 1) / mr;
   const std::int64_t wanted =
-      threads <= 1 ? 1 : large ? std::clamp<std::int64_t>(m / kMinTileRows, threads, 4 * threads) : threads;
-  const bool split_rows = (m + mr - 1) / mr >= wanted || m >= n;
+      threads <= 1 ? 1 : large ? std::clamp<std::int64_t>(m / kMinTileRows, threads, 2 * threads) : threads;
+  const bool split_rows = row_panels >= wanted || m >= n;
   const std::int64_t unit = split_rows ? mr : nr;
   const std::int64_t extent = split_rows ? m : n;
   const std::int64_t units = (extent + unit - 1) / unit;
-  const std::int64_t tile = std::max<std::int64_t>(1, (units + wanted - 1) / wanted) * unit;
-  const std::int64_t tiles = (extent + tile - 1) / tile;
-  const std::int64_t rows_max = split_rows ? std::min(tile, m) : m;
+  const std::int64_t tiles = std::min(wanted, units);
+  const std::int64_t tile_units = units / tiles, longer_tiles = units % tiles;  // the first longer_tiles have one more
+  const std::int64_t rows_max = split_rows ? std::min((tile_units + (longer_tiles > 0 ? 1 : 0)) * unit, m) : m;
   const int team = static_cast<int>(std::min<std::int64_t>(threads, std::max(tiles, panels * k_blocks)));
   // All packing space is taken before the parallel region: nothing in it throws.
   const std::int64_t b_size = (k * n_padded + 15) / 16 * 16;  // 64-byte aligned starts after it
@@ -339,8 +345,8 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
     while (jobs_packed.load(std::memory_order_acquire) < groups * k_blocks) std::this_thread::yield();
     T* a_packed = b_packed + b_size + a_size * thread;
     for (std::int64_t t = next_tile++; t < tiles; t = next_tile++) {
-      const std::int64_t start = t * tile;
-      const std::int64_t length = std::min(tile, extent - start);
+      const std::int64_t start = (t * tile_units + std::min(t, longer_tiles)) * unit;
+      const std::int64_t length = std::min((tile_units + (t < longer_tiles ? 1 : 0)) * unit, extent - start);
       if (split_rows) {
         gemm_tile(start, length, 0, n, k, a, b_packed, n_padded, c, ldc, kernel, MC, KC, NC, a_packed);
       } else {
