@@ -24,7 +24,7 @@
 namespace chainrule {
 
 using Ts = record::Tensors;  // a recorded op's tensor operands
-using detail::parallel_chunks;
+using detail::parallel_chunks_of;
 using detail::parallel_for;
 using detail::parallel_region;
 namespace gemm {
@@ -76,6 +76,7 @@ constexpr std::int64_t kTinyFlops = 16384;  // m * n * k below this: a plain loo
 constexpr std::int64_t kGemmGrain = 1 << 22;  // multiply-adds per thread worth a fork
 constexpr std::int64_t kUnpackedMaxK = 1024;  // A and B read in place up to this k
 constexpr std::int64_t kMinTileRows = 64;  // a large product's tiles on a team: rows at least
+constexpr std::int64_t kTileChunks = 32;  // unpacked_tiles' chunks a thread (parallel_chunks_of)
 constexpr std::int64_t kPackedWholeMaxElements = 1 << 15;  // a transposed B packed whole: 128 KiB of float32
 
 template <typename T>
@@ -298,21 +299,27 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   const std::int64_t panels = (n + nr - 1) / nr, n_padded = panels * nr;
   const std::int64_t k_blocks = (k + KC - 1) / KC;
   // Tiles: whole micro-panels, along the rows unless there are too few of them (then along the
-  // columns, each tile packing A again). Large products get four tiles per thread, which
-  // balances the load when a thread is slowed down.
+  // columns, each tile packing A again), of near-equal size (the last had been the short one).
+  // Large products get two tiles a thread, of m / 64 rows at least: the rows of a tile share
+  // each panel of B it brings in (the wide MLP's 256x1024 @ 1024x1024 on two threads, cut into
+  // eight tiles of 32 rows, had read its 4 MiB of packed B eight times over), and gemm_tile cuts
+  // a tile into row blocks of at most MC rows, so a tile of 128 rows ran as two blocks of about
+  // half of MC (1024^3 float32 on AVX2: 126). With four tiles a thread, 1024^3 on two threads,
+  // AVX2, ran at 190-194 GFLOP/s in float32 and 94-96 in float64; with two, 197-199 and 98-99.5
+  // (a tile for each of a lone thread's row blocks, their count rounded up to the team's, gave
+  // the same at 1024 and 85-93 against 91-94 at float64 2048^3). Fewer tiles leave less to
+  // share out when one thread is slowed down.
   const bool large = m * n * k >= (std::int64_t{1} << 26);
-  // But the rows of a tile share each panel of B it brings in, so tiles keep at least
-  // kMinTileRows rows: the wide MLP's 256x1024 @ 1024x1024 on two threads, cut into eight tiles
-  // of 32 rows, read its 4 MiB of packed B eight times over.
+  const std::int64_t row_panels = (m + mr - 1) / mr;
   const std::int64_t wanted =
-      threads <= 1 ? 1 : large ? std::clamp<std::int64_t>(m / kMinTileRows, threads, 4 * threads) : threads;
-  const bool split_rows = (m + mr - 1) / mr >= wanted || m >= n;
+      threads <= 1 ? 1 : large ? std::clamp<std::int64_t>(m / kMinTileRows, threads, 2 * threads) : threads;
+  const bool split_rows = row_panels >= wanted || m >= n;
   const std::int64_t unit = split_rows ? mr : nr;
   const std::int64_t extent = split_rows ? m : n;
   const std::int64_t units = (extent + unit - 1) / unit;
-  const std::int64_t tile = std::max<std::int64_t>(1, (units + wanted - 1) / wanted) * unit;
-  const std::int64_t tiles = (extent + tile - 1) / tile;
-  const std::int64_t rows_max = split_rows ? std::min(tile, m) : m;
+  const std::int64_t tiles = std::min(wanted, units);
+  const std::int64_t tile_units = units / tiles, longer_tiles = units % tiles;  // the first longer_tiles have one more
+  const std::int64_t rows_max = split_rows ? std::min((tile_units + (longer_tiles > 0 ? 1 : 0)) * unit, m) : m;
   const int team = static_cast<int>(std::min<std::int64_t>(threads, std::max(tiles, panels * k_blocks)));
   // All packing space is taken before the parallel region: nothing in it throws.
   const std::int64_t b_size = (k * n_padded + 15) / 16 * 16;  // 64-byte aligned starts after it
@@ -338,8 +345,8 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
     while (jobs_packed.load(std::memory_order_acquire) < groups * k_blocks) std::this_thread::yield();
     T* a_packed = b_packed + b_size + a_size * thread;
     for (std::int64_t t = next_tile++; t < tiles; t = next_tile++) {
-      const std::int64_t start = t * tile;
-      const std::int64_t length = std::min(tile, extent - start);
+      const std::int64_t start = (t * tile_units + std::min(t, longer_tiles)) * unit;
+      const std::int64_t length = std::min((tile_units + (t < longer_tiles ? 1 : 0)) * unit, extent - start);
       if (split_rows) {
         gemm_tile(start, length, 0, n, k, a, b_packed, n_padded, c, ldc, kernel, MC, KC, NC, a_packed);
       } else {
@@ -383,10 +390,24 @@ void unpacked_tiles(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a
   const std::int64_t row_blocks = row_tiles.count, col_blocks = (n + kernel.nr - 1) / kernel.nr;
   const std::int64_t tiles = row_blocks * col_blocks;
   const bool copy_strip = panels == nullptr && down_rows && row_blocks > 1 && k <= kUnpackedMaxK;
-  parallel_chunks(static_cast<int>(std::min<std::int64_t>(threads, tiles)), tiles, 1,
-                  [&](std::int64_t begin, std::int64_t end) {
-    alignas(64) T strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
-    std::int64_t strip_col = -1;
+  // Each thread's copy of the strip it works down and that strip's column, kept from chunk to
+  // chunk: chunks of a few tiles (kTileChunks a thread) then cost no copy where a strip runs on
+  // into the thread's next chunk, and leave the threads less apart at the end (a chunk of a whole
+  // strip was 1/16 of a 256^3 product on two threads, one thread finishing 12 us after the other).
+  // The first thread's are on the stack, as a lone thread's (no allocation for a small product).
+  const int team = static_cast<int>(std::min<std::int64_t>(threads, tiles));
+  struct alignas(64) StripColumn {
+    std::int64_t col = -1;
+  };
+  alignas(64) T first_strip[kUnpackedMaxK * 128 / sizeof(T)];  // k x NR, NR * sizeof(T) <= 128
+  StripColumn first_col;
+  std::vector<StripColumn> other_cols(static_cast<std::size_t>(team - 1));
+  const std::int64_t strip_size = (k * kernel.nr + 15) / 16 * 16;  // 64-byte aligned starts
+  std::optional<Scratch<T>> other_strips;
+  if (copy_strip && team > 1) other_strips.emplace(strip_size * (team - 1));
+  parallel_chunks_of(team, tiles, 1, kTileChunks, [&](int thread, std::int64_t begin, std::int64_t end) {
+    T* const strip = thread == 0 ? first_strip : copy_strip ? other_strips->get() + (thread - 1) * strip_size : nullptr;
+    std::int64_t& strip_col = (thread == 0 ? first_col : other_cols[static_cast<std::size_t>(thread - 1)]).col;
     // The tile's row and column counted along, not divided out of its index for every tile (a
     // 64-bit division each: 20-40 cycles of a 64-deep tile's 400)
     std::int64_t row = down_rows ? begin % row_blocks : begin / col_blocks;

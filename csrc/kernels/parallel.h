@@ -7,21 +7,68 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 namespace chainrule::detail {
 
-// body(i) for every i in [0, count), iterations split statically over the team. The body must
-// not throw when threads > 1 (callers collect errors and rethrow after the loop).
+// The end of a team's work: each thread but the first counts itself in and out, and the first
+// (the calling thread) waits for the others to be out before it reaches the region's closing
+// barrier, yielding the core while it waits. Reaching the barrier first, it would spin there for
+// about a microsecond (GOMP_SPINCOUNT=300: python/chainrule/__init__.py) and then sleep, and
+// waking it when the last thread arrives takes 30-50 us here (a 256^3 product on two threads
+// took 40 us from both threads' last tile to the region's end, a tenth of its time); arriving
+// last, it passes the barrier at once. The wait is bounded: 200 us while every thread is at work,
+// 50 us (about a wake-up) while one has not started, which with a busy neighbour on the other
+// core may not run for milliseconds; the first thread then sleeps at the barrier as before,
+// leaving its core to the late one.
+class TeamEnd {
+ public:
+  void start(int thread) {
+    if (thread != 0) started_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void finish(int thread, int team) {
+    if (thread != 0) {
+      done_.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    if (done_.load(std::memory_order_acquire) >= team - 1) return;
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point since = Clock::now();
+    while (done_.load(std::memory_order_acquire) < team - 1) {
+      const bool all_started = started_.load(std::memory_order_relaxed) >= team - 1;
+      if (Clock::now() - since > std::chrono::microseconds(all_started ? 200 : 50)) return;
+      std::this_thread::yield();
+    }
+  }
+
+ private:
+  std::atomic<int> started_{0}, done_{0};
+};
+
+// body(i) for every i in [0, count), iterations split statically over the team (as OpenMP's
+// schedule(static): thread t of T takes the t-th of T runs of near-equal length), the first
+// thread ending last (TeamEnd). The body must not throw when threads > 1 (callers collect
+// errors and rethrow after the loop).
 template <typename Body>
 void parallel_for(int threads, std::int64_t count, Body&& body) {
   if (threads <= 1) {
     for (std::int64_t i = 0; i < count; ++i) body(i);
     return;
   }
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (std::int64_t i = 0; i < count; ++i) body(i);
+  TeamEnd end;
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = omp_get_thread_num(), team = omp_get_num_threads();
+    end.start(thread);
+    const std::int64_t share = count / team, longer = count % team;
+    const std::int64_t first = thread * share + std::min<std::int64_t>(thread, longer);
+    const std::int64_t last = first + share + (thread < longer ? 1 : 0);
+    for (std::int64_t i = first; i < last; ++i) body(i);
+    end.finish(thread, team);
+  }
 }
 
 // body(thread) once on each thread of a team of `threads`, thread = 0, 1, ... (the team's own
@@ -33,27 +80,27 @@ void parallel_region(int threads, Body&& body) {
     body(0);
     return;
   }
+  TeamEnd end;
 #pragma omp parallel num_threads(threads)
-  body(omp_get_thread_num());
+  {
+    const int thread = omp_get_thread_num();
+    end.start(thread);
+    body(thread);
+    end.finish(thread, omp_get_num_threads());
+  }
 }
 
-// body(begin, end) over [0, count) in chunks, on a team of at most `threads`. Each thread owns
-// an equal run of chunks and works through it from the front; a thread done with its own takes
-// chunks from the back of the others' runs. A thread that joins late (one that had gone to
-// sleep takes 30-50 us to wake here, and a busy neighbour can keep one off its core) then finds
-// its run partly done instead of a fixed half still waiting for it, so the op takes about as
-// long as the other thread alone needs, not that plus the wake-up; while each thread keeps to
-// the same part of the arrays from call to call, as a static split does (taking chunks from one
-// shared counter instead cost a 1e6-float relu 30%: the lines moved between the cores' caches).
-// Chunks are whole multiples of `align` elements, about eight per thread. The body must not
-// throw when threads > 1.
+// parallel_chunks (below) with chunks_per_thread chunks a thread (at least; whole multiples of `align`)
+// and body(thread, begin, end), thread being the team's number of the thread that runs the chunk
+// (0 when the team is one thread): for bodies that keep state per thread from chunk to chunk.
 template <typename Body>
-void parallel_chunks(int threads, std::int64_t count, std::int64_t align, Body&& body) {
+void parallel_chunks_of(int threads, std::int64_t count, std::int64_t align, std::int64_t chunks_per_thread,
+                        Body&& body) {
   if (threads <= 1 || count <= align) {
-    if (count > 0) body(std::int64_t{0}, count);
+    if (count > 0) body(0, std::int64_t{0}, count);
     return;
   }
-  const std::int64_t wanted = (count + 8 * threads - 1) / (8 * threads);
+  const std::int64_t wanted = (count + chunks_per_thread * threads - 1) / (chunks_per_thread * threads);
   const std::int64_t chunk = std::max<std::int64_t>(align, (wanted + align - 1) / align * align);
   const std::int64_t chunks = (count + chunk - 1) / chunk;
   const std::int64_t per_thread = (chunks + threads - 1) / threads;
@@ -79,16 +126,34 @@ void parallel_chunks(int threads, std::int64_t count, std::int64_t align, Body&&
       }
     }
   };
-  auto run_chunk = [&](std::int64_t c) { body(c * chunk, std::min(count, (c + 1) * chunk)); };
+  auto run_chunk = [&](int thread, std::int64_t c) { body(thread, c * chunk, std::min(count, (c + 1) * chunk)); };
+  TeamEnd team_end;
 #pragma omp parallel num_threads(threads)
   {
     const int me = omp_get_thread_num();
-    for (std::int64_t c = take(runs[me], true); c >= 0; c = take(runs[me], true)) run_chunk(c);
+    team_end.start(me);
+    for (std::int64_t c = take(runs[me], true); c >= 0; c = take(runs[me], true)) run_chunk(me, c);
     for (int other = 1; other < threads; ++other) {
       Run& run = runs[(me + other) % threads];
-      for (std::int64_t c = take(run, false); c >= 0; c = take(run, false)) run_chunk(c);
+      for (std::int64_t c = take(run, false); c >= 0; c = take(run, false)) run_chunk(me, c);
     }
+    team_end.finish(me, omp_get_num_threads());
   }
+}
+
+// body(begin, end) over [0, count) in chunks, on a team of at most `threads`. Each thread owns
+// an equal run of chunks and works through it from the front; a thread done with its own takes
+// chunks from the back of the others' runs. A thread that joins late (one that had gone to
+// sleep takes 30-50 us to wake here, and a busy neighbour can keep one off its core) then finds
+// its run partly done instead of a fixed half still waiting for it, so the op takes about as
+// long as the other thread alone needs, not that plus the wake-up; while each thread keeps to
+// the same part of the arrays from call to call, as a static split does (taking chunks from one
+// shared counter instead cost a 1e6-float relu 30%: the lines moved between the cores' caches).
+// Chunks are whole multiples of `align` elements, about eight per thread. The body must not
+// throw when threads > 1.
+template <typename Body>
+void parallel_chunks(int threads, std::int64_t count, std::int64_t align, Body&& body) {
+  parallel_chunks_of(threads, count, align, 8, [&](int, std::int64_t begin, std::int64_t end) { body(begin, end); });
 }
 
 }  // namespace chainrule::detail
