@@ -172,8 +172,9 @@ class _Reducer:
     def _reached(outputs: Any) -> set[int]:
         """The ids of the leaf tensors the graph behind `outputs` reaches."""
         reached: set[int] = set()
-        stack = [t.grad_fn for t in _tensors_in(outputs) if t.grad_fn is not None]
-        stack += [t for t in _tensors_in(outputs) if t.grad_fn is None and t.requires_grad]
+        # a leaf output (the model returned a parameter itself) is reached as it is
+        stack = [t.grad_fn if t.grad_fn is not None else t
+                 for t in _tensors_in(outputs) if t.requires_grad]
         seen: set[int] = set()
         while stack:
             node = stack.pop()
