@@ -358,6 +358,36 @@ def test_results_equal_with_one_two_and_three_threads(restore_num_threads):
     np.testing.assert_array_equal(one["relu"], np.maximum(v.numpy(), 0))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_column_reductions_split_by_rows_match_numpy(dtype, restore_num_threads):
+    # From 4 blocks of 64 rows a thread, reductions along dim 0 split the rows over the team,
+    # each thread into accumulators of its own, combined in order after; fewer rows split the
+    # columns. 1000 and 1531 rows (an uneven split, a partial block) and 300 (columns) on 1-3
+    # threads, against NumPy; amax/amin exact, NaN propagated from any thread's rows.
+    rng = np.random.default_rng(11)
+    for rows, cols in ((1000, 1000), (1531, 700), (300, 4000)):
+        x = rng.standard_normal((rows, cols)) * 100
+        x = x.astype(dtype)
+        if dtype != np.int64:
+            x[rows - 3, 5] = np.nan  # in the last thread's rows
+            x[2, 7] = np.nan  # in the first thread's
+        want_sum = x.astype(np.float64).sum(0) if dtype != np.int64 else x.sum(0)
+        for threads in (1, 2, 3):
+            cr.set_num_threads(threads)
+            t = cr.tensor(x)
+            got = t.sum(0).numpy()
+            if dtype == np.int64:
+                np.testing.assert_array_equal(got, want_sum, err_msg=f"{rows}x{cols}, {threads} threads")
+            else:
+                np.testing.assert_allclose(got, want_sum, rtol=1e-5, atol=1e-3, err_msg=f"{rows}x{cols}, {threads} threads")
+                assert np.isnan(got[5]) and np.isnan(got[7])
+            np.testing.assert_array_equal(t.amax(0).numpy(), x.max(0), err_msg=f"amax {rows}x{cols}, {threads} threads")
+            np.testing.assert_array_equal(t.amin(0).numpy(), x.min(0), err_msg=f"amin {rows}x{cols}, {threads} threads")
+            if dtype == np.float32:  # a strided view of the columns takes the same path
+                np.testing.assert_allclose(t[:, ::2].sum(0).numpy(), x[:, ::2].astype(np.float64).sum(0),
+                                           rtol=1e-5, atol=1e-3)
+
+
 # ------------------------------------------------------------------ living with torch
 IMPORT_SCRIPT = """
 import {first}, {second}, numpy as np

@@ -52,7 +52,10 @@ int threads_for(std::int64_t work, std::int64_t grain);
 constexpr std::int64_t kElementwiseGrain = std::int64_t{1} << 18;
 // For the transcendental kernels (exp, sigmoid, tanh: 2-3x an add's work per element).
 constexpr std::int64_t kTranscendentalGrain = std::int64_t{1} << 18;
-// For reductions (sums read at 40-50 GB/s: a thread's share must be larger still).
+// For reductions that split memory otherwise than the elementwise ops do (the convolution's bias
+// gradient: channels, each across the batch), whose threads gain nothing from the caches the
+// op before left behind (sums read at 40-50 GB/s: a thread's share must be larger). The sums
+// of reduce.cpp split as the elementwise ops and take their grain.
 constexpr std::int64_t kReductionGrain = std::int64_t{1} << 21;
 
 }  // namespace chainrule
