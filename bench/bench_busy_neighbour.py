@@ -1,8 +1,9 @@
 """A 2-thread op while another process keeps a core busy (issue 5: threads must not collapse).
 
 Starts a CPU-bound neighbour process, then times an elementwise add of 1e5 elements (below the
-grain: one thread) and of 1e6 (split over the threads), a sigmoid of 1e6 and a
-128x784 @ 784x256 matmul on 1 and 2 threads, for chainrule and PyTorch (when installed).
+grain: one thread) and of 1e6 (split over the threads), a sigmoid of 1e6, a sum of 1e6 and the
+column sums of a 1000 x 1000 matrix (split over the threads too), and a 128x784 @ 784x256 matmul
+on 1 and 2 threads, for chainrule and PyTorch (when installed).
 Prints medians and the 2-thread / 1-thread slowdown (the target for chainrule: at most 2x).
 
 Run: python bench/bench_busy_neighbour.py
@@ -36,7 +37,9 @@ def median_seconds(fn: Callable[[], Any], repeats: int = 200) -> float:
 def measure(lib: Any, set_threads: Callable[[int], None]) -> dict[str, tuple[float, float]]:
     x, y = lib.rand(100_000), lib.rand(1_000_000)
     a, b = lib.rand(128, 784), lib.rand(784, 256)
+    m = lib.rand(1000, 1000)
     cases = {"add 1e5": lambda: x + x, "add 1e6": lambda: y + y, "sigmoid 1e6": lambda: y.sigmoid(),
+             "sum 1e6": lambda: y.sum(), "sum(0) 1000x1000": lambda: m.sum(0),
              "matmul 128x784x256": lambda: a @ b}
     out = {}
     for name, fn in cases.items():

@@ -324,7 +324,7 @@ def test_results_equal_with_one_two_and_three_threads(restore_num_threads):
     rng = np.random.default_rng(4)
     a = cr.tensor(rng.standard_normal((400, 300)).astype(np.float32))
     b = cr.tensor(rng.standard_normal((300, 500)).astype(np.float32))
-    # Large enough that every kernel below splits over 2 threads (reductions from 4M elements)
+    # Large enough that every kernel below splits over 2 threads (2^18 elements a thread)
     v = cr.tensor(rng.standard_normal(4_200_003).astype(np.float32))
     u = cr.tensor(rng.standard_normal(4_200_003).astype(np.float32))
 
