@@ -70,6 +70,10 @@ struct MicroKernel {
   MicroKernelFn<T> run_short;
   NarrowKernelFn<T> unpacked_short;
   CopyingKernelFn<T> unpacked_copy;  // unpacked (m <= mr rows), B's strip copied on the way
+  // Copies of each element of A in pack_a's panels (an MR x kc panel takes mr * kc * a_lanes
+  // elements): 1, or the vector's width when the panel holds A already broadcast, for an ISA
+  // without a broadcast load (SSE: a load and a shuffle per row of A and step of k otherwise).
+  int a_lanes;
 };
 
 MicroKernel<float> micro_kernel_f32(Isa isa);

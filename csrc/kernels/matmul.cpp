@@ -215,7 +215,7 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
         const std::int64_t a_panels = panels_of_a.count;
         for (std::int64_t ip = 0; ip < a_panels; ++ip) {
           kernel.pack_a(kc, a.data + (ic + panels_of_a.start(ip)) * a.rs + pc * a.cs, a.rs, a.cs,
-                        panels_of_a.size(ip), a_packed + ip * mr * kc);
+                        panels_of_a.size(ip), a_packed + ip * mr * kc * kernel.a_lanes);
         }
         // While the micro-kernel sweeps panel jp of B down the block of A, its first calls
         // fetch panel jp + 1 into L2, kc / 4 lines each (see MicroKernelFn).
@@ -226,7 +226,7 @@ void gemm_tile(std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int
             const bool fetch = next_panel != nullptr && ip * chunk_bytes < panel_bytes;
             const std::int64_t tile_rows = panels_of_a.size(ip);
             (tile_rows <= kernel.short_mr ? kernel.run_short : kernel.run)(
-                       kc, a_packed + ip * mr * kc, b_block + jp * nr * kc,
+                       kc, a_packed + ip * mr * kc * kernel.a_lanes, b_block + jp * nr * kc,
                        c + (ic + panels_of_a.start(ip)) * ldc + jc + jp * nr, ldc,
                        tile_rows, std::min<std::int64_t>(nr, nc - jp * nr),
                        pc > 0, fetch ? reinterpret_cast<const T*>(reinterpret_cast<const char*>(next_panel) + ip * chunk_bytes) : nullptr);
@@ -268,7 +268,7 @@ Blocking blocking_for(std::int64_t k, const gemm::MicroKernel<T>& kernel) {
                                                              128, 1024);
   const std::int64_t blocks = std::max<std::int64_t>(1, (k + kc_max - 1) / kc_max);
   const std::int64_t kc = std::max<std::int64_t>(1, (k + blocks - 1) / blocks);
-  const std::int64_t mc = std::max<std::int64_t>(1, a_share / (kc * element_bytes) / mr) * mr;
+  const std::int64_t mc = std::max<std::int64_t>(1, a_share / (kc * element_bytes * kernel.a_lanes) / mr) * mr;
   const std::int64_t nc = std::max<std::int64_t>(4, caches.l3 / 4 / (kc * element_bytes) / nr) * nr;
   return {kc, mc, nc};
 }
@@ -323,7 +323,8 @@ void gemm_blocked(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, 
   const int team = static_cast<int>(std::min<std::int64_t>(threads, std::max(tiles, panels * k_blocks)));
   // All packing space is taken before the parallel region: nothing in it throws.
   const std::int64_t b_size = (k * n_padded + 15) / 16 * 16;  // 64-byte aligned starts after it
-  const std::int64_t a_size = (std::min(MC, (rows_max + mr - 1) / mr * mr) * std::min(KC, k) + 15) / 16 * 16;
+  const std::int64_t a_size =
+      (std::min(MC, (rows_max + mr - 1) / mr * mr) * std::min(KC, k) * kernel.a_lanes + 15) / 16 * 16;
   Scratch<T> scratch(b_size + a_size * team);
   T* const b_packed = scratch.get();
   // B is packed in jobs of a few panels side by side, so that each row of B is read 512 bytes at a
