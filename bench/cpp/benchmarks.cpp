@@ -52,7 +52,7 @@ void BM_FmaPeak(benchmark::State& state, cr::Isa isa) {
 void BM_MicroKernel(benchmark::State& state, cr::Isa isa) {
   const cr::gemm::MicroKernel<float> kernel = cr::gemm::micro_kernel_f32(isa);
   const std::int64_t kc = 256;
-  std::vector<float> a(kc * kernel.mr, 0.5f), b(kc * kernel.nr, 0.25f), c(kernel.mr * kernel.nr, 0.0f);
+  std::vector<float> a(kc * kernel.mr * kernel.a_lanes, 0.5f), b(kc * kernel.nr, 0.25f), c(kernel.mr * kernel.nr, 0.0f);
   for (auto _ : state) {
     kernel.run(kc, a.data(), b.data(), c.data(), kernel.nr, kernel.mr, kernel.nr, true, nullptr);
     benchmark::ClobberMemory();
