@@ -470,7 +470,13 @@ void gemm_any(std::int64_t m, std::int64_t n, std::int64_t k, Operand<T> a, Oper
       // transpose), and each tile reads its panel as it would a copied strip. (32x64 @ 64x128
       // float32 on AVX-512: 6.2 -> 4.3 us a call, as fast as a row-major B.)
       const bool b_packed_whole = b.cs != 1 && b.rs == 1 && k * n <= kPackedWholeMaxElements;
-      if ((b.cs == 1 || b_packed_whole) && n % kernel.nr == 0 && k <= kUnpackedMaxK) {
+      // A kernel set that packs A already broadcast (a_lanes > 1: SSE, with no broadcast load)
+      // runs its packed tiles faster than the in-place ones, which shuffle each element of A,
+      // once C has rows and columns enough to spread the packing over: generic, one thread,
+      // 256^3 float32 36.9 -> 38.6-40.5 GFLOP/s, float64 17.3 -> 19-20, 64x64 @ 64x128 32.4 ->
+      // 33.8-34.8; but 8x784 @ 784x128 49 -> 56 us and 64x784 @ 784x16 46 -> 56-59 us.
+      const bool packed_faster = kernel.a_lanes > 1 && m >= 64 && n >= 64;
+      if ((b.cs == 1 || b_packed_whole) && n % kernel.nr == 0 && k <= kUnpackedMaxK && !packed_faster) {
         // Tiles straight from A and B, no packing, when one pass over k makes each tile of C
         // and the operand read again for every tile column (or row) fits in L2: the smaller
         // one, so consecutive tiles walk down the rows (B's strip stays put, A is read again)
